@@ -1,0 +1,191 @@
+//! Model files: one `.safetensors` file with PyTorch-style keys and layouts, whose metadata
+//! holds the architecture JSON, so that a compressed model loads with no knowledge of how it was
+//! made. Also the import of torchvision checkpoints (`.pth`/`.pt` or `.safetensors`).
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::store::{
+    ApplyResult, BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
+};
+use burn::tensor::{Device, Tensor};
+
+use crate::error::{CoreError, Result};
+use crate::graph::{InitScheme, Sequential};
+use crate::model::{Architecture, Model};
+
+/// Metadata key of the architecture JSON.
+pub const ARCHITECTURE_KEY: &str = "fasterai.architecture";
+/// Metadata key of the checksum over all tensor values.
+pub const CHECKSUM_KEY: &str = "fasterai.checksum";
+
+/// Largest safetensors header we accept (the format's own limit is 100 MB).
+const MAX_HEADER: u64 = 100_000_000;
+
+/// Saves `model` to `path` atomically (written beside it, then renamed into place).
+///
+/// Refuses to replace an existing file unless `overwrite` is true.
+pub fn save_model(model: &Model, path: &Path, overwrite: bool) -> Result<()> {
+    if path.exists() && !overwrite {
+        return Err(CoreError::WouldOverwrite(path.to_path_buf()));
+    }
+    let arch = serde_json::to_string(&model.architecture()).expect("architecture serialises");
+    let mut store = SafetensorsStore::from_file(path)
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .metadata(ARCHITECTURE_KEY, arch)
+        .metadata(CHECKSUM_KEY, format!("{:016x}", checksum(&model.net)))
+        .overwrite(overwrite);
+    model.net.save_into(&mut store).map_err(|e| CoreError::io(path, e))
+}
+
+/// Loads a model saved by [`save_model`] onto `device`.
+pub fn load_model(path: &Path, device: &Device) -> Result<Model> {
+    let metadata = read_safetensors_metadata(path)?;
+    let bad = |reason: String| CoreError::BadModelFile { path: path.to_path_buf(), reason };
+    let arch_json = metadata.get(ARCHITECTURE_KEY).and_then(|v| v.as_str()).ok_or_else(|| {
+        bad(format!(
+            "no `{ARCHITECTURE_KEY}` metadata: this holds bare weights; \
+             use `fasterai import ARCH --weights FILE` for torchvision checkpoints"
+        ))
+    })?;
+    let arch: Architecture =
+        serde_json::from_str(arch_json).map_err(|e| bad(format!("architecture JSON is invalid: {e}")))?;
+    arch.validate().map_err(|e| bad(e.to_string()))?;
+    let mut model = Model::from_architecture(&arch, InitScheme::PyTorchDefault, device)?;
+
+    let mut store = SafetensorsStore::from_file(path).with_from_adapter(PyTorchToBurnAdapter).allow_partial(true);
+    let result = model.net.load_from(&mut store).map_err(|e| CoreError::WeightMismatch {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    check_applied(path, &result, |_| false)?;
+
+    if let Some(expected) = metadata.get(CHECKSUM_KEY).and_then(|v| v.as_str()) {
+        let actual = format!("{:016x}", checksum(&model.net));
+        if actual != expected {
+            return Err(bad(format!("tensor data is corrupted (checksum {actual}, file says {expected})")));
+        }
+    }
+    Ok(model)
+}
+
+/// Loads torchvision-layout weights (a `.pth`/`.pt` state dict, or a `.safetensors` file with
+/// PyTorch keys) into `net`, whose architecture must match exactly. `num_batches_tracked`
+/// buffers are ignored; any other missing, unused or mis-shaped tensor is an error.
+pub fn import_pytorch_weights(net: &mut Sequential, path: &Path, top_level_key: Option<&str>) -> Result<usize> {
+    if !path.is_file() {
+        return Err(CoreError::io(path, "no such file"));
+    }
+    let is_safetensors = path.extension().is_some_and(|e| e == "safetensors");
+    let mismatch = |e: String| CoreError::WeightMismatch { path: path.to_path_buf(), reason: e };
+    let result = if is_safetensors {
+        let mut store = SafetensorsStore::from_file(path).with_from_adapter(PyTorchToBurnAdapter).allow_partial(true);
+        net.load_from(&mut store).map_err(|e| mismatch(e.to_string()))?
+    } else {
+        let mut store = PytorchStore::from_file(path)
+            // Our paths keep PyTorch's indices (classifier.0, .3, .6); never renumber them.
+            .map_indices_contiguous(false)
+            .allow_partial(true);
+        if let Some(key) = top_level_key {
+            store = store.with_top_level_key(key);
+        }
+        net.load_from(&mut store).map_err(|e| mismatch(e.to_string()))?
+    };
+    check_applied(path, &result, |key| key.ends_with("num_batches_tracked"))?;
+    Ok(result.applied.len())
+}
+
+fn check_applied(path: &Path, result: &ApplyResult, ignorable: impl Fn(&str) -> bool) -> Result<()> {
+    let mut problems = Vec::new();
+    if !result.errors.is_empty() {
+        problems.push(format!("{:?}", result.errors));
+    }
+    if !result.missing.is_empty() {
+        let keys: Vec<&str> = result.missing.iter().map(|(k, _)| k.as_str()).take(8).collect();
+        problems.push(format!("{} tensors missing from the file (e.g. {})", result.missing.len(), keys.join(", ")));
+    }
+    let unused: Vec<&str> = result.unused.iter().map(String::as_str).filter(|k| !ignorable(k)).collect();
+    if !unused.is_empty() {
+        let keys: Vec<&str> = unused.iter().copied().take(8).collect();
+        problems.push(format!("{} tensors in the file have no place in the model (e.g. {})", unused.len(), keys.join(", ")));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(CoreError::WeightMismatch { path: path.to_path_buf(), reason: problems.join("; ") })
+    }
+}
+
+/// Reads the `__metadata__` map of a safetensors file without reading its tensors.
+pub fn read_safetensors_metadata(path: &Path) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let bad = |reason: &str| CoreError::BadModelFile { path: path.to_path_buf(), reason: reason.to_string() };
+    let mut file = File::open(path).map_err(|e| CoreError::io(path, e))?;
+    let file_len = file.metadata().map_err(|e| CoreError::io(path, e))?.len();
+    let mut len_bytes = [0u8; 8];
+    file.read_exact(&mut len_bytes).map_err(|_| bad("file is too short to be safetensors"))?;
+    let header_len = u64::from_le_bytes(len_bytes);
+    if header_len > MAX_HEADER || header_len > file_len - 8 {
+        return Err(bad("the header length is larger than the file: not safetensors, or truncated"));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header).map_err(|e| CoreError::io(path, e))?;
+    let header: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|_| bad("the header is not valid JSON: not safetensors, or damaged"))?;
+    let data_len = file_len - 8 - header_len;
+    let needed = header
+        .as_object()
+        .ok_or_else(|| bad("the header is not a JSON object"))?
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .filter_map(|(_, v)| v.get("data_offsets")?.get(1)?.as_u64())
+        .max()
+        .unwrap_or(0);
+    if needed > data_len {
+        return Err(bad(&format!("truncated: tensors need {needed} bytes of data, the file has {data_len}")));
+    }
+    Ok(header.get("__metadata__").and_then(|m| m.as_object()).cloned().unwrap_or_default())
+}
+
+/// FNV-1a over every float tensor's path, shape and values, in visiting order.
+fn checksum<M: Module>(module: &M) -> u64 {
+    struct Hasher {
+        path: Vec<String>,
+        state: u64,
+    }
+    impl Hasher {
+        fn eat(&mut self, bytes: &[u8]) {
+            for &b in bytes {
+                self.state ^= b as u64;
+                self.state = self.state.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+    }
+    impl ModuleVisitor for Hasher {
+        fn enter_module(&mut self, name: &str, _container: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let path = self.path.join(".");
+            self.eat(path.as_bytes());
+            let data = param.val().into_data();
+            for d in data.shape().iter() {
+                self.eat(&(*d as u64).to_le_bytes());
+            }
+            // Word-wise mixing keeps this near memory speed on 500 MB models.
+            for chunk in data.as_bytes().chunks(8) {
+                let mut word = [0u8; 8];
+                word[..chunk.len()].copy_from_slice(chunk);
+                self.state ^= u64::from_le_bytes(word);
+                self.state = self.state.wrapping_mul(0x0000_0100_0000_01b3).rotate_left(29);
+            }
+        }
+    }
+    let mut hasher = Hasher { path: Vec::new(), state: 0xcbf2_9ce4_8422_2325 };
+    module.visit(&mut hasher);
+    hasher.state
+}
