@@ -1,0 +1,57 @@
+//! `fasterai predict MODEL --input X.npy --output Y.npy`: run a model on a NumPy array.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use fasterai::burn::tensor::{Tensor, TensorData};
+
+use crate::files::{read_npy, refuse_overwrite, write_npy};
+use crate::model_arg::{DeviceArgs, ModelArgs};
+
+/// Run MODEL in evaluation mode on an NCHW float32 `.npy` array and write its outputs as `.npy`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Input images, float32, shape [N, C, H, W] (or [C, H, W] for one image).
+    #[arg(long = "input", value_name = "X.npy")]
+    images: PathBuf,
+    /// Where to write the outputs (float32, [N, ...]).
+    #[arg(short, long, value_name = "Y.npy")]
+    output: PathBuf,
+    /// Replace OUTPUT if it exists.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    refuse_overwrite(&args.output, &[&args.images], args.force)?;
+    let array = read_npy(&args.images)?;
+    let shape: [usize; 4] = match array.shape[..] {
+        [n, c, h, w] => [n, c, h, w],
+        [c, h, w] => [1, c, h, w],
+        _ => bail!(
+            "{} has shape {:?}; expected [N, C, H, W] or [C, H, W]",
+            args.images.display(),
+            array.shape
+        ),
+    };
+    if shape.contains(&0) {
+        bail!("{} is empty (shape {:?})", args.images.display(), array.shape);
+    }
+    let device = args.device.device()?;
+    let model = args.model.load(Some([shape[1], shape[2], shape[3]]), &device)?;
+    let x = Tensor::<4>::from_data(TensorData::new(array.data, shape), &device);
+    let y = model.net.try_forward(x)?;
+    let out_shape = y.dims();
+    let values = match y {
+        fasterai::core::graph::Activation::Flat(t) => t.into_data(),
+        fasterai::core::graph::Activation::Spatial(t) => t.into_data(),
+    };
+    let values = values.try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("reading outputs: {e:?}"))?;
+    write_npy(&args.output, &out_shape, &values, &[&args.images], args.force)?;
+    println!("{} → {} {:?}", args.images.display(), args.output.display(), out_shape);
+    Ok(())
+}

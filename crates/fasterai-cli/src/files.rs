@@ -1,0 +1,77 @@
+//! File helpers: NumPy arrays in and out, written atomically, never over the input.
+
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use npyz::WriterBuilder;
+
+/// A float32 array read from a `.npy` file.
+pub struct Array {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Reads a C-ordered float32 `.npy` file.
+pub fn read_npy(path: &Path) -> Result<Array> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let npy = npyz::NpyFile::new(BufReader::new(file))
+        .with_context(|| format!("{} is not a NumPy .npy file", path.display()))?;
+    if npy.order() != npyz::Order::C {
+        bail!("{} is Fortran-ordered; save it with np.ascontiguousarray", path.display());
+    }
+    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let dtype = npy.dtype();
+    let data = npy.into_vec::<f32>().map_err(|e| {
+        anyhow::anyhow!("{}: expected float32 data, found {dtype:?} ({e}); convert with x.astype(np.float32)", path.display())
+    })?;
+    Ok(Array { shape, data })
+}
+
+/// Writes a float32 `.npy` file atomically. Refuses to replace `protect` (the input), and an
+/// existing file unless `force`.
+pub fn write_npy(path: &Path, shape: &[usize], data: &[f32], protect: &[&Path], force: bool) -> Result<()> {
+    refuse_overwrite(path, protect, force)?;
+    let tmp = temp_sibling(path);
+    let result = (|| -> Result<()> {
+        let mut out = BufWriter::new(File::create(&tmp)?);
+        let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+        let mut writer = npyz::WriteOptions::new().default_dtype().shape(&shape).writer(&mut out).begin_nd()?;
+        writer.extend(data.iter().copied())?;
+        writer.finish()?;
+        out.flush()?;
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        fs::rename(&tmp, path)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("writing {}", path.display()))
+}
+
+/// Errors if writing `path` would replace one of the inputs, or an existing file without `force`.
+pub fn refuse_overwrite(path: &Path, protect: &[&Path], force: bool) -> Result<()> {
+    for input in protect {
+        if same_file(path, input) {
+            bail!("refusing to write the output over the input file {}", input.display());
+        }
+    }
+    if path.exists() && !force {
+        bail!("{} already exists; pass --force to replace it", path.display());
+    }
+    Ok(())
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (fs::canonicalize(a), fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+fn temp_sibling(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}

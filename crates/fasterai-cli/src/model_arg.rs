@@ -1,0 +1,113 @@
+//! The MODEL argument shared by every command: a built-in name or a model file.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use fasterai::core::device::parse_device;
+use fasterai::core::io::load_model;
+use fasterai::core::model::Model;
+use fasterai::models::{BUILTIN_HELP, VggConfig, VggHead};
+use fasterai::prelude::Device;
+
+/// `3x224x224` → `[3, 224, 224]`.
+pub fn parse_shape(s: &str) -> Result<[usize; 3], String> {
+    let dims: Vec<usize> = s
+        .split(['x', 'X', '×', ','])
+        .map(|d| d.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("`{s}` is not a shape like 3x224x224"))?;
+    match dims[..] {
+        [c, h, w] if c > 0 && h > 0 && w > 0 => Ok([c, h, w]),
+        _ => Err(format!("`{s}` must be three positive sizes CxHxW, like 3x224x224")),
+    }
+}
+
+/// Options that pick and shape a model.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// A built-in architecture (e.g. vgg16_bn, vgg11_small) or a fasterai model file.
+    #[arg(value_name = "MODEL")]
+    pub model: String,
+    /// Number of classes of a built-in model [default: 1000, or 10 for `_small`].
+    #[arg(long)]
+    pub num_classes: Option<usize>,
+    /// Channel multiplier of a built-in model's convolutions (0.25 keeps a quarter).
+    #[arg(long)]
+    pub width: Option<f64>,
+}
+
+/// Options that pick a device.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DeviceArgs {
+    /// Backend: flex, wgpu, vulkan, cuda[:N], tch, tch-cuda[:N] (each needs its cargo feature).
+    #[arg(long, default_value = "flex")]
+    pub device: String,
+}
+
+impl DeviceArgs {
+    pub fn device(&self) -> Result<Device> {
+        Ok(parse_device(&self.device)?)
+    }
+}
+
+impl ModelArgs {
+    /// The built-in configuration this names, or `None` for a file. `input` overrides the
+    /// default input shape (3x224x224, or 3x32x32 for `_small`).
+    pub fn builtin(&self, input: Option<[usize; 3]>) -> Result<Option<VggConfig>> {
+        if Path::new(&self.model).is_file() {
+            if self.num_classes.is_some() || self.width.is_some() {
+                bail!("--num-classes and --width apply to built-in models, not to the file {}", self.model);
+            }
+            return Ok(None);
+        }
+        let mut config: VggConfig = self.model.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "`{}` is neither an existing model file nor a built-in model ({BUILTIN_HELP})",
+                self.model
+            )
+        })?;
+        if let Some(n) = self.num_classes {
+            config.num_classes = n;
+        }
+        if let Some(w) = self.width {
+            config.width = w;
+        }
+        if let Some(shape) = input {
+            config.input_shape = shape;
+        } else if config.head == VggHead::Small {
+            config.input_shape = [3, 32, 32];
+        }
+        Ok(Some(config))
+    }
+
+    /// Builds (built-in, fresh weights) or loads (file) the model on `device`, for samples of
+    /// shape `input` if given.
+    pub fn load(&self, input: Option<[usize; 3]>, device: &Device) -> Result<Model> {
+        match self.builtin(input)? {
+            Some(config) => Ok(config.init(device)?),
+            None => {
+                let mut model =
+                    load_model(Path::new(&self.model), device).with_context(|| format!("loading {}", self.model))?;
+                if let Some(shape) = input {
+                    model.net.output_shape(&shape).context("the model cannot take that --input shape")?;
+                    model.input_shape = shape.to_vec();
+                }
+                Ok(model)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_parse() {
+        assert_eq!(parse_shape("3x224x224"), Ok([3, 224, 224]));
+        assert_eq!(parse_shape("1×28×28"), Ok([1, 28, 28]));
+        assert!(parse_shape("3x224").is_err());
+        assert!(parse_shape("0x2x2").is_err());
+        assert!(parse_shape("axbxc").is_err());
+    }
+}
