@@ -47,6 +47,7 @@ pub mod graph;
 pub mod io;
 pub mod model;
 pub mod summary;
+pub mod testing;
 
 pub use error::{CoreError, Result};
 

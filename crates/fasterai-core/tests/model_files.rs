@@ -1,0 +1,153 @@
+//! Model files: round trip, and a clear error for every kind of bad file.
+
+use std::path::Path;
+
+use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
+use burn::tensor::{Distribution, Tensor};
+use fasterai_core::io::{ARCHITECTURE_KEY, load_model, read_safetensors_metadata, save_model};
+use fasterai_core::prelude::*;
+use fasterai_core::testing::tiny_cnn;
+
+fn device() -> Device {
+    parse_device("flex").unwrap()
+}
+
+fn saved_tiny(dir: &Path) -> (Model, std::path::PathBuf) {
+    let model = Model::new("tiny", vec![3, 16, 16], tiny_cnn(3, 5, &device())).unwrap();
+    let path = dir.join("tiny.safetensors");
+    save_model(&model, &path, false).unwrap();
+    (model, path)
+}
+
+fn outputs(model: &Model) -> Vec<f32> {
+    device().seed(7);
+    let x = Tensor::<4>::random([4, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device());
+    model.net.try_forward(x).unwrap().flatten().into_data().try_to_vec::<f32>().unwrap()
+}
+
+#[test]
+fn round_trip_is_bit_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, path) = saved_tiny(dir.path());
+    let loaded = load_model(&path, &device()).unwrap();
+    assert_eq!(loaded.architecture(), model.architecture());
+    assert_eq!(outputs(&loaded), outputs(&model));
+    // PyTorch-style keys and layouts in the file.
+    let meta = read_safetensors_metadata(&path).unwrap();
+    assert!(meta.contains_key(ARCHITECTURE_KEY));
+}
+
+#[test]
+fn existing_file_is_not_overwritten_without_asking() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, path) = saved_tiny(dir.path());
+    let before = std::fs::read(&path).unwrap();
+    let err = save_model(&model, &path, false).unwrap_err();
+    assert!(matches!(err, CoreError::WouldOverwrite(_)), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    save_model(&model, &path, true).unwrap();
+}
+
+#[test]
+fn truncated_file_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, path) = saved_tiny(dir.path());
+    let bytes = std::fs::read(&path).unwrap();
+    for keep in [0, 5, 100, bytes.len() - 10] {
+        std::fs::write(&path, &bytes[..keep]).unwrap();
+        let err = load_model(&path, &device()).unwrap_err();
+        assert!(matches!(err, CoreError::BadModelFile { .. }), "keep {keep}: {err}");
+    }
+}
+
+#[test]
+fn corrupted_data_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, path) = saved_tiny(dir.path());
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n - 3] ^= 0x40; // one bit of the last tensor
+    std::fs::write(&path, &bytes).unwrap();
+    let err = load_model(&path, &device()).unwrap_err();
+    assert!(err.to_string().contains("corrupted"), "{err}");
+}
+
+#[test]
+fn corrupted_header_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, path) = saved_tiny(dir.path());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[10] = b'#';
+    std::fs::write(&path, &bytes).unwrap();
+    let err = load_model(&path, &device()).unwrap_err();
+    assert!(matches!(err, CoreError::BadModelFile { .. }), "{err}");
+}
+
+/// Writes `model`'s weights with an arbitrary architecture string in the metadata.
+fn write_with_architecture(model: &Model, path: &Path, arch: &str) {
+    let mut store = SafetensorsStore::from_file(path)
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .metadata(ARCHITECTURE_KEY, arch)
+        .overwrite(true);
+    model.net.save_into(&mut store).unwrap();
+}
+
+#[test]
+fn weights_that_do_not_fit_the_architecture_are_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, path) = saved_tiny(dir.path());
+    let mut other = model.architecture();
+    // Claim 7 classes while the weights have 5.
+    let json = serde_json::to_string(&other).unwrap().replace(r#""out_features":5"#, r#""out_features":7"#);
+    other = serde_json::from_str(&json).unwrap();
+    write_with_architecture(&model, &path, &serde_json::to_string(&other).unwrap());
+    let err = load_model(&path, &device()).unwrap_err();
+    assert!(matches!(err, CoreError::WeightMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("12.weight") || err.to_string().contains("12.bias"), "{err}");
+}
+
+#[test]
+fn unknown_layer_type_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, path) = saved_tiny(dir.path());
+    let json = serde_json::to_string(&model.architecture()).unwrap().replace(r#""type":"ReLU""#, r#""type":"GELU""#);
+    write_with_architecture(&model, &path, &json);
+    let err = load_model(&path, &device()).unwrap_err();
+    assert!(err.to_string().contains("unknown variant `GELU`"), "{err}");
+}
+
+#[test]
+fn bare_safetensors_without_architecture_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Model::new("tiny", vec![3, 16, 16], tiny_cnn(3, 5, &device())).unwrap();
+    let path = dir.path().join("bare.safetensors");
+    let mut store = SafetensorsStore::from_file(&path).with_to_adapter(BurnToPyTorchAdapter);
+    model.net.save_into(&mut store).unwrap();
+    let err = load_model(&path, &device()).unwrap_err();
+    assert!(err.to_string().contains("fasterai import"), "{err}");
+}
+
+#[test]
+fn missing_file_is_an_io_error() {
+    let err = load_model(Path::new("/nonexistent/model.safetensors"), &device()).unwrap_err();
+    assert!(matches!(err, CoreError::Io { .. }), "{err}");
+}
+
+#[test]
+fn parameter_count_from_spec_equals_count_from_tensors() {
+    let net = tiny_cnn(3, 5, &device());
+    let expected = (8 * 27 + 8) + 16 + (16 * 72 + 16) + 32 + (256 * 32 + 32) + (32 * 5 + 5);
+    assert_eq!(net.spec().total_params(), expected);
+    assert_eq!(count_parameters(&net), expected);
+}
+
+#[test]
+fn try_forward_rejects_wrong_input_shapes() {
+    let net = tiny_cnn(3, 5, &device());
+    let x = Tensor::<4>::zeros([2, 1, 16, 16], &device());
+    let err = net.try_forward(x).unwrap_err();
+    assert!(err.to_string().contains("`0`") && err.to_string().contains("3 input channels"), "{err}");
+    let x = Tensor::<4>::zeros([2, 3, 8, 8], &device());
+    let err = net.try_forward(x).unwrap_err();
+    assert!(err.to_string().contains("`9`"), "{err}"); // the first Linear sees 16·2·2 features
+}
