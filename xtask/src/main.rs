@@ -1,1 +1,290 @@
-fn main(){}
+//! Project automation: `cargo xtask <setup|demo|test|ci|parity>`.
+//!
+//! Every command that needs system packages runs `setup` first, so on a fresh machine
+//! `cargo xtask demo` and `cargo xtask ci` are all there is to type.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// Debian packages the build and tests need: OpenBLAS (LAPACK for `ndarray-linalg`) and Mesa's
+/// software Vulkan driver (lavapipe) so that the wgpu backend runs without a GPU.
+const APT_PACKAGES: &[&str] = &["libopenblas-dev", "mesa-vulkan-drivers", "pkg-config"];
+
+const HELP: &str = "\
+cargo xtask <command>
+
+  setup    install the system packages the build and tests need (apt-get)
+  demo     build the CLI (release) and run the demo on the flex backend
+  test     run the test suite on flex, then the flex/wgpu parity test on software Vulkan
+  ci       what CI runs: setup, fmt check, clippy, test, benches and examples compiled
+  parity   PyTorch parity: torch writes a VGG16-bn checkpoint and outputs, fasterai must match
+";
+
+fn main() -> Result<()> {
+    let task = env::args().nth(1).unwrap_or_default();
+    match task.as_str() {
+        "setup" => setup(),
+        "demo" => setup().and_then(|_| demo()),
+        "test" => setup().and_then(|_| test()),
+        "ci" => ci(),
+        "parity" => setup().and_then(|_| parity()),
+        _ => {
+            print!("{HELP}");
+            if task.is_empty() || task == "help" || task == "--help" {
+                Ok(())
+            } else {
+                bail!("unknown task `{task}`")
+            }
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// Runs a command in the workspace root, echoing it, failing on a non-zero exit.
+fn run(program: &str, args: &[&str]) -> Result<()> {
+    run_env(program, args, &[])
+}
+
+fn run_env(program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+    eprintln!("\n$ {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .envs(envs.iter().copied())
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("cannot start `{program}`"))?;
+    if !status.success() {
+        bail!("`{program} {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn cargo() -> String {
+    env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+fn setup() -> Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        eprintln!(
+            "setup: system packages present ({})",
+            APT_PACKAGES.join(", ")
+        );
+        return Ok(());
+    }
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let (program, prefix): (&str, &[&str]) = if is_root {
+        ("apt-get", &[])
+    } else {
+        ("sudo", &["apt-get"])
+    };
+    let with = |args: &[&str]| -> Vec<String> {
+        prefix.iter().chain(args).map(|s| s.to_string()).collect()
+    };
+    let env = [("DEBIAN_FRONTEND", "noninteractive")];
+    let update = with(&["update", "-q"]);
+    run_env(
+        program,
+        &update.iter().map(String::as_str).collect::<Vec<_>>(),
+        &env,
+    )?;
+    let mut install = with(&["install", "-y", "-q", "--no-install-recommends"]);
+    install.extend(missing.iter().map(|s| s.to_string()));
+    run_env(
+        program,
+        &install.iter().map(String::as_str).collect::<Vec<_>>(),
+        &env,
+    )
+    .context("installing system packages (needs root or sudo)")
+}
+
+fn demo() -> Result<()> {
+    let cargo = cargo();
+    run(&cargo, &["build", "--release", "-p", "fasterai-cli"])?;
+    let cli = target_dir().join("release/fasterai");
+    let cli = cli.to_str().expect("utf-8 path");
+    run(cli, &["inspect", "vgg16_bn", "--num-classes", "10"])?;
+    run(
+        cli,
+        &[
+            "bench",
+            "vgg16_bn",
+            "--num-classes",
+            "10",
+            "--input",
+            "3x224x224",
+            "--runs",
+            "5",
+        ],
+    )?;
+    run(
+        cli,
+        &[
+            "bench",
+            "vgg16_bn",
+            "--num-classes",
+            "10",
+            "--input",
+            "3x32x32",
+            "--runs",
+            "20",
+        ],
+    )?;
+    run(
+        &cargo,
+        &[
+            "run",
+            "--release",
+            "-p",
+            "fasterai",
+            "--example",
+            "compress_vgg",
+        ],
+    )
+}
+
+fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+fn test() -> Result<()> {
+    let cargo = cargo();
+    run(&cargo, &["test", "--workspace", "--all-targets"])?;
+    run(&cargo, &["test", "--workspace", "--doc"])?;
+    wgpu_parity()
+}
+
+/// The same small VGG on flex and on wgpu (Mesa lavapipe when there is no GPU).
+fn wgpu_parity() -> Result<()> {
+    run(
+        &cargo(),
+        &[
+            "test",
+            "-p",
+            "fasterai-models",
+            "--features",
+            "wgpu",
+            "--test",
+            "backend_parity",
+            "--",
+            "--nocapture",
+        ],
+    )
+}
+
+fn ci() -> Result<()> {
+    setup()?;
+    let cargo = cargo();
+    run(&cargo, &["fmt", "--all", "--", "--check"])?;
+    run(
+        &cargo,
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    test()?;
+    run(&cargo, &["bench", "--workspace", "--no-run"])
+}
+
+/// PyTorch parity, end to end: a Python venv with torch (from PyPI) writes a VGG16-bn
+/// checkpoint in both formats, an input and PyTorch's outputs; fasterai imports both, predicts,
+/// and `scripts/torch_parity.py compare` checks the outputs to 1e-4 relative.
+fn parity() -> Result<()> {
+    let venv = env::var_os("FASTERAI_TORCH_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env::var("HOME").unwrap_or_default()).join(".cache/fasterai-torch")
+        });
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        run(
+            "python3",
+            &["-m", "venv", venv.to_str().expect("utf-8 path")],
+        )?;
+    }
+    let python = python.to_str().expect("utf-8 path");
+    run(
+        python,
+        &[
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "torch==2.9.0",
+            "numpy",
+            "safetensors",
+        ],
+    )?;
+    let work = target_dir().join("parity");
+    std::fs::create_dir_all(&work)?;
+    let work_str = work.to_str().expect("utf-8 path");
+    run(python, &["scripts/torch_parity.py", "make", work_str])?;
+    run(&cargo(), &["build", "--release", "-p", "fasterai-cli"])?;
+    let cli = target_dir().join("release/fasterai");
+    let cli = cli.to_str().expect("utf-8 path");
+    for format in ["pth", "safetensors"] {
+        let weights = format!("{work_str}/vgg16_bn.{format}");
+        let model = format!("{work_str}/imported_{format}.safetensors");
+        let output = format!("{work_str}/fasterai_{format}.npy");
+        let input = format!("{work_str}/x.npy");
+        run(
+            cli,
+            &[
+                "import",
+                "vgg16_bn",
+                "--num-classes",
+                "10",
+                "--weights",
+                &weights,
+                "-o",
+                &model,
+                "--force",
+            ],
+        )?;
+        run(
+            cli,
+            &[
+                "predict", &model, "--input", &input, "--output", &output, "--force",
+            ],
+        )?;
+        run(
+            python,
+            &[
+                "scripts/torch_parity.py",
+                "compare",
+                &format!("{work_str}/y_torch.npy"),
+                &output,
+            ],
+        )?;
+    }
+    Ok(())
+}

@@ -19,25 +19,41 @@ pub fn read_npy(path: &Path) -> Result<Array> {
     let npy = npyz::NpyFile::new(BufReader::new(file))
         .with_context(|| format!("{} is not a NumPy .npy file", path.display()))?;
     if npy.order() != npyz::Order::C {
-        bail!("{} is Fortran-ordered; save it with np.ascontiguousarray", path.display());
+        bail!(
+            "{} is Fortran-ordered; save it with np.ascontiguousarray",
+            path.display()
+        );
     }
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     let dtype = npy.dtype();
     let data = npy.into_vec::<f32>().map_err(|e| {
-        anyhow::anyhow!("{}: expected float32 data, found {dtype:?} ({e}); convert with x.astype(np.float32)", path.display())
+        anyhow::anyhow!(
+            "{}: expected float32 data, found {dtype:?} ({e}); convert with x.astype(np.float32)",
+            path.display()
+        )
     })?;
     Ok(Array { shape, data })
 }
 
 /// Writes a float32 `.npy` file atomically. Refuses to replace `protect` (the input), and an
 /// existing file unless `force`.
-pub fn write_npy(path: &Path, shape: &[usize], data: &[f32], protect: &[&Path], force: bool) -> Result<()> {
+pub fn write_npy(
+    path: &Path,
+    shape: &[usize],
+    data: &[f32],
+    protect: &[&Path],
+    force: bool,
+) -> Result<()> {
     refuse_overwrite(path, protect, force)?;
     let tmp = temp_sibling(path);
     let result = (|| -> Result<()> {
         let mut out = BufWriter::new(File::create(&tmp)?);
         let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-        let mut writer = npyz::WriteOptions::new().default_dtype().shape(&shape).writer(&mut out).begin_nd()?;
+        let mut writer = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(&shape)
+            .writer(&mut out)
+            .begin_nd()?;
         writer.extend(data.iter().copied())?;
         writer.finish()?;
         out.flush()?;
@@ -55,11 +71,17 @@ pub fn write_npy(path: &Path, shape: &[usize], data: &[f32], protect: &[&Path], 
 pub fn refuse_overwrite(path: &Path, protect: &[&Path], force: bool) -> Result<()> {
     for input in protect {
         if same_file(path, input) {
-            bail!("refusing to write the output over the input file {}", input.display());
+            bail!(
+                "refusing to write the output over the input file {}",
+                input.display()
+            );
         }
     }
     if path.exists() && !force {
-        bail!("{} already exists; pass --force to replace it", path.display());
+        bail!(
+            "{} already exists; pass --force to replace it",
+            path.display()
+        );
     }
     Ok(())
 }
@@ -72,6 +94,9 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 fn temp_sibling(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }

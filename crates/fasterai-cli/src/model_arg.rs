@@ -18,7 +18,9 @@ pub fn parse_shape(s: &str) -> Result<[usize; 3], String> {
         .map_err(|_| format!("`{s}` is not a shape like 3x224x224"))?;
     match dims[..] {
         [c, h, w] if c > 0 && h > 0 && w > 0 => Ok([c, h, w]),
-        _ => Err(format!("`{s}` must be three positive sizes CxHxW, like 3x224x224")),
+        _ => Err(format!(
+            "`{s}` must be three positive sizes CxHxW, like 3x224x224"
+        )),
     }
 }
 
@@ -56,7 +58,10 @@ impl ModelArgs {
     pub fn builtin(&self, input: Option<[usize; 3]>) -> Result<Option<VggConfig>> {
         if Path::new(&self.model).is_file() {
             if self.num_classes.is_some() || self.width.is_some() {
-                bail!("--num-classes and --width apply to built-in models, not to the file {}", self.model);
+                bail!(
+                    "--num-classes and --width apply to built-in models, not to the file {}",
+                    self.model
+                );
             }
             return Ok(None);
         }
@@ -86,10 +91,13 @@ impl ModelArgs {
         match self.builtin(input)? {
             Some(config) => Ok(config.init(device)?),
             None => {
-                let mut model =
-                    load_model(Path::new(&self.model), device).with_context(|| format!("loading {}", self.model))?;
+                let mut model = load_model(Path::new(&self.model), device)
+                    .with_context(|| format!("loading {}", self.model))?;
                 if let Some(shape) = input {
-                    model.net.output_shape(&shape).context("the model cannot take that --input shape")?;
+                    model
+                        .net
+                        .output_shape(&shape)
+                        .context("the model cannot take that --input shape")?;
                     model.input_shape = shape.to_vec();
                 }
                 Ok(model)

@@ -38,7 +38,9 @@ pub fn parse_device(spec: &str) -> Result<Device> {
     let spec_trimmed = spec.trim().to_ascii_lowercase();
     let (name, index) = match spec_trimmed.split_once(':') {
         Some((name, index)) => {
-            let index: usize = index.parse().map_err(|_| CoreError::UnknownDevice(spec.to_string()))?;
+            let index: usize = index
+                .parse()
+                .map_err(|_| CoreError::UnknownDevice(spec.to_string()))?;
             (name, Some(index))
         }
         None => (spec_trimmed.as_str(), None),
@@ -54,8 +56,10 @@ pub fn parse_device(spec: &str) -> Result<Device> {
         "tch" | "tch-cuda" => "tch",
         _ => return Err(CoreError::UnknownDevice(spec.to_string())),
     };
-    build(name, index.unwrap_or(0))
-        .ok_or_else(|| CoreError::BackendNotCompiled { device: spec.to_string(), feature })
+    build(name, index.unwrap_or(0)).ok_or_else(|| CoreError::BackendNotCompiled {
+        device: spec.to_string(),
+        feature,
+    })
 }
 
 #[allow(unused_variables, deprecated)] // each arm exists only with its feature; libtorch is deprecated upstream
@@ -72,7 +76,9 @@ fn build(name: &str, index: usize) -> Option<Device> {
         #[cfg(feature = "tch")]
         "tch" => Some(Device::libtorch()),
         #[cfg(feature = "tch")]
-        "tch-cuda" => Some(Device::libtorch_cuda(burn::tensor::DeviceIndex::Specified(index))),
+        "tch-cuda" => Some(Device::libtorch_cuda(burn::tensor::DeviceIndex::Specified(
+            index,
+        ))),
         _ => None,
     }
 }
@@ -100,7 +106,16 @@ mod tests {
     #[test]
     fn missing_backend_names_its_feature() {
         let err = parse_device("cuda:1").unwrap_err();
-        assert!(matches!(err, CoreError::BackendNotCompiled { feature: "cuda", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                CoreError::BackendNotCompiled {
+                    feature: "cuda",
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(err.to_string().contains("--features cuda"), "{err}");
     }
 }

@@ -43,10 +43,14 @@ pub enum CoreError {
         reason: String,
     },
     /// A device string could not be understood.
-    #[error("unknown device `{0}`: expected one of flex, wgpu, vulkan, cuda[:N], tch, tch-cuda[:N]")]
+    #[error(
+        "unknown device `{0}`: expected one of flex, wgpu, vulkan, cuda[:N], tch, tch-cuda[:N]"
+    )]
     UnknownDevice(String),
     /// The device exists but this binary was built without its backend.
-    #[error("device `{device}` needs the `{feature}` cargo feature; rebuild with `--features {feature}`")]
+    #[error(
+        "device `{device}` needs the `{feature}` cargo feature; rebuild with `--features {feature}`"
+    )]
     BackendNotCompiled {
         /// Device string asked for.
         device: String,
@@ -87,6 +91,9 @@ pub type Result<T, E = CoreError> = std::result::Result<T, E>;
 
 impl CoreError {
     pub(crate) fn io(path: impl Into<PathBuf>, err: impl std::fmt::Display) -> Self {
-        CoreError::Io { path: path.into(), reason: err.to_string() }
+        CoreError::Io {
+            path: path.into(),
+            reason: err.to_string(),
+        }
     }
 }

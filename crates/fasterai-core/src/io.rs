@@ -8,7 +8,8 @@ use std::path::Path;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::store::{
-    ApplyResult, BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
+    ApplyResult, BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore,
+    SafetensorsStore,
 };
 use burn::tensor::{Device, Tensor};
 
@@ -37,35 +38,51 @@ pub fn save_model(model: &Model, path: &Path, overwrite: bool) -> Result<()> {
         .metadata(ARCHITECTURE_KEY, arch)
         .metadata(CHECKSUM_KEY, format!("{:016x}", checksum(&model.net)))
         .overwrite(overwrite);
-    model.net.save_into(&mut store).map_err(|e| CoreError::io(path, e))
+    model
+        .net
+        .save_into(&mut store)
+        .map_err(|e| CoreError::io(path, e))
 }
 
 /// Loads a model saved by [`save_model`] onto `device`.
 pub fn load_model(path: &Path, device: &Device) -> Result<Model> {
     let metadata = read_safetensors_metadata(path)?;
-    let bad = |reason: String| CoreError::BadModelFile { path: path.to_path_buf(), reason };
-    let arch_json = metadata.get(ARCHITECTURE_KEY).and_then(|v| v.as_str()).ok_or_else(|| {
-        bad(format!(
-            "no `{ARCHITECTURE_KEY}` metadata: this holds bare weights; \
+    let bad = |reason: String| CoreError::BadModelFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let arch_json = metadata
+        .get(ARCHITECTURE_KEY)
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| {
+            bad(format!(
+                "no `{ARCHITECTURE_KEY}` metadata: this holds bare weights; \
              use `fasterai import ARCH --weights FILE` for torchvision checkpoints"
-        ))
-    })?;
-    let arch: Architecture =
-        serde_json::from_str(arch_json).map_err(|e| bad(format!("architecture JSON is invalid: {e}")))?;
+            ))
+        })?;
+    let arch: Architecture = serde_json::from_str(arch_json)
+        .map_err(|e| bad(format!("architecture JSON is invalid: {e}")))?;
     arch.validate().map_err(|e| bad(e.to_string()))?;
     let mut model = Model::from_architecture(&arch, InitScheme::PyTorchDefault, device)?;
 
-    let mut store = SafetensorsStore::from_file(path).with_from_adapter(PyTorchToBurnAdapter).allow_partial(true);
-    let result = model.net.load_from(&mut store).map_err(|e| CoreError::WeightMismatch {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    let mut store = SafetensorsStore::from_file(path)
+        .with_from_adapter(PyTorchToBurnAdapter)
+        .allow_partial(true);
+    let result = model
+        .net
+        .load_from(&mut store)
+        .map_err(|e| CoreError::WeightMismatch {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
     check_applied(path, &result, |_| false)?;
 
     if let Some(expected) = metadata.get(CHECKSUM_KEY).and_then(|v| v.as_str()) {
         let actual = format!("{:016x}", checksum(&model.net));
         if actual != expected {
-            return Err(bad(format!("tensor data is corrupted (checksum {actual}, file says {expected})")));
+            return Err(bad(format!(
+                "tensor data is corrupted (checksum {actual}, file says {expected})"
+            )));
         }
     }
     Ok(model)
@@ -74,15 +91,25 @@ pub fn load_model(path: &Path, device: &Device) -> Result<Model> {
 /// Loads torchvision-layout weights (a `.pth`/`.pt` state dict, or a `.safetensors` file with
 /// PyTorch keys) into `net`, whose architecture must match exactly. `num_batches_tracked`
 /// buffers are ignored; any other missing, unused or mis-shaped tensor is an error.
-pub fn import_pytorch_weights(net: &mut Sequential, path: &Path, top_level_key: Option<&str>) -> Result<usize> {
+pub fn import_pytorch_weights(
+    net: &mut Sequential,
+    path: &Path,
+    top_level_key: Option<&str>,
+) -> Result<usize> {
     if !path.is_file() {
         return Err(CoreError::io(path, "no such file"));
     }
     let is_safetensors = path.extension().is_some_and(|e| e == "safetensors");
-    let mismatch = |e: String| CoreError::WeightMismatch { path: path.to_path_buf(), reason: e };
+    let mismatch = |e: String| CoreError::WeightMismatch {
+        path: path.to_path_buf(),
+        reason: e,
+    };
     let result = if is_safetensors {
-        let mut store = SafetensorsStore::from_file(path).with_from_adapter(PyTorchToBurnAdapter).allow_partial(true);
-        net.load_from(&mut store).map_err(|e| mismatch(e.to_string()))?
+        let mut store = SafetensorsStore::from_file(path)
+            .with_from_adapter(PyTorchToBurnAdapter)
+            .allow_partial(true);
+        net.load_from(&mut store)
+            .map_err(|e| mismatch(e.to_string()))?
     } else {
         let mut store = PytorchStore::from_file(path)
             // Our paths keep PyTorch's indices (classifier.0, .3, .6); never renumber them.
@@ -91,48 +118,83 @@ pub fn import_pytorch_weights(net: &mut Sequential, path: &Path, top_level_key: 
         if let Some(key) = top_level_key {
             store = store.with_top_level_key(key);
         }
-        net.load_from(&mut store).map_err(|e| mismatch(e.to_string()))?
+        net.load_from(&mut store)
+            .map_err(|e| mismatch(e.to_string()))?
     };
     check_applied(path, &result, |key| key.ends_with("num_batches_tracked"))?;
     Ok(result.applied.len())
 }
 
-fn check_applied(path: &Path, result: &ApplyResult, ignorable: impl Fn(&str) -> bool) -> Result<()> {
+fn check_applied(
+    path: &Path,
+    result: &ApplyResult,
+    ignorable: impl Fn(&str) -> bool,
+) -> Result<()> {
     let mut problems = Vec::new();
     if !result.errors.is_empty() {
         problems.push(format!("{:?}", result.errors));
     }
     if !result.missing.is_empty() {
-        let keys: Vec<&str> = result.missing.iter().map(|(k, _)| k.as_str()).take(8).collect();
-        problems.push(format!("{} tensors missing from the file (e.g. {})", result.missing.len(), keys.join(", ")));
+        let keys: Vec<&str> = result
+            .missing
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .take(8)
+            .collect();
+        problems.push(format!(
+            "{} tensors missing from the file (e.g. {})",
+            result.missing.len(),
+            keys.join(", ")
+        ));
     }
-    let unused: Vec<&str> = result.unused.iter().map(String::as_str).filter(|k| !ignorable(k)).collect();
+    let unused: Vec<&str> = result
+        .unused
+        .iter()
+        .map(String::as_str)
+        .filter(|k| !ignorable(k))
+        .collect();
     if !unused.is_empty() {
         let keys: Vec<&str> = unused.iter().copied().take(8).collect();
-        problems.push(format!("{} tensors in the file have no place in the model (e.g. {})", unused.len(), keys.join(", ")));
+        problems.push(format!(
+            "{} tensors in the file have no place in the model (e.g. {})",
+            unused.len(),
+            keys.join(", ")
+        ));
     }
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(CoreError::WeightMismatch { path: path.to_path_buf(), reason: problems.join("; ") })
+        Err(CoreError::WeightMismatch {
+            path: path.to_path_buf(),
+            reason: problems.join("; "),
+        })
     }
 }
 
 /// Reads the `__metadata__` map of a safetensors file without reading its tensors.
-pub fn read_safetensors_metadata(path: &Path) -> Result<serde_json::Map<String, serde_json::Value>> {
-    let bad = |reason: &str| CoreError::BadModelFile { path: path.to_path_buf(), reason: reason.to_string() };
+pub fn read_safetensors_metadata(
+    path: &Path,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let bad = |reason: &str| CoreError::BadModelFile {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    };
     let mut file = File::open(path).map_err(|e| CoreError::io(path, e))?;
     let file_len = file.metadata().map_err(|e| CoreError::io(path, e))?.len();
     let mut len_bytes = [0u8; 8];
-    file.read_exact(&mut len_bytes).map_err(|_| bad("file is too short to be safetensors"))?;
+    file.read_exact(&mut len_bytes)
+        .map_err(|_| bad("file is too short to be safetensors"))?;
     let header_len = u64::from_le_bytes(len_bytes);
     if header_len > MAX_HEADER || header_len > file_len - 8 {
-        return Err(bad("the header length is larger than the file: not safetensors, or truncated"));
+        return Err(bad(
+            "the header length is larger than the file: not safetensors, or truncated",
+        ));
     }
     let mut header = vec![0u8; header_len as usize];
-    file.read_exact(&mut header).map_err(|e| CoreError::io(path, e))?;
-    let header: serde_json::Value =
-        serde_json::from_slice(&header).map_err(|_| bad("the header is not valid JSON: not safetensors, or damaged"))?;
+    file.read_exact(&mut header)
+        .map_err(|e| CoreError::io(path, e))?;
+    let header: serde_json::Value = serde_json::from_slice(&header)
+        .map_err(|_| bad("the header is not valid JSON: not safetensors, or damaged"))?;
     let data_len = file_len - 8 - header_len;
     let needed = header
         .as_object()
@@ -143,9 +205,15 @@ pub fn read_safetensors_metadata(path: &Path) -> Result<serde_json::Map<String, 
         .max()
         .unwrap_or(0);
     if needed > data_len {
-        return Err(bad(&format!("truncated: tensors need {needed} bytes of data, the file has {data_len}")));
+        return Err(bad(&format!(
+            "truncated: tensors need {needed} bytes of data, the file has {data_len}"
+        )));
     }
-    Ok(header.get("__metadata__").and_then(|m| m.as_object()).cloned().unwrap_or_default())
+    Ok(header
+        .get("__metadata__")
+        .and_then(|m| m.as_object())
+        .cloned()
+        .unwrap_or_default())
 }
 
 /// FNV-1a over every float tensor's path, shape and values, in visiting order.
@@ -181,11 +249,17 @@ fn checksum<M: Module>(module: &M) -> u64 {
                 let mut word = [0u8; 8];
                 word[..chunk.len()].copy_from_slice(chunk);
                 self.state ^= u64::from_le_bytes(word);
-                self.state = self.state.wrapping_mul(0x0000_0100_0000_01b3).rotate_left(29);
+                self.state = self
+                    .state
+                    .wrapping_mul(0x0000_0100_0000_01b3)
+                    .rotate_left(29);
             }
         }
     }
-    let mut hasher = Hasher { path: Vec::new(), state: 0xcbf2_9ce4_8422_2325 };
+    let mut hasher = Hasher {
+        path: Vec::new(),
+        state: 0xcbf2_9ce4_8422_2325,
+    };
     module.visit(&mut hasher);
     hasher.state
 }

@@ -29,6 +29,7 @@
 //! | [`graph`] | [`Layer`](graph::Layer), [`Sequential`](graph::Sequential), [`LayerSpec`](graph::LayerSpec): the rewritable graph and its serialisable description |
 //! | [`model`] | [`Model`](model::Model): a graph with its name and input shape |
 //! | [`summary`] | parameter counts (PyTorch's rule), MACs, the per-layer table |
+//! | [`latency`] | inference latency (warm-up, synced timed runs, median/min/max) |
 //! | [`io`] | model files (safetensors + architecture JSON), torchvision checkpoint import |
 //! | [`device`] | run-time backend choice from a string |
 //!
@@ -45,6 +46,7 @@ pub mod device;
 pub mod error;
 pub mod graph;
 pub mod io;
+pub mod latency;
 pub mod model;
 pub mod summary;
 pub mod testing;

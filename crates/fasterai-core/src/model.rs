@@ -42,9 +42,16 @@ impl Architecture {
 
     /// Checks the format tag, the version, every layer, and that the input shape flows through.
     pub fn validate(&self) -> Result<()> {
-        let invalid = |reason: String| CoreError::InvalidLayer { path: "<root>".into(), reason };
+        let invalid = |reason: String| CoreError::InvalidLayer {
+            path: "<root>".into(),
+            reason,
+        };
         if self.format != Self::FORMAT {
-            return Err(invalid(format!("format is `{}`, expected `{}`", self.format, Self::FORMAT)));
+            return Err(invalid(format!(
+                "format is `{}`, expected `{}`",
+                self.format,
+                Self::FORMAT
+            )));
         }
         if self.version != Self::VERSION {
             return Err(invalid(format!(
@@ -65,18 +72,30 @@ impl Architecture {
 impl Model {
     /// Wraps a graph, checking that `input_shape` flows through it.
     pub fn new(name: impl Into<String>, input_shape: Vec<usize>, net: Sequential) -> Result<Self> {
-        let model = Model { name: name.into(), input_shape, net };
+        let model = Model {
+            name: name.into(),
+            input_shape,
+            net,
+        };
         model.architecture().validate()?;
         Ok(model)
     }
 
     /// Builds a model with fresh weights from a validated architecture.
-    pub fn from_architecture(arch: &Architecture, scheme: InitScheme, device: &Device) -> Result<Self> {
+    pub fn from_architecture(
+        arch: &Architecture,
+        scheme: InitScheme,
+        device: &Device,
+    ) -> Result<Self> {
         arch.validate()?;
         let Layer::Sequential(net) = Layer::from_spec(&arch.graph, scheme, device) else {
             unreachable!("validate() checked that the root is a Sequential")
         };
-        Ok(Model { name: arch.name.clone(), input_shape: arch.input_shape.clone(), net })
+        Ok(Model {
+            name: arch.name.clone(),
+            input_shape: arch.input_shape.clone(),
+            net,
+        })
     }
 
     /// The architecture as stored in files.

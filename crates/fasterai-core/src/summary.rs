@@ -26,7 +26,10 @@ pub fn count_parameters<M: Module>(module: &M) -> usize {
             self.leaf.pop();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let is_buffer = matches!(self.leaf.last().map(String::as_str), Some("running_mean" | "running_var"));
+            let is_buffer = matches!(
+                self.leaf.last().map(String::as_str),
+                Some("running_mean" | "running_var")
+            );
             if !is_buffer {
                 self.total += param.shape().num_elements();
             }
@@ -93,7 +96,12 @@ impl Summary {
     }
 }
 
-fn rows(spec: &LayerSpec, path: &str, input: &[usize], out: &mut Vec<LayerRow>) -> Result<Vec<usize>> {
+fn rows(
+    spec: &LayerSpec,
+    path: &str,
+    input: &[usize],
+    out: &mut Vec<LayerRow>,
+) -> Result<Vec<usize>> {
     if let LayerSpec::Sequential { children } = spec {
         let mut shape = input.to_vec();
         for child in children {
@@ -114,10 +122,28 @@ fn rows(spec: &LayerSpec, path: &str, input: &[usize], out: &mut Vec<LayerRow>) 
 }
 
 fn detail(spec: &LayerSpec) -> String {
-    let pair = |p: [usize; 2]| if p[0] == p[1] { p[0].to_string() } else { format!("{}×{}", p[0], p[1]) };
+    let pair = |p: [usize; 2]| {
+        if p[0] == p[1] {
+            p[0].to_string()
+        } else {
+            format!("{}×{}", p[0], p[1])
+        }
+    };
     match spec {
-        LayerSpec::Conv2d { in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias } => {
-            let mut s = format!("{in_channels}→{out_channels}, k{}×{}", kernel_size[0], kernel_size[1]);
+        LayerSpec::Conv2d {
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+        } => {
+            let mut s = format!(
+                "{in_channels}→{out_channels}, k{}×{}",
+                kernel_size[0], kernel_size[1]
+            );
             if *stride != [1, 1] {
                 s += &format!(", s{}", pair(*stride));
             }
@@ -136,11 +162,24 @@ fn detail(spec: &LayerSpec) -> String {
             s
         }
         LayerSpec::BatchNorm2d { num_features, .. } => num_features.to_string(),
-        LayerSpec::Linear { in_features, out_features, bias } => {
-            format!("{in_features}→{out_features}{}", if *bias { "" } else { ", no bias" })
+        LayerSpec::Linear {
+            in_features,
+            out_features,
+            bias,
+        } => {
+            format!(
+                "{in_features}→{out_features}{}",
+                if *bias { "" } else { ", no bias" }
+            )
         }
-        LayerSpec::MaxPool2d { kernel_size, stride, .. } => format!("k{}, s{}", pair(*kernel_size), pair(*stride)),
-        LayerSpec::AdaptiveAvgPool2d { output_size } => format!("→{}×{}", output_size[0], output_size[1]),
+        LayerSpec::MaxPool2d {
+            kernel_size,
+            stride,
+            ..
+        } => format!("k{}, s{}", pair(*kernel_size), pair(*stride)),
+        LayerSpec::AdaptiveAvgPool2d { output_size } => {
+            format!("→{}×{}", output_size[0], output_size[1])
+        }
         LayerSpec::Dropout { p } => format!("p={p}"),
         _ => String::new(),
     }
@@ -172,7 +211,11 @@ pub fn si(n: f64) -> String {
 }
 
 fn shape_str(shape: &[usize]) -> String {
-    shape.iter().map(usize::to_string).collect::<Vec<_>>().join("×")
+    shape
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join("×")
 }
 
 impl fmt::Display for Summary {
@@ -187,8 +230,16 @@ impl fmt::Display for Summary {
                     r.kind.clone(),
                     r.detail.clone(),
                     shape_str(&r.output_shape),
-                    if r.params == 0 { String::new() } else { thousands(r.params as u64) },
-                    if r.macs == 0 { String::new() } else { si(r.macs as f64) },
+                    if r.params == 0 {
+                        String::new()
+                    } else {
+                        thousands(r.params as u64)
+                    },
+                    if r.macs == 0 {
+                        String::new()
+                    } else {
+                        si(r.macs as f64)
+                    },
                 ]
             })
             .collect();
@@ -226,9 +277,22 @@ impl fmt::Display for Summary {
         }
         writeln!(f, "{}", "─".repeat(total_width))?;
         writeln!(f, "output              {}", shape_str(&self.output_shape))?;
-        writeln!(f, "total parameters    {}", thousands(self.total_params as u64))?;
-        writeln!(f, "total MACs          {} ({})", thousands(self.total_macs), si(self.total_macs as f64))?;
-        write!(f, "weights (float32)   {:.1} MiB", self.weight_bytes as f64 / (1024.0 * 1024.0))
+        writeln!(
+            f,
+            "total parameters    {}",
+            thousands(self.total_params as u64)
+        )?;
+        writeln!(
+            f,
+            "total MACs          {} ({})",
+            thousands(self.total_macs),
+            si(self.total_macs as f64)
+        )?;
+        write!(
+            f,
+            "weights (float32)   {:.1} MiB",
+            self.weight_bytes as f64 / (1024.0 * 1024.0)
+        )
     }
 }
 

@@ -13,7 +13,8 @@ pub fn randomize_batch_norms(net: &mut Sequential, device: &Device) {
         match &mut child.layer {
             Layer::BatchNorm2d(bn) => {
                 let n = bn.gamma.dims()[0];
-                let uniform = |lo, hi| Tensor::<1>::random([n], Distribution::Uniform(lo, hi), device);
+                let uniform =
+                    |lo, hi| Tensor::<1>::random([n], Distribution::Uniform(lo, hi), device);
                 let normal = |std| Tensor::<1>::random([n], Distribution::Normal(0.0, std), device);
                 bn.gamma = Param::from_tensor(uniform(0.5, 1.5));
                 bn.beta = Param::from_tensor(normal(0.2));
@@ -39,7 +40,11 @@ pub fn tiny_cnn(channels: usize, classes: usize, device: &Device) -> Sequential 
         groups: 1,
         bias: true,
     };
-    let bn = |n| LayerSpec::BatchNorm2d { num_features: n, eps: 1e-5, momentum: 0.1 };
+    let bn = |n| LayerSpec::BatchNorm2d {
+        num_features: n,
+        eps: 1e-5,
+        momentum: 0.1,
+    };
     let pool = LayerSpec::MaxPool2d {
         kernel_size: [2, 2],
         stride: [2, 2],
@@ -57,12 +62,123 @@ pub fn tiny_cnn(channels: usize, classes: usize, device: &Device) -> Sequential 
         LayerSpec::ReLU,
         pool,
         LayerSpec::Flatten,
-        LayerSpec::Linear { in_features: 16 * 4 * 4, out_features: 32, bias: true },
+        LayerSpec::Linear {
+            in_features: 16 * 4 * 4,
+            out_features: 32,
+            bias: true,
+        },
         LayerSpec::ReLU,
         LayerSpec::Dropout { p: 0.5 },
-        LayerSpec::Linear { in_features: 32, out_features: classes, bias: true },
+        LayerSpec::Linear {
+            in_features: 32,
+            out_features: classes,
+            bias: true,
+        },
     ];
-    let mut net = Sequential::indexed(layers.iter().map(|s| Layer::from_spec(s, InitScheme::PyTorchDefault, device)));
+    let mut net = Sequential::indexed(
+        layers
+            .iter()
+            .map(|s| Layer::from_spec(s, InitScheme::PyTorchDefault, device)),
+    );
     randomize_batch_norms(&mut net, device);
     net
+}
+
+/// The `shared/` folder beside the workspace (reference vectors, datasets), or
+/// `$FASTERAI_SHARED` if set. `None` when it is absent.
+pub fn shared_dir() -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("FASTERAI_SHARED")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
+        });
+    dir.is_dir().then_some(dir)
+}
+
+/// Tensors and scalar results from `shared/reference/<name>.safetensors` (PyTorch / tensorly
+/// reference vectors; see that folder's README).
+pub struct Reference {
+    tensors: std::collections::HashMap<String, (Vec<usize>, Vec<f64>)>,
+    /// The `info` JSON of the file's metadata (scalar results).
+    pub info: serde_json::Value,
+}
+
+impl Reference {
+    /// Opens a reference file. Returns `None` (and says so) when `shared/` is absent, unless
+    /// `FASTERAI_REQUIRE_SHARED=1`, where absence is a failure (CI sets it).
+    ///
+    /// # Panics
+    /// If the file exists but cannot be parsed, or is required and missing.
+    pub fn open(name: &str) -> Option<Reference> {
+        let Some(path) =
+            shared_dir().map(|d| d.join("reference").join(format!("{name}.safetensors")))
+        else {
+            assert!(
+                std::env::var("FASTERAI_REQUIRE_SHARED").as_deref() != Ok("1"),
+                "shared/reference is required (FASTERAI_REQUIRE_SHARED=1) but absent"
+            );
+            eprintln!("skipping: shared/reference/{name}.safetensors not found");
+            return None;
+        };
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let st = safetensors::SafeTensors::deserialize(&bytes).expect("valid safetensors");
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).expect("valid header");
+        let info = meta
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("info"))
+            .map(|s| serde_json::from_str(s).expect("info is JSON"))
+            .unwrap_or(serde_json::Value::Null);
+        let mut tensors = std::collections::HashMap::new();
+        for (name, view) in st.tensors() {
+            let values: Vec<f64> = match view.dtype() {
+                safetensors::Dtype::F32 => view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
+                    .collect(),
+                safetensors::Dtype::F64 => view
+                    .data()
+                    .chunks_exact(8)
+                    .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+                    .collect(),
+                other => panic!("{name}: unsupported dtype {other:?}"),
+            };
+            tensors.insert(name.to_string(), (view.shape().to_vec(), values));
+        }
+        Some(Reference { tensors, info })
+    }
+
+    /// Shape and values (as f64) of a tensor.
+    ///
+    /// # Panics
+    /// If there is no such tensor.
+    pub fn values(&self, name: &str) -> (&[usize], &[f64]) {
+        let (shape, values) = self
+            .tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("no tensor `{name}` in reference"));
+        (shape, values)
+    }
+
+    /// A tensor as a float32 Burn tensor of rank `D` on `device`.
+    pub fn tensor<const D: usize>(&self, name: &str, device: &Device) -> Tensor<D> {
+        let (shape, values) = self.values(name);
+        let data: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+        Tensor::from_data(burn::tensor::TensorData::new(data, shape.to_vec()), device)
+    }
+
+    /// A scalar from the `info` metadata.
+    pub fn scalar(&self, key: &str) -> f64 {
+        self.info[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no scalar `{key}` in reference info"))
+    }
+}
+
+/// `max|a − b| / max|b|` over two tensors of the same shape.
+pub fn relative_max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+    let scale: f32 = b.clone().abs().max().into_scalar();
+    let diff: f32 = (a - b).abs().max().into_scalar();
+    diff / scale.max(f32::MIN_POSITIVE)
 }

@@ -22,7 +22,14 @@ fn saved_tiny(dir: &Path) -> (Model, std::path::PathBuf) {
 fn outputs(model: &Model) -> Vec<f32> {
     device().seed(7);
     let x = Tensor::<4>::random([4, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device());
-    model.net.try_forward(x).unwrap().flatten().into_data().try_to_vec::<f32>().unwrap()
+    model
+        .net
+        .try_forward(x)
+        .unwrap()
+        .flatten()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap()
 }
 
 #[test]
@@ -56,7 +63,10 @@ fn truncated_file_is_an_error() {
     for keep in [0, 5, 100, bytes.len() - 10] {
         std::fs::write(&path, &bytes[..keep]).unwrap();
         let err = load_model(&path, &device()).unwrap_err();
-        assert!(matches!(err, CoreError::BadModelFile { .. }), "keep {keep}: {err}");
+        assert!(
+            matches!(err, CoreError::BadModelFile { .. }),
+            "keep {keep}: {err}"
+        );
     }
 }
 
@@ -98,19 +108,26 @@ fn weights_that_do_not_fit_the_architecture_are_an_error() {
     let (model, path) = saved_tiny(dir.path());
     let mut other = model.architecture();
     // Claim 7 classes while the weights have 5.
-    let json = serde_json::to_string(&other).unwrap().replace(r#""out_features":5"#, r#""out_features":7"#);
+    let json = serde_json::to_string(&other)
+        .unwrap()
+        .replace(r#""out_features":5"#, r#""out_features":7"#);
     other = serde_json::from_str(&json).unwrap();
     write_with_architecture(&model, &path, &serde_json::to_string(&other).unwrap());
     let err = load_model(&path, &device()).unwrap_err();
     assert!(matches!(err, CoreError::WeightMismatch { .. }), "{err}");
-    assert!(err.to_string().contains("12.weight") || err.to_string().contains("12.bias"), "{err}");
+    assert!(
+        err.to_string().contains("12.weight") || err.to_string().contains("12.bias"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unknown_layer_type_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let (model, path) = saved_tiny(dir.path());
-    let json = serde_json::to_string(&model.architecture()).unwrap().replace(r#""type":"ReLU""#, r#""type":"GELU""#);
+    let json = serde_json::to_string(&model.architecture())
+        .unwrap()
+        .replace(r#""type":"ReLU""#, r#""type":"GELU""#);
     write_with_architecture(&model, &path, &json);
     let err = load_model(&path, &device()).unwrap_err();
     assert!(err.to_string().contains("unknown variant `GELU`"), "{err}");
@@ -146,7 +163,10 @@ fn try_forward_rejects_wrong_input_shapes() {
     let net = tiny_cnn(3, 5, &device());
     let x = Tensor::<4>::zeros([2, 1, 16, 16], &device());
     let err = net.try_forward(x).unwrap_err();
-    assert!(err.to_string().contains("`0`") && err.to_string().contains("3 input channels"), "{err}");
+    assert!(
+        err.to_string().contains("`0`") && err.to_string().contains("3 input channels"),
+        "{err}"
+    );
     let x = Tensor::<4>::zeros([2, 3, 8, 8], &device());
     let err = net.try_forward(x).unwrap_err();
     assert!(err.to_string().contains("`9`"), "{err}"); // the first Linear sees 16·2·2 features

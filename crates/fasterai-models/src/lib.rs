@@ -62,7 +62,11 @@ mod tests {
         for (depth, bn, classes, expected) in cases {
             let config = VggConfig::new(depth, bn, classes);
             // From the architecture alone …
-            assert_eq!(config.spec().unwrap().total_params(), expected, "{config} spec");
+            assert_eq!(
+                config.spec().unwrap().total_params(),
+                expected,
+                "{config} spec"
+            );
             // … and from the live tensors (cheap: Burn initialises parameters lazily).
             let model = config.init(&device()).unwrap();
             assert_eq!(count_parameters(&model.net), expected, "{config} tensors");
@@ -71,7 +75,9 @@ mod tests {
 
     #[test]
     fn paths_follow_torchvision() {
-        let model = VggConfig::new(VggDepth::Vgg16, true, 10).init(&device()).unwrap();
+        let model = VggConfig::new(VggDepth::Vgg16, true, 10)
+            .init(&device())
+            .unwrap();
         let leaves = model.net.leaves();
         let paths: Vec<(&str, &str)> = leaves.iter().map(|(p, l)| (p.as_str(), l.kind())).collect();
         assert_eq!(paths[0], ("features.0", "Conv2d"));
@@ -86,11 +92,20 @@ mod tests {
     #[test]
     fn names_parse() {
         let c: VggConfig = "vgg16_bn".parse().unwrap();
-        assert_eq!((c.depth, c.batch_norm, c.head), (VggDepth::Vgg16, true, VggHead::ImageNet));
+        assert_eq!(
+            (c.depth, c.batch_norm, c.head),
+            (VggDepth::Vgg16, true, VggHead::ImageNet)
+        );
         let c: VggConfig = "vgg11_small".parse().unwrap();
-        assert_eq!((c.depth, c.batch_norm, c.head), (VggDepth::Vgg11, false, VggHead::Small));
+        assert_eq!(
+            (c.depth, c.batch_norm, c.head),
+            (VggDepth::Vgg11, false, VggHead::Small)
+        );
         for bad in ["vgg15", "resnet18", "vgg16_bnx", "vgg"] {
-            assert!(matches!(bad.parse::<VggConfig>(), Err(ModelsError::UnknownModel(_))), "{bad}");
+            assert!(
+                matches!(bad.parse::<VggConfig>(), Err(ModelsError::UnknownModel(_))),
+                "{bad}"
+            );
         }
     }
 
@@ -102,7 +117,10 @@ mod tests {
             assert_eq!(model.net.output_shape(&shape).unwrap(), vec![10]);
         }
         // The 224×224 layout rejects nothing it can run, but width must be positive.
-        let err = VggConfig::new(VggDepth::Vgg11, false, 10).with_width(0.0).spec().unwrap_err();
+        let err = VggConfig::new(VggDepth::Vgg11, false, 10)
+            .with_width(0.0)
+            .spec()
+            .unwrap_err();
         assert!(err.to_string().contains("width"), "{err}");
     }
 }

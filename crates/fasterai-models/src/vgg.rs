@@ -58,10 +58,15 @@ impl VggDepth {
     fn plan(self) -> &'static [usize] {
         match self {
             VggDepth::Vgg11 => &[64, M, 128, M, 256, 256, M, 512, 512, M, 512, 512, M],
-            VggDepth::Vgg13 => &[64, 64, M, 128, 128, M, 256, 256, M, 512, 512, M, 512, 512, M],
-            VggDepth::Vgg16 => &[64, 64, M, 128, 128, M, 256, 256, 256, M, 512, 512, 512, M, 512, 512, 512, M],
+            VggDepth::Vgg13 => &[
+                64, 64, M, 128, 128, M, 256, 256, M, 512, 512, M, 512, 512, M,
+            ],
+            VggDepth::Vgg16 => &[
+                64, 64, M, 128, 128, M, 256, 256, 256, M, 512, 512, 512, M, 512, 512, 512, M,
+            ],
             VggDepth::Vgg19 => &[
-                64, 64, M, 128, 128, M, 256, 256, 256, 256, M, 512, 512, 512, 512, M, 512, 512, 512, 512, M,
+                64, 64, M, 128, 128, M, 256, 256, 256, 256, M, 512, 512, 512, 512, M, 512, 512,
+                512, 512, M,
             ],
         }
     }
@@ -79,12 +84,31 @@ impl VggDepth {
 impl VggConfig {
     /// torchvision's `vggNN[_bn](num_classes)` for 3×224×224 images.
     pub fn new(depth: VggDepth, batch_norm: bool, num_classes: usize) -> Self {
-        VggConfig { depth, batch_norm, num_classes, input_shape: [3, 224, 224], width: 1.0, head: VggHead::ImageNet }
+        VggConfig {
+            depth,
+            batch_norm,
+            num_classes,
+            input_shape: [3, 224, 224],
+            width: 1.0,
+            head: VggHead::ImageNet,
+        }
     }
 
     /// The small-image variant (see [`VggHead::Small`]) for `input_shape`, e.g. `[3, 32, 32]`.
-    pub fn small(depth: VggDepth, batch_norm: bool, num_classes: usize, input_shape: [usize; 3]) -> Self {
-        VggConfig { depth, batch_norm, num_classes, input_shape, width: 1.0, head: VggHead::Small }
+    pub fn small(
+        depth: VggDepth,
+        batch_norm: bool,
+        num_classes: usize,
+        input_shape: [usize; 3],
+    ) -> Self {
+        VggConfig {
+            depth,
+            batch_norm,
+            num_classes,
+            input_shape,
+            width: 1.0,
+            head: VggHead::Small,
+        }
     }
 
     /// Sets the channel multiplier.
@@ -122,10 +146,15 @@ impl VggConfig {
     /// The architecture, without weights.
     pub fn spec(&self) -> Result<LayerSpec, ModelsError> {
         if !(self.width.is_finite() && self.width > 0.0 && self.width <= 16.0) {
-            return Err(ModelsError::InvalidConfig(format!("width {} must be in (0, 16]", self.width)));
+            return Err(ModelsError::InvalidConfig(format!(
+                "width {} must be in (0, 16]",
+                self.width
+            )));
         }
         if self.num_classes == 0 {
-            return Err(ModelsError::InvalidConfig("num_classes must be at least 1".into()));
+            return Err(ModelsError::InvalidConfig(
+                "num_classes must be at least 1".into(),
+            ));
         }
         let ceil_mode = self.head == VggHead::Small;
         let mut features = Vec::new();
@@ -153,7 +182,11 @@ impl VggConfig {
                 bias: true,
             });
             if self.batch_norm {
-                features.push(LayerSpec::BatchNorm2d { num_features: out_channels, eps: 1e-5, momentum: 0.1 });
+                features.push(LayerSpec::BatchNorm2d {
+                    num_features: out_channels,
+                    eps: 1e-5,
+                    momentum: 0.1,
+                });
             }
             features.push(LayerSpec::ReLU);
             in_channels = out_channels;
@@ -162,7 +195,11 @@ impl VggConfig {
             VggHead::ImageNet => (7, 4096),
             VggHead::Small => (1, in_channels),
         };
-        let linear = |i, o| LayerSpec::Linear { in_features: i, out_features: o, bias: true };
+        let linear = |i, o| LayerSpec::Linear {
+            in_features: i,
+            out_features: o,
+            bias: true,
+        };
         let classifier = vec![
             linear(in_channels * pool * pool, hidden),
             LayerSpec::ReLU,
@@ -176,14 +213,25 @@ impl VggConfig {
             children: layers
                 .into_iter()
                 .enumerate()
-                .map(|(i, layer)| fasterai_core::graph::NamedSpec { name: i.to_string(), layer })
+                .map(|(i, layer)| fasterai_core::graph::NamedSpec {
+                    name: i.to_string(),
+                    layer,
+                })
                 .collect(),
         };
-        let named = |name: &str, layer| fasterai_core::graph::NamedSpec { name: name.into(), layer };
+        let named = |name: &str, layer| fasterai_core::graph::NamedSpec {
+            name: name.into(),
+            layer,
+        };
         Ok(LayerSpec::Sequential {
             children: vec![
                 named("features", indexed(features)),
-                named("avgpool", LayerSpec::AdaptiveAvgPool2d { output_size: [pool, pool] }),
+                named(
+                    "avgpool",
+                    LayerSpec::AdaptiveAvgPool2d {
+                        output_size: [pool, pool],
+                    },
+                ),
                 named("flatten", LayerSpec::Flatten),
                 named("classifier", indexed(classifier)),
             ],

@@ -22,7 +22,10 @@ pub fn run(args: Args) -> Result<()> {
     let summary = match args.model.builtin(args.input)? {
         // A built-in architecture needs no weights to be described.
         Some(config) => Summary::new(&config.name(), &config_graph(&config)?, &config.input_shape)?,
-        None => args.model.load(args.input, &fasterai::core::device::parse_device("flex")?)?.summary()?,
+        None => args
+            .model
+            .load(args.input, &fasterai::core::device::parse_device("flex")?)?
+            .summary()?,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -34,5 +37,7 @@ pub fn run(args: Args) -> Result<()> {
 
 /// The graph of a built-in model with lazily initialised (never materialised) weights.
 fn config_graph(config: &fasterai::models::VggConfig) -> Result<fasterai::core::graph::Sequential> {
-    Ok(config.init(&fasterai::core::device::parse_device("flex")?)?.net)
+    Ok(config
+        .init(&fasterai::core::device::parse_device("flex")?)?
+        .net)
 }

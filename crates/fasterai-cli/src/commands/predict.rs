@@ -39,10 +39,16 @@ pub fn run(args: Args) -> Result<()> {
         ),
     };
     if shape.contains(&0) {
-        bail!("{} is empty (shape {:?})", args.images.display(), array.shape);
+        bail!(
+            "{} is empty (shape {:?})",
+            args.images.display(),
+            array.shape
+        );
     }
     let device = args.device.device()?;
-    let model = args.model.load(Some([shape[1], shape[2], shape[3]]), &device)?;
+    let model = args
+        .model
+        .load(Some([shape[1], shape[2], shape[3]]), &device)?;
     let x = Tensor::<4>::from_data(TensorData::new(array.data, shape), &device);
     let y = model.net.try_forward(x)?;
     let out_shape = y.dims();
@@ -50,8 +56,21 @@ pub fn run(args: Args) -> Result<()> {
         fasterai::core::graph::Activation::Flat(t) => t.into_data(),
         fasterai::core::graph::Activation::Spatial(t) => t.into_data(),
     };
-    let values = values.try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("reading outputs: {e:?}"))?;
-    write_npy(&args.output, &out_shape, &values, &[&args.images], args.force)?;
-    println!("{} → {} {:?}", args.images.display(), args.output.display(), out_shape);
+    let values = values
+        .try_into_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("reading outputs: {e:?}"))?;
+    write_npy(
+        &args.output,
+        &out_shape,
+        &values,
+        &[&args.images],
+        args.force,
+    )?;
+    println!(
+        "{} → {} {:?}",
+        args.images.display(),
+        args.output.display(),
+        out_shape
+    );
     Ok(())
 }

@@ -4,7 +4,8 @@ use burn::module::{Devices, Module, ModuleMapper, ModuleVisitor};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{
-    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig, PaddingConfig2d,
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig,
+    PaddingConfig2d,
 };
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
@@ -110,13 +111,24 @@ impl Layer {
     /// The spec should have passed [`LayerSpec::validate`]; Burn panics on zero sizes.
     pub fn from_spec(spec: &LayerSpec, scheme: InitScheme, device: &Device) -> Layer {
         match spec {
-            &LayerSpec::Conv2d { in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias } => {
+            &LayerSpec::Conv2d {
+                in_channels,
+                out_channels,
+                kernel_size,
+                stride,
+                padding,
+                dilation,
+                groups,
+                bias,
+            } => {
                 let mut config = Conv2dConfig::new([in_channels, out_channels], kernel_size)
                     .with_stride(stride)
                     .with_dilation(dilation)
                     .with_groups(groups)
                     .with_bias(bias)
-                    .with_padding(PaddingConfig2d::Explicit(padding[0], padding[1], padding[0], padding[1]));
+                    .with_padding(PaddingConfig2d::Explicit(
+                        padding[0], padding[1], padding[0], padding[1],
+                    ));
                 if scheme == InitScheme::Vgg {
                     config = config.with_initializer(Initializer::KaimingNormal {
                         gain: std::f64::consts::SQRT_2,
@@ -129,13 +141,27 @@ impl Layer {
                 }
                 Layer::Conv2d(conv)
             }
-            &LayerSpec::BatchNorm2d { num_features, eps, momentum } => Layer::BatchNorm2d(
-                BatchNormConfig::new(num_features).with_epsilon(eps).with_momentum(momentum).init(device),
+            &LayerSpec::BatchNorm2d {
+                num_features,
+                eps,
+                momentum,
+            } => Layer::BatchNorm2d(
+                BatchNormConfig::new(num_features)
+                    .with_epsilon(eps)
+                    .with_momentum(momentum)
+                    .init(device),
             ),
-            &LayerSpec::Linear { in_features, out_features, bias } => {
+            &LayerSpec::Linear {
+                in_features,
+                out_features,
+                bias,
+            } => {
                 let mut config = LinearConfig::new(in_features, out_features).with_bias(bias);
                 if scheme == InitScheme::Vgg {
-                    config = config.with_initializer(Initializer::Normal { mean: 0.0, std: 0.01 });
+                    config = config.with_initializer(Initializer::Normal {
+                        mean: 0.0,
+                        std: 0.01,
+                    });
                 }
                 let mut linear = config.init(device);
                 if scheme == InitScheme::Vgg {
@@ -144,12 +170,20 @@ impl Layer {
                 Layer::Linear(linear)
             }
             LayerSpec::ReLU => Layer::Relu,
-            &LayerSpec::MaxPool2d { kernel_size, stride, padding, dilation, ceil_mode } => Layer::MaxPool2d(
+            &LayerSpec::MaxPool2d {
+                kernel_size,
+                stride,
+                padding,
+                dilation,
+                ceil_mode,
+            } => Layer::MaxPool2d(
                 MaxPool2dConfig::new(kernel_size)
                     .with_strides(stride)
                     .with_dilation(dilation)
                     .with_ceil_mode(ceil_mode)
-                    .with_padding(PaddingConfig2d::Explicit(padding[0], padding[1], padding[0], padding[1]))
+                    .with_padding(PaddingConfig2d::Explicit(
+                        padding[0], padding[1], padding[0], padding[1],
+                    ))
                     .init(),
             ),
             &LayerSpec::AdaptiveAvgPool2d { output_size } => {
@@ -190,7 +224,11 @@ impl Layer {
             },
             Layer::Linear(linear) => {
                 let [in_features, out_features] = linear.weight.dims();
-                LayerSpec::Linear { in_features, out_features, bias: linear.bias.is_some() }
+                LayerSpec::Linear {
+                    in_features,
+                    out_features,
+                    bias: linear.bias.is_some(),
+                }
             }
             Layer::Relu => LayerSpec::ReLU,
             Layer::MaxPool2d(pool) => LayerSpec::MaxPool2d {
@@ -200,7 +238,9 @@ impl Layer {
                 dilation: pool.dilation,
                 ceil_mode: pool.ceil_mode,
             },
-            Layer::AdaptiveAvgPool2d(pool) => LayerSpec::AdaptiveAvgPool2d { output_size: pool.output_size },
+            Layer::AdaptiveAvgPool2d(pool) => LayerSpec::AdaptiveAvgPool2d {
+                output_size: pool.output_size,
+            },
             Layer::Dropout(dropout) => LayerSpec::Dropout { p: dropout.prob },
             Layer::Flatten => LayerSpec::Flatten,
             Layer::Sequential(seq) => seq.spec(),
@@ -242,7 +282,11 @@ impl Layer {
             (Layer::Dropout(m), Flat(x)) => Flat(m.forward(x)),
             (Layer::Flatten, Spatial(x)) => Flat(x.flatten(1, 3)),
             (Layer::Sequential(m), x) => m.forward(x),
-            (layer, x) => panic!("{} cannot take an activation of shape {:?}", layer.kind(), x.dims()),
+            (layer, x) => panic!(
+                "{} cannot take an activation of shape {:?}",
+                layer.kind(),
+                x.dims()
+            ),
         }
     }
 }

@@ -27,7 +27,6 @@ pub struct Sequential {
     pub children: Vec<Child>,
 }
 
-
 impl Sequential {
     /// An empty container.
     pub fn new() -> Self {
@@ -36,7 +35,10 @@ impl Sequential {
 
     /// Appends a child.
     pub fn push(&mut self, name: impl Into<String>, layer: Layer) {
-        self.children.push(Child { name: name.into(), layer });
+        self.children.push(Child {
+            name: name.into(),
+            layer,
+        });
     }
 
     /// Builder form of [`push`](Self::push).
@@ -60,7 +62,10 @@ impl Sequential {
             children: self
                 .children
                 .iter()
-                .map(|c| NamedSpec { name: c.name.clone(), layer: c.layer.spec() })
+                .map(|c| NamedSpec {
+                    name: c.name.clone(),
+                    layer: c.layer.spec(),
+                })
                 .collect(),
         }
     }
@@ -70,7 +75,9 @@ impl Sequential {
     /// # Panics
     /// If a layer gets an activation of the wrong kind; see [`try_forward`](Self::try_forward).
     pub fn forward(&self, x: impl Into<Activation>) -> Activation {
-        self.children.iter().fold(x.into(), |x, child| child.layer.forward(x))
+        self.children
+            .iter()
+            .fold(x.into(), |x, child| child.layer.forward(x))
     }
 
     /// Checks the input shape against every layer first, then runs the model.
@@ -140,11 +147,21 @@ impl Sequential {
     /// Error for a path that names nothing, listing a few valid ones.
     pub fn unknown_path(&self, path: &str) -> CoreError {
         let leaves = self.leaves();
-        let mut known: Vec<String> = leaves.iter().take(6).map(|(p, l)| format!("{p} ({})", l.kind())).collect();
+        let mut known: Vec<String> = leaves
+            .iter()
+            .take(6)
+            .map(|(p, l)| format!("{p} ({})", l.kind()))
+            .collect();
         if leaves.len() > known.len() {
-            known.push(format!("… {} more (see `fasterai inspect`)", leaves.len() - known.len()));
+            known.push(format!(
+                "… {} more (see `fasterai inspect`)",
+                leaves.len() - known.len()
+            ));
         }
-        CoreError::UnknownPath { path: path.to_string(), known: known.join(", ") }
+        CoreError::UnknownPath {
+            path: path.to_string(),
+            known: known.join(", "),
+        }
     }
 }
 
@@ -160,7 +177,9 @@ const CONTAINER: &str = "Struct:Sequential";
 // Hand-written so that children are named by their own names (torchvision's paths).
 impl Module for Sequential {
     fn collect_devices(&self, devices: Devices) -> Devices {
-        self.children.iter().fold(devices, |d, c| c.layer.collect_devices(d))
+        self.children
+            .iter()
+            .fold(devices, |d, c| c.layer.collect_devices(d))
     }
 
     fn fork(self, device: &Device) -> Self {
@@ -177,7 +196,14 @@ impl Module for Sequential {
 
     fn valid(&self) -> Self {
         Sequential {
-            children: self.children.iter().map(|c| Child { name: c.name.clone(), layer: c.layer.valid() }).collect(),
+            children: self
+                .children
+                .iter()
+                .map(|c| Child {
+                    name: c.name.clone(),
+                    layer: c.layer.valid(),
+                })
+                .collect(),
         }
     }
 
@@ -212,7 +238,14 @@ impl Module for Sequential {
 impl Sequential {
     fn map_children(self, mut f: impl FnMut(Layer) -> Layer) -> Self {
         Sequential {
-            children: self.children.into_iter().map(|Child { name, layer }| Child { name, layer: f(layer) }).collect(),
+            children: self
+                .children
+                .into_iter()
+                .map(|Child { name, layer }| Child {
+                    name,
+                    layer: f(layer),
+                })
+                .collect(),
         }
     }
 }

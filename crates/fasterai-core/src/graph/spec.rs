@@ -108,7 +108,11 @@ fn window_out(
         return None;
     }
     let steps = padded - span;
-    let mut out = if ceil { steps.div_ceil(stride) } else { steps / stride } + 1;
+    let mut out = if ceil {
+        steps.div_ceil(stride)
+    } else {
+        steps / stride
+    } + 1;
     // PyTorch drops a last window that would start inside the right padding.
     if ceil && (out - 1) * stride >= size + pad {
         out -= 1;
@@ -134,11 +138,26 @@ impl LayerSpec {
 
     /// Checks the hyper-parameters themselves (before any input is seen).
     pub fn validate(&self, path: &str) -> Result<()> {
-        let bad = |reason: String| Err(CoreError::InvalidLayer { path: path.to_string(), reason });
+        let bad = |reason: String| {
+            Err(CoreError::InvalidLayer {
+                path: path.to_string(),
+                reason,
+            })
+        };
         match self {
-            LayerSpec::Conv2d { in_channels, out_channels, kernel_size, stride, dilation, groups, .. } => {
+            LayerSpec::Conv2d {
+                in_channels,
+                out_channels,
+                kernel_size,
+                stride,
+                dilation,
+                groups,
+                ..
+            } => {
                 if *in_channels == 0 || *out_channels == 0 {
-                    return bad(format!("channels must be positive, got {in_channels}→{out_channels}"));
+                    return bad(format!(
+                        "channels must be positive, got {in_channels}→{out_channels}"
+                    ));
                 }
                 if kernel_size.contains(&0) || stride.contains(&0) || dilation.contains(&0) {
                     return bad("kernel_size, stride and dilation must be positive".into());
@@ -149,20 +168,38 @@ impl LayerSpec {
                     ));
                 }
             }
-            LayerSpec::BatchNorm2d { num_features, eps, momentum } => {
+            LayerSpec::BatchNorm2d {
+                num_features,
+                eps,
+                momentum,
+            } => {
                 if *num_features == 0 {
                     return bad("num_features must be positive".into());
                 }
-                if !(eps.is_finite() && *eps > 0.0) || !(0.0..=1.0).contains(momentum) {
-                    return bad(format!("eps = {eps} must be > 0 and momentum = {momentum} in [0, 1]"));
+                if !(eps.is_finite() && *eps > 0.0 && (0.0..=1.0).contains(momentum)) {
+                    return bad(format!(
+                        "eps = {eps} must be > 0 and momentum = {momentum} in [0, 1]"
+                    ));
                 }
             }
-            LayerSpec::Linear { in_features, out_features, .. } => {
+            LayerSpec::Linear {
+                in_features,
+                out_features,
+                ..
+            } => {
                 if *in_features == 0 || *out_features == 0 {
-                    return bad(format!("features must be positive, got {in_features}→{out_features}"));
+                    return bad(format!(
+                        "features must be positive, got {in_features}→{out_features}"
+                    ));
                 }
             }
-            LayerSpec::MaxPool2d { kernel_size, stride, dilation, padding, .. } => {
+            LayerSpec::MaxPool2d {
+                kernel_size,
+                stride,
+                dilation,
+                padding,
+                ..
+            } => {
                 if kernel_size.contains(&0) || stride.contains(&0) || dilation.contains(&0) {
                     return bad("kernel_size, stride and dilation must be positive".into());
                 }
@@ -185,7 +222,10 @@ impl LayerSpec {
                 let mut seen = std::collections::HashSet::new();
                 for child in children {
                     if child.name.is_empty() || child.name.contains('.') {
-                        return bad(format!("child name `{}` must be non-empty and contain no `.`", child.name));
+                        return bad(format!(
+                            "child name `{}` must be non-empty and contain no `.`",
+                            child.name
+                        ));
                     }
                     if !seen.insert(child.name.as_str()) {
                         return bad(format!("two children are named `{}`", child.name));
@@ -205,11 +245,25 @@ impl LayerSpec {
     /// and reshapes count none.
     pub fn output_shape(&self, path: &str, input: &[usize]) -> Result<(Vec<usize>, u64)> {
         let mismatch = |reason: String| {
-            Err(CoreError::ShapeMismatch { path: path.to_string(), kind: self.kind(), got: input.to_vec(), reason })
+            Err(CoreError::ShapeMismatch {
+                path: path.to_string(),
+                kind: self.kind(),
+                got: input.to_vec(),
+                reason,
+            })
         };
         let spatial = |input: &[usize]| -> Option<[usize; 3]> { input.try_into().ok() };
         match self {
-            LayerSpec::Conv2d { in_channels, out_channels, kernel_size, stride, padding, dilation, groups, .. } => {
+            LayerSpec::Conv2d {
+                in_channels,
+                out_channels,
+                kernel_size,
+                stride,
+                padding,
+                dilation,
+                groups,
+                ..
+            } => {
                 let Some([c, h, w]) = spatial(input) else {
                     return mismatch("expected [channels, height, width]".into());
                 };
@@ -231,19 +285,45 @@ impl LayerSpec {
                 }
                 Ok((input.to_vec(), input.iter().product::<usize>() as u64))
             }
-            LayerSpec::Linear { in_features, out_features, .. } => {
+            LayerSpec::Linear {
+                in_features,
+                out_features,
+                ..
+            } => {
                 if input != [*in_features] {
-                    return mismatch(format!("expected [{in_features}] (flatten the image first)"));
+                    return mismatch(format!(
+                        "expected [{in_features}] (flatten the image first)"
+                    ));
                 }
                 Ok((vec![*out_features], (*in_features * *out_features) as u64))
             }
             LayerSpec::ReLU | LayerSpec::Dropout { .. } => Ok((input.to_vec(), 0)),
-            LayerSpec::MaxPool2d { kernel_size, stride, padding, dilation, ceil_mode } => {
+            LayerSpec::MaxPool2d {
+                kernel_size,
+                stride,
+                padding,
+                dilation,
+                ceil_mode,
+            } => {
                 let Some([c, h, w]) = spatial(input) else {
                     return mismatch("expected [channels, height, width]".into());
                 };
-                let oh = window_out(h, kernel_size[0], stride[0], padding[0], dilation[0], *ceil_mode);
-                let ow = window_out(w, kernel_size[1], stride[1], padding[1], dilation[1], *ceil_mode);
+                let oh = window_out(
+                    h,
+                    kernel_size[0],
+                    stride[0],
+                    padding[0],
+                    dilation[0],
+                    *ceil_mode,
+                );
+                let ow = window_out(
+                    w,
+                    kernel_size[1],
+                    stride[1],
+                    padding[1],
+                    dilation[1],
+                    *ceil_mode,
+                );
                 let (Some(oh), Some(ow)) = (oh, ow) else {
                     return mismatch("the image is smaller than the pooling window".into());
                 };
@@ -264,7 +344,10 @@ impl LayerSpec {
             LayerSpec::Sequential { children } => {
                 let mut shape = input.to_vec();
                 for child in children {
-                    shape = child.layer.output_shape(&join(path, &child.name), &shape)?.0;
+                    shape = child
+                        .layer
+                        .output_shape(&join(path, &child.name), &shape)?
+                        .0;
                 }
                 Ok((shape, 0))
             }
@@ -275,14 +358,23 @@ impl LayerSpec {
     /// statistics of batch norms excluded; containers: 0).
     pub fn own_params(&self) -> usize {
         match self {
-            LayerSpec::Conv2d { in_channels, out_channels, kernel_size, groups, bias, .. } => {
+            LayerSpec::Conv2d {
+                in_channels,
+                out_channels,
+                kernel_size,
+                groups,
+                bias,
+                ..
+            } => {
                 out_channels * (in_channels / groups) * kernel_size[0] * kernel_size[1]
                     + if *bias { *out_channels } else { 0 }
             }
             LayerSpec::BatchNorm2d { num_features, .. } => 2 * num_features,
-            LayerSpec::Linear { in_features, out_features, bias } => {
-                in_features * out_features + if *bias { *out_features } else { 0 }
-            }
+            LayerSpec::Linear {
+                in_features,
+                out_features,
+                bias,
+            } => in_features * out_features + if *bias { *out_features } else { 0 },
             _ => 0,
         }
     }
@@ -290,7 +382,9 @@ impl LayerSpec {
     /// Trainable parameters of this layer and everything below it.
     pub fn total_params(&self) -> usize {
         match self {
-            LayerSpec::Sequential { children } => children.iter().map(|c| c.layer.total_params()).sum(),
+            LayerSpec::Sequential { children } => {
+                children.iter().map(|c| c.layer.total_params()).sum()
+            }
             other => other.own_params(),
         }
     }
@@ -298,7 +392,11 @@ impl LayerSpec {
 
 /// Joins a parent path and a child name with a dot (`""` + `"features"` = `"features"`).
 pub fn join(parent: &str, name: &str) -> String {
-    if parent.is_empty() { name.to_string() } else { format!("{parent}.{name}") }
+    if parent.is_empty() {
+        name.to_string()
+    } else {
+        format!("{parent}.{name}")
+    }
 }
 
 #[cfg(test)]
@@ -319,14 +417,27 @@ mod tests {
     fn json_round_trip_and_unknown_type_is_an_error() {
         let spec = LayerSpec::Sequential {
             children: vec![
-                NamedSpec { name: "0".into(), layer: LayerSpec::Linear { in_features: 4, out_features: 2, bias: false } },
-                NamedSpec { name: "1".into(), layer: LayerSpec::ReLU },
+                NamedSpec {
+                    name: "0".into(),
+                    layer: LayerSpec::Linear {
+                        in_features: 4,
+                        out_features: 2,
+                        bias: false,
+                    },
+                },
+                NamedSpec {
+                    name: "1".into(),
+                    layer: LayerSpec::ReLU,
+                },
             ],
         };
         let json = serde_json::to_string(&spec).unwrap();
         assert_eq!(serde_json::from_str::<LayerSpec>(&json).unwrap(), spec);
         let err = serde_json::from_str::<LayerSpec>(r#"{"type":"Conv3d"}"#).unwrap_err();
-        assert!(err.to_string().contains("unknown variant `Conv3d`"), "{err}");
+        assert!(
+            err.to_string().contains("unknown variant `Conv3d`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,0 +1,222 @@
+//! The `fasterai` binary end to end: a model saved here and run in a new process gives the same
+//! outputs; every bad input is a clear error with a non-zero exit code and no panic.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use fasterai::burn::tensor::{Distribution, Tensor};
+use fasterai::core::io::save_model;
+use fasterai::core::testing::tiny_cnn;
+use fasterai::prelude::*;
+use npyz::WriterBuilder;
+
+fn fasterai(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fasterai"))
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+/// Asserts failure with a message containing `needle`, and no panic.
+fn fails_with(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "panicked: {stderr}");
+    assert!(stderr.contains(needle), "stderr lacks `{needle}`: {stderr}");
+}
+
+fn write_npy(path: &Path, shape: &[u64], data: &[f32]) {
+    let mut file = std::fs::File::create(path).unwrap();
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(shape)
+        .writer(&mut file)
+        .begin_nd()
+        .unwrap();
+    w.extend(data.iter().copied()).unwrap();
+    w.finish().unwrap();
+}
+
+fn read_npy(path: &Path) -> (Vec<u64>, Vec<f32>) {
+    let npy = npyz::NpyFile::new(std::fs::File::open(path).unwrap()).unwrap();
+    let shape = npy.shape().to_vec();
+    (shape, npy.into_vec::<f32>().unwrap())
+}
+
+/// Saves the tiny CNN and an input batch; returns the in-process outputs.
+fn setup(dir: &Path) -> Vec<f32> {
+    let device = parse_device("flex").unwrap();
+    let model = Model::new("tiny", vec![3, 16, 16], tiny_cnn(3, 5, &device)).unwrap();
+    save_model(&model, &dir.join("tiny.safetensors"), false).unwrap();
+    let x = Tensor::<4>::random([3, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
+    let data = x.clone().into_data().try_to_vec::<f32>().unwrap();
+    write_npy(&dir.join("x.npy"), &[3, 3, 16, 16], &data);
+    model
+        .net
+        .forward(x)
+        .flatten()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap()
+}
+
+#[test]
+fn saved_model_predicts_identically_in_a_new_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = setup(dir.path());
+    let d = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
+    let out = fasterai(&[
+        "predict",
+        &d("tiny.safetensors"),
+        "--input",
+        &d("x.npy"),
+        "--output",
+        &d("y.npy"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (shape, values) = read_npy(&dir.path().join("y.npy"));
+    assert_eq!(shape, vec![3, 5]);
+    assert_eq!(values, expected, "outputs must be bit-identical");
+
+    // The output exists now: refused without --force, accepted with it; never over the input.
+    let again = fasterai(&[
+        "predict",
+        &d("tiny.safetensors"),
+        "--input",
+        &d("x.npy"),
+        "--output",
+        &d("y.npy"),
+    ]);
+    fails_with(&again, "--force");
+    let forced = fasterai(&[
+        "predict",
+        &d("tiny.safetensors"),
+        "--input",
+        &d("x.npy"),
+        "--output",
+        &d("y.npy"),
+        "--force",
+    ]);
+    assert!(forced.status.success());
+    let over_input = fasterai(&[
+        "predict",
+        &d("tiny.safetensors"),
+        "--input",
+        &d("x.npy"),
+        "--output",
+        &d("x.npy"),
+        "--force",
+    ]);
+    fails_with(&over_input, "input file");
+}
+
+#[test]
+fn inspect_counts_vgg16_bn_like_pytorch() {
+    let out = fasterai(&["inspect", "vgg16_bn", "--num-classes", "10"]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("134,309,962"), "{stdout}");
+    let json = fasterai(&["inspect", "vgg16_bn", "--num-classes", "10", "--json"]);
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(value["total_params"], 134_309_962);
+    assert_eq!(value["layers"][0]["path"], "features.0");
+}
+
+#[test]
+fn bad_inputs_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let d = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
+    let model = d("tiny.safetensors");
+
+    fails_with(
+        &fasterai(&["bench", "vgg11", "--device", "tpu"]),
+        "unknown device `tpu`",
+    );
+    #[cfg(not(feature = "cuda"))]
+    fails_with(
+        &fasterai(&["bench", "vgg11", "--device", "cuda:0"]),
+        "--features cuda",
+    );
+    fails_with(
+        &fasterai(&["inspect", "resnet50"]),
+        "neither an existing model file nor a built-in model",
+    );
+    fails_with(&fasterai(&["inspect", "vgg16", "--width=-1"]), "width");
+
+    // Wrong input shape: 1 channel for a 3-channel model.
+    write_npy(
+        &dir.path().join("gray.npy"),
+        &[2, 1, 16, 16],
+        &[0.5; 2 * 256],
+    );
+    fails_with(
+        &fasterai(&[
+            "predict",
+            &model,
+            "--input",
+            &d("gray.npy"),
+            "--output",
+            &d("o.npy"),
+        ]),
+        "3 input channels",
+    );
+    write_npy(&dir.path().join("flat.npy"), &[2, 8], &[0.5; 16]);
+    fails_with(
+        &fasterai(&[
+            "predict",
+            &model,
+            "--input",
+            &d("flat.npy"),
+            "--output",
+            &d("o.npy"),
+        ]),
+        "expected [N, C, H, W]",
+    );
+
+    // Damaged model files.
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(d("truncated.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
+    fails_with(
+        &fasterai(&["inspect", &d("truncated.safetensors")]),
+        "truncated",
+    );
+    std::fs::write(d("garbage.safetensors"), b"definitely not a model").unwrap();
+    fails_with(
+        &fasterai(&["inspect", &d("garbage.safetensors")]),
+        "not a valid fasterai model file",
+    );
+
+    // Import: wrong architecture for the weights (a 5-class tiny model is no VGG).
+    fails_with(
+        &fasterai(&[
+            "import",
+            "vgg11",
+            "--num-classes",
+            "5",
+            "--weights",
+            &model,
+            "-o",
+            &d("v.safetensors"),
+        ]),
+        "do not match the architecture",
+    );
+    fails_with(
+        &fasterai(&[
+            "import",
+            "vgg11",
+            "--weights",
+            &d("missing.pth"),
+            "-o",
+            &d("v.safetensors"),
+        ]),
+        "no such file",
+    );
+}
