@@ -19,7 +19,7 @@ cargo xtask <command>
   setup    install the system packages the build and tests need (apt-get)
   demo     build the CLI (release) and run the demo on the flex backend
   test     run the test suite on flex, then the flex/wgpu parity test on software Vulkan
-  ci       what CI runs: setup, fmt check, clippy, test, benches and examples compiled
+  ci       what CI runs: setup, fmt check, clippy, then `test` (benches and examples included)
   parity   PyTorch parity: torch writes a VGG16-bn checkpoint and outputs, fasterai must match
 ";
 
@@ -210,8 +210,8 @@ fn ci() -> Result<()> {
             "warnings",
         ],
     )?;
-    test()?;
-    run(&cargo, &["bench", "--workspace", "--no-run"])
+    // `--all-targets` in `test` also builds (and smoke-runs) the benches and examples.
+    test()
 }
 
 /// PyTorch parity, end to end: a Python venv with torch (from PyPI) writes a VGG16-bn

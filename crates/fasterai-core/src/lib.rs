@@ -29,6 +29,7 @@
 //! | [`graph`] | [`Layer`](graph::Layer), [`Sequential`](graph::Sequential), [`LayerSpec`](graph::LayerSpec): the rewritable graph and its serialisable description |
 //! | [`model`] | [`Model`](model::Model): a graph with its name and input shape |
 //! | [`summary`] | parameter counts (PyTorch's rule), MACs, the per-layer table |
+//! | [`linalg`] | host truncated SVD (LAPACK via OpenBLAS) with an exact fast path through the Gram matrix |
 //! | [`latency`] | inference latency (warm-up, synced timed runs, median/min/max) |
 //! | [`io`] | model files (safetensors + architecture JSON), torchvision checkpoint import |
 //! | [`device`] | run-time backend choice from a string |
@@ -47,6 +48,7 @@ pub mod error;
 pub mod graph;
 pub mod io;
 pub mod latency;
+pub mod linalg;
 pub mod model;
 pub mod summary;
 pub mod testing;
