@@ -1,10 +1,36 @@
 //! # fasterai-decompose
 //!
-//! Low-rank factorisation of trained layers:
-//! - `Linear` into two `Linear`s by truncated SVD (rank by fraction removed, explicit rank or
-//!   energy kept);
-//! - `Conv2d` by slice-wise SVD (k×1 then 1×k), CP (Lebedev et al., 2015: four convolutions) or
-//!   Tucker-2 (Kim et al., 2016: 1×1, k×k core, 1×1), with ranks chosen explicitly, as a ratio,
-//!   or by EVBMF (Nakajima et al., 2013).
+//! Low-rank factorisation of trained layers.
 //!
-//! Status: planned. The model graph it will rewrite lives in [`fasterai_core::graph`].
+//! | module | replaces | by |
+//! |---|---|---|
+//! | [`linear`] | `Linear(in → out)` | `Linear(in → k, no bias)`, `Linear(k → out)` from the truncated SVD `W ≈ U_k · Σ_k V_kᵀ` (fasterai's FC decomposer) |
+//!
+//! Planned (same report, same layer selection): `Conv2d` by slice-wise SVD (k×1 then 1×k), CP
+//! (Lebedev et al., 2015: four convolutions) and Tucker-2 (Kim et al., 2016: 1×1, k×k core,
+//! 1×1), with ranks chosen explicitly, as a ratio, or by EVBMF (Nakajima et al., 2013).
+//!
+//! Every decomposition returns a [`DecomposeReport`]: per layer the rank, parameters before and
+//! after, the relative weight reconstruction error and, given a probe batch, the relative error
+//! of the layer's output. The SVDs run on the host through LAPACK
+//! ([`fasterai_core::linalg`]).
+//!
+//! ```no_run
+//! use fasterai_core::prelude::*;
+//! use fasterai_decompose::linear::{LinearRank, LinearSvdConfig, factorize_linears};
+//!
+//! let model = load_model("vgg16_bn.safetensors".as_ref(), &parse_device("flex")?)?;
+//! let config = LinearSvdConfig::new(LinearRank::PercentRemoved(0.5));
+//! let (_smaller, report) = factorize_linears(&model.net, &config, None)?;
+//! println!("{report}");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![doc(test(attr(deny(warnings))))]
+
+mod error;
+pub mod linear;
+mod report;
+mod select;
+
+pub use error::{DecomposeError, Result};
+pub use report::{DecomposeReport, LayerReport};

@@ -80,6 +80,34 @@ impl Sequential {
             .fold(x.into(), |x, child| child.layer.forward(x))
     }
 
+    /// Runs the model, calling `visit(path, layer, input)` before every leaf layer runs: the
+    /// way to capture the activations a layer sees (probe batches, calibration, feature losses).
+    pub fn forward_inspect(
+        &self,
+        x: impl Into<Activation>,
+        visit: &mut impl FnMut(&str, &Layer, &Activation),
+    ) -> Activation {
+        self.inspect_from("", x.into(), visit)
+    }
+
+    fn inspect_from(
+        &self,
+        prefix: &str,
+        x: Activation,
+        visit: &mut impl FnMut(&str, &Layer, &Activation),
+    ) -> Activation {
+        self.children.iter().fold(x, |x, child| {
+            let path = join(prefix, &child.name);
+            match &child.layer {
+                Layer::Sequential(inner) => inner.inspect_from(&path, x, visit),
+                layer => {
+                    visit(&path, layer, &x);
+                    layer.forward(x)
+                }
+            }
+        })
+    }
+
     /// Checks the input shape against every layer first, then runs the model.
     pub fn try_forward(&self, x: impl Into<Activation>) -> Result<Activation> {
         let x = x.into();

@@ -6,7 +6,10 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 use ndarray::{Array2, Axis, s};
-use ndarray_linalg::{Eigh, JobSvd, SVDDC, UPLO};
+use ndarray_linalg::{JobSvd, SVDDC};
+
+mod eigen;
+pub use eigen::symmetric_eigen;
 
 use crate::error::{CoreError, Result};
 
@@ -41,7 +44,11 @@ pub enum SvdMethod {
 /// A Burn matrix as a host array.
 pub fn to_array(t: Tensor<2>) -> Array2<f32> {
     let [m, n] = t.dims();
-    let data = t.into_data().convert::<f32>().try_into_vec::<f32>().expect("float32 after convert");
+    let data = t
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("float32 after convert");
     Array2::from_shape_vec((m, n), data).expect("shape matches data")
 }
 
@@ -56,12 +63,18 @@ fn check_finite(a: &Array2<f32>, what: &str) -> Result<()> {
     if a.iter().all(|v| v.is_finite()) {
         Ok(())
     } else {
-        Err(CoreError::InvalidLayer { path: what.into(), reason: "the weight contains NaN or infinite values".into() })
+        Err(CoreError::InvalidLayer {
+            path: what.into(),
+            reason: "the weight contains NaN or infinite values".into(),
+        })
     }
 }
 
 fn lapack(err: impl std::fmt::Display) -> CoreError {
-    CoreError::InvalidLayer { path: "<linalg>".into(), reason: format!("LAPACK failed: {err}") }
+    CoreError::InvalidLayer {
+        path: "<linalg>".into(),
+        reason: format!("LAPACK failed: {err}"),
+    }
 }
 
 /// Singular values of `a`, descending.
@@ -73,28 +86,54 @@ pub fn singular_values(a: &Array2<f32>) -> Result<Vec<f64>> {
 
 /// Rank-`k` truncated SVD of `a` (`1 ≤ k ≤ min(m, n)`).
 pub fn truncated_svd(a: &Array2<f32>, k: usize, method: SvdMethod) -> Result<LowRank> {
+    truncated_svd_by(a, method, |_| Ok(k))
+}
+
+/// Truncated SVD whose rank `choose` picks from the full spectrum (descending singular values),
+/// e.g. by energy kept. The spectrum costs nothing extra on either path.
+pub fn truncated_svd_by(
+    a: &Array2<f32>,
+    method: SvdMethod,
+    mut choose: impl FnMut(&[f64]) -> Result<usize>,
+) -> Result<LowRank> {
     let (m, n) = a.dim();
-    if k == 0 || k > m.min(n) {
-        return Err(CoreError::BadInput {
-            got: vec![k],
-            expected: format!("a rank between 1 and min({m}, {n}) = {}", m.min(n)),
-        });
-    }
     check_finite(a, "<matrix>")?;
+    let mut choose_checked = |spectrum: &[f64]| -> Result<usize> {
+        let k = choose(spectrum)?;
+        if k == 0 || k > m.min(n) {
+            return Err(CoreError::BadInput {
+                got: vec![k],
+                expected: format!("a rank between 1 and min({m}, {n}) = {}", m.min(n)),
+            });
+        }
+        Ok(k)
+    };
     let (left, right, singular_values) = match method {
-        SvdMethod::Full => full(a, k)?,
-        SvdMethod::Gram => gram(a, k)?,
+        SvdMethod::Full => full(a, &mut choose_checked)?,
+        SvdMethod::Gram => gram(a, &mut choose_checked)?,
     };
     // ‖A − U_k U_kᵀ A‖² = ‖A‖² − ‖U_kᵀ A‖² because U_k has orthonormal columns.
     let total: f64 = a.iter().map(|&v| (v as f64) * (v as f64)).sum();
     let kept: f64 = right.iter().map(|&v| (v as f64) * (v as f64)).sum();
-    let relative_error = if total > 0.0 { ((total - kept).max(0.0) / total).sqrt() } else { 0.0 };
-    Ok(LowRank { left, right, singular_values, relative_error })
+    let relative_error = if total > 0.0 {
+        ((total - kept).max(0.0) / total).sqrt()
+    } else {
+        0.0
+    };
+    Ok(LowRank {
+        left,
+        right,
+        singular_values,
+        relative_error,
+    })
 }
 
-fn full(a: &Array2<f32>, k: usize) -> Result<(Array2<f32>, Array2<f32>, Vec<f64>)> {
+type Choose<'a> = &'a mut dyn FnMut(&[f64]) -> Result<usize>;
+
+fn full(a: &Array2<f32>, choose: Choose<'_>) -> Result<(Array2<f32>, Array2<f32>, Vec<f64>)> {
     let (u, s, vt) = a.svddc(JobSvd::Some).map_err(lapack)?;
     let (u, vt) = (u.expect("requested U"), vt.expect("requested Vt"));
+    let k = choose(&s.iter().map(|&v| v as f64).collect::<Vec<_>>())?;
     let left = u.slice(s![.., ..k]).to_owned();
     let mut right = vt.slice(s![..k, ..]).to_owned();
     for (mut row, &sigma) in right.axis_iter_mut(Axis(0)).zip(s.iter()) {
@@ -114,24 +153,26 @@ fn gram_matrix(a: &Array2<f32>) -> Array2<f32> {
         for j in (i..m).step_by(block) {
             let aj = a.slice(s![j..(j + block).min(m), ..]);
             let gij = ai.dot(&aj.t());
-            g.slice_mut(s![i..i + gij.nrows(), j..j + gij.ncols()]).assign(&gij);
+            g.slice_mut(s![i..i + gij.nrows(), j..j + gij.ncols()])
+                .assign(&gij);
             if i != j {
-                g.slice_mut(s![j..j + gij.ncols(), i..i + gij.nrows()]).assign(&gij.t());
+                g.slice_mut(s![j..j + gij.ncols(), i..i + gij.nrows()])
+                    .assign(&gij.t());
             }
         }
     }
     g
 }
 
-fn gram(a: &Array2<f32>, k: usize) -> Result<(Array2<f32>, Array2<f32>, Vec<f64>)> {
+fn gram(a: &Array2<f32>, choose: Choose<'_>) -> Result<(Array2<f32>, Array2<f32>, Vec<f64>)> {
     let (m, n) = a.dim();
     if m > n {
         // Tall: work on the wide Aᵀ. Its factors are left_t = V_k and right_t = V_kᵀAᵀ =
         // (U_k Σ_k)ᵀ, so A ≈ right_tᵀ · left_tᵀ; move Σ_k from the left factor to the right.
-        let (left_t, right_t, s) = gram(&a.t().to_owned(), k)?;
+        let (left_t, right_t, s) = gram(&a.t().to_owned(), choose)?;
         let mut left = right_t.t().to_owned();
         let mut right = left_t.t().to_owned();
-        for (j, &sigma) in s.iter().take(k).enumerate() {
+        for (j, &sigma) in s.iter().take(left.ncols()).enumerate() {
             let sigma = sigma as f32;
             if sigma > 0.0 {
                 left.column_mut(j).mapv_inplace(|v| v / sigma);
@@ -141,10 +182,14 @@ fn gram(a: &Array2<f32>, k: usize) -> Result<(Array2<f32>, Array2<f32>, Vec<f64>
         return Ok((left, right, s));
     }
     let g = gram_matrix(a);
-    let (eigenvalues, eigenvectors) = g.eigh(UPLO::Upper).map_err(lapack)?;
+    let (eigenvalues, eigenvectors) = symmetric_eigen(&g)?;
     // eigh returns ascending order; the top k are the last k columns.
     let order: Vec<usize> = (0..m).rev().collect();
-    let singular_values: Vec<f64> = order.iter().map(|&i| (eigenvalues[i].max(0.0) as f64).sqrt()).collect();
+    let singular_values: Vec<f64> = order
+        .iter()
+        .map(|&i| (eigenvalues[i].max(0.0) as f64).sqrt())
+        .collect();
+    let k = choose(&singular_values)?;
     let mut left = Array2::<f32>::zeros((m, k));
     for (j, &i) in order.iter().take(k).enumerate() {
         left.column_mut(j).assign(&eigenvectors.column(i));
@@ -171,7 +216,11 @@ pub fn rank_for_energy(singular_values: &[f64], fraction: f64) -> usize {
 pub fn truncation_error(singular_values: &[f64], k: usize) -> f64 {
     let total: f64 = singular_values.iter().map(|s| s * s).sum();
     let tail: f64 = singular_values.iter().skip(k).map(|s| s * s).sum();
-    if total > 0.0 { (tail / total).sqrt() } else { 0.0 }
+    if total > 0.0 {
+        (tail / total).sqrt()
+    } else {
+        0.0
+    }
 }
 
 #[cfg(test)]
@@ -181,9 +230,13 @@ mod tests {
 
     /// A deterministic pseudo-random matrix (no RNG dependency).
     fn matrix(m: usize, n: usize, seed: u64) -> Array2<f32> {
-        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut state = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         Array2::from_shape_fn((m, n), |_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
         })
     }
@@ -202,12 +255,16 @@ mod tests {
                 let product_full = full.left.dot(&full.right);
                 let product_fast = fast.left.dot(&fast.right);
                 let diff = frobenius(&(&product_full - &product_fast)) / frobenius(&a);
-                assert!(diff < 1e-4, "{m}x{n} k={k}: factor products differ by {diff:e}");
+                assert!(
+                    diff < 1e-4,
+                    "{m}x{n} k={k}: factor products differ by {diff:e}"
+                );
                 // The error equals the formula over the discarded singular values.
                 let formula = truncation_error(&full.singular_values, k);
                 let measured = frobenius(&(&a - &product_fast)) / frobenius(&a);
                 // Near zero the error is known to about √ε(f32) ≈ 3e-4 in absolute terms.
-                let close = (fast.relative_error - formula).abs() < 1e-4 || fast.relative_error.max(formula) < 1e-3;
+                let close = (fast.relative_error - formula).abs() < 1e-4
+                    || fast.relative_error.max(formula) < 1e-3;
                 assert!(close, "{m}x{n} k={k}: {} vs {formula}", fast.relative_error);
                 assert!((measured - formula).abs() < 1e-4, "{measured} vs {formula}");
             }
