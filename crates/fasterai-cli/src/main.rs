@@ -20,6 +20,8 @@ use clap::{Parser, Subcommand};
 ///   fasterai bench vgg16_bn --num-classes 10 --input 3x32x32 --batch 1 --runs 20
 ///   fasterai import vgg16_bn --num-classes 10 --weights vgg16_bn.pth -o vgg16_bn.safetensors
 ///   fasterai predict vgg16_bn.safetensors --input x.npy --output y.npy
+///   fasterai fold vgg16_bn.safetensors -o folded.safetensors
+///   fasterai decompose folded.safetensors -o small.safetensors --fc 0.5
 #[derive(Parser)]
 #[command(name = "fasterai", version, verbatim_doc_comment)]
 struct Cli {
@@ -33,6 +35,8 @@ enum Command {
     Bench(commands::bench::Args),
     Import(commands::import::Args),
     Predict(commands::predict::Args),
+    Fold(commands::fold::Args),
+    Decompose(commands::decompose::Args),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +46,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => commands::bench::run(args),
         Command::Import(args) => commands::import::run(args),
         Command::Predict(args) => commands::predict::run(args),
+        Command::Fold(args) => commands::fold::run(args),
+        Command::Decompose(args) => commands::decompose::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
