@@ -69,8 +69,11 @@ fn main() -> anyhow::Result<()> {
     let (folded, report) = fold_batch_norms(&model.net)?;
     step("+ batch-norm folding", &folded)?;
     let start = std::time::Instant::now();
-    let (factorized, fc_report) =
-        factorize_linears(&folded, &LinearSvdConfig::new(LinearRank::PercentRemoved(0.5)), None)?;
+    let (factorized, fc_report) = factorize_linears(
+        &folded,
+        &LinearSvdConfig::new(LinearRank::PercentRemoved(0.5)),
+        None,
+    )?;
     let fc_seconds = start.elapsed().as_secs_f64();
     step("+ FC SVD (50 % removed)", &factorized)?;
     println!("\n{report}\n\n{fc_report}\n(FC factorisation took {fc_seconds:.1} s)");

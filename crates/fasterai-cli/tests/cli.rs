@@ -227,18 +227,52 @@ fn fold_then_decompose_a_saved_model() {
     let expected = setup(dir.path());
     let d = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
 
-    let out = fasterai(&["fold", &d("tiny.safetensors"), "-o", &d("folded.safetensors")]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = fasterai(&[
+        "fold",
+        &d("tiny.safetensors"),
+        "-o",
+        &d("folded.safetensors"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("folded 2 batch norm(s)"));
-    let out = fasterai(&["predict", &d("folded.safetensors"), "--input", &d("x.npy"), "--output", &d("yf.npy")]);
+    let out = fasterai(&[
+        "predict",
+        &d("folded.safetensors"),
+        "--input",
+        &d("x.npy"),
+        "--output",
+        &d("yf.npy"),
+    ]);
     assert!(out.status.success());
     let (_, folded) = read_npy(&dir.path().join("yf.npy"));
     let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let diff = folded.iter().zip(&expected).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    assert!(diff <= 1e-5 * scale.max(1.0), "folding changed outputs by {diff}");
+    let diff = folded
+        .iter()
+        .zip(&expected)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        diff <= 1e-5 * scale.max(1.0),
+        "folding changed outputs by {diff}"
+    );
 
-    let out = fasterai(&["decompose", &d("folded.safetensors"), "-o", &d("small.safetensors"), "--fc-rank", "4", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = fasterai(&[
+        "decompose",
+        &d("folded.safetensors"),
+        "-o",
+        &d("small.safetensors"),
+        "--fc-rank",
+        "4",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     // 256→32 becomes 256→4→32 (and 32→5 becomes 32→4→5: 148 < 160 parameters).
     assert_eq!(report["layers"][0]["rank"], 4);
@@ -248,10 +282,38 @@ fn fold_then_decompose_a_saved_model() {
     let summary: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
     assert_eq!(summary["total_params"], report["params_after"]);
 
-    fails_with(&fasterai(&["decompose", &d("folded.safetensors"), "-o", &d("x2.safetensors"), "--fc", "1.5"]), "[0, 1)");
     fails_with(
-        &fasterai(&["decompose", &d("folded.safetensors"), "-o", &d("x3.safetensors"), "--fc", "0.5", "--layers", "0"]),
+        &fasterai(&[
+            "decompose",
+            &d("folded.safetensors"),
+            "-o",
+            &d("x2.safetensors"),
+            "--fc",
+            "1.5",
+        ]),
+        "[0, 1)",
+    );
+    fails_with(
+        &fasterai(&[
+            "decompose",
+            &d("folded.safetensors"),
+            "-o",
+            &d("x3.safetensors"),
+            "--fc",
+            "0.5",
+            "--layers",
+            "0",
+        ]),
         "is a Conv2d, not a Linear",
     );
-    fails_with(&fasterai(&["fold", &d("folded.safetensors"), "-o", &d("folded.safetensors"), "--force"]), "input file");
+    fails_with(
+        &fasterai(&[
+            "fold",
+            &d("folded.safetensors"),
+            "-o",
+            &d("folded.safetensors"),
+            "--force",
+        ]),
+        "input file",
+    );
 }

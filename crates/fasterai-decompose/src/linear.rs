@@ -126,7 +126,7 @@ pub fn factorize_linears(
                 )));
             }
             if !saves(k) {
-                row.action = format!("kept (rank {k} saves nothing)");
+                row.action = format!("kept: rank {k} saves 0");
                 layers.push(row);
                 continue;
             }
@@ -151,7 +151,7 @@ pub fn factorize_linears(
         })?;
         let k = low.left.ncols();
         if !saves(k) {
-            row.action = format!("kept (rank {k} saves nothing)");
+            row.action = format!("kept: rank {k} saves 0");
             layers.push(row);
             continue;
         }

@@ -61,7 +61,11 @@ pub fn run(args: Args) -> Result<()> {
         let mut shape = vec![args.probe];
         shape.extend(&model.input_shape);
         let shape: [usize; 4] = shape.try_into().expect("image models have CxHxW inputs");
-        Activation::Spatial(Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device))
+        Activation::Spatial(Tensor::<4>::random(
+            shape,
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        ))
     });
     let config = LinearSvdConfig::new(rank).with_layers(args.layers.clone());
     let (net, report) = factorize_linears(&model.net, &config, probe)?;
