@@ -30,28 +30,11 @@ pub fn randomize_batch_norms(net: &mut Sequential, device: &Device) {
 /// A small VGG-like network for `[channels, 16, 16]` images: two conv/BN/ReLU/pool stages, a
 /// flatten and two linear layers, with random weights and batch-norm statistics.
 pub fn tiny_cnn(channels: usize, classes: usize, device: &Device) -> Sequential {
-    let conv = |i, o| LayerSpec::Conv2d {
-        in_channels: i,
-        out_channels: o,
-        kernel_size: [3, 3],
-        stride: [1, 1],
-        padding: [1, 1],
-        dilation: [1, 1],
-        groups: 1,
-        bias: true,
-    };
-    let bn = |n| LayerSpec::BatchNorm2d {
-        num_features: n,
-        eps: 1e-5,
-        momentum: 0.1,
-    };
-    let pool = LayerSpec::MaxPool2d {
-        kernel_size: [2, 2],
-        stride: [2, 2],
-        padding: [0, 0],
-        dilation: [1, 1],
-        ceil_mode: false,
-    };
+    let (conv, bn, pool) = (
+        LayerSpec::conv3x3,
+        LayerSpec::batch_norm,
+        LayerSpec::max_pool2(false),
+    );
     let layers = [
         conv(channels, 8),
         bn(8),

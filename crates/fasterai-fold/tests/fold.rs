@@ -13,24 +13,15 @@ fn device() -> Device {
 }
 
 fn conv_spec(i: usize, o: usize, bias: bool) -> LayerSpec {
-    LayerSpec::Conv2d {
-        in_channels: i,
-        out_channels: o,
-        kernel_size: [3, 3],
-        stride: [1, 1],
-        padding: [1, 1],
-        dilation: [1, 1],
-        groups: 1,
-        bias,
+    let mut spec = LayerSpec::conv3x3(i, o);
+    if let LayerSpec::Conv2d { bias: b, .. } = &mut spec {
+        *b = bias;
     }
+    spec
 }
 
 fn bn_spec(n: usize) -> LayerSpec {
-    LayerSpec::BatchNorm2d {
-        num_features: n,
-        eps: 1e-5,
-        momentum: 0.1,
-    }
+    LayerSpec::batch_norm(n)
 }
 
 fn layer(spec: &LayerSpec) -> Layer {

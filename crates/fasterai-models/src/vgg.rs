@@ -161,32 +161,13 @@ impl VggConfig {
         let mut in_channels = self.input_shape[0];
         for &c in self.depth.plan() {
             if c == M {
-                features.push(LayerSpec::MaxPool2d {
-                    kernel_size: [2, 2],
-                    stride: [2, 2],
-                    padding: [0, 0],
-                    dilation: [1, 1],
-                    ceil_mode,
-                });
+                features.push(LayerSpec::max_pool2(ceil_mode));
                 continue;
             }
             let out_channels = self.channels(c);
-            features.push(LayerSpec::Conv2d {
-                in_channels,
-                out_channels,
-                kernel_size: [3, 3],
-                stride: [1, 1],
-                padding: [1, 1],
-                dilation: [1, 1],
-                groups: 1,
-                bias: true,
-            });
+            features.push(LayerSpec::conv3x3(in_channels, out_channels));
             if self.batch_norm {
-                features.push(LayerSpec::BatchNorm2d {
-                    num_features: out_channels,
-                    eps: 1e-5,
-                    momentum: 0.1,
-                });
+                features.push(LayerSpec::batch_norm(out_channels));
             }
             features.push(LayerSpec::ReLU);
             in_channels = out_channels;

@@ -121,6 +121,40 @@ fn window_out(
 }
 
 impl LayerSpec {
+    /// `Conv2d(in, out, kernel_size=3, padding=1)` with bias: VGG's convolution.
+    pub fn conv3x3(in_channels: usize, out_channels: usize) -> Self {
+        LayerSpec::Conv2d {
+            in_channels,
+            out_channels,
+            kernel_size: [3, 3],
+            stride: [1, 1],
+            padding: [1, 1],
+            dilation: [1, 1],
+            groups: 1,
+            bias: true,
+        }
+    }
+
+    /// `BatchNorm2d(num_features)` with PyTorch's defaults (ε = 1e-5, momentum 0.1).
+    pub fn batch_norm(num_features: usize) -> Self {
+        LayerSpec::BatchNorm2d {
+            num_features,
+            eps: 1e-5,
+            momentum: 0.1,
+        }
+    }
+
+    /// `MaxPool2d(kernel_size=2, stride=2)`, optionally with `ceil_mode`.
+    pub fn max_pool2(ceil_mode: bool) -> Self {
+        LayerSpec::MaxPool2d {
+            kernel_size: [2, 2],
+            stride: [2, 2],
+            padding: [0, 0],
+            dilation: [1, 1],
+            ceil_mode,
+        }
+    }
+
     /// Short type name, as PyTorch prints it.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -442,16 +476,7 @@ mod tests {
 
     #[test]
     fn shape_errors_name_the_layer() {
-        let conv = LayerSpec::Conv2d {
-            in_channels: 3,
-            out_channels: 8,
-            kernel_size: [3, 3],
-            stride: [1, 1],
-            padding: [1, 1],
-            dilation: [1, 1],
-            groups: 1,
-            bias: true,
-        };
+        let conv = LayerSpec::conv3x3(3, 8);
         let err = conv.output_shape("features.0", &[1, 28, 28]).unwrap_err();
         assert!(err.to_string().contains("features.0"), "{err}");
         let (out, macs) = conv.output_shape("features.0", &[3, 32, 32]).unwrap();
