@@ -6,9 +6,10 @@
 //! |---|---|---|
 //! | [`linear`] | `Linear(in → out)` | `Linear(in → k, no bias)`, `Linear(k → out)` from the truncated SVD `W ≈ U_k · Σ_k V_kᵀ` (fasterai's FC decomposer) |
 //!
-//! Planned (same report, same layer selection): `Conv2d` by slice-wise SVD (k×1 then 1×k), CP
-//! (Lebedev et al., 2015: four convolutions) and Tucker-2 (Kim et al., 2016: 1×1, k×k core,
-//! 1×1), with ranks chosen explicitly, as a ratio, or by EVBMF (Nakajima et al., 2013).
+//! [`evbmf`] estimates ranks (Nakajima et al., 2013). Planned (same report, same layer
+//! selection): `Conv2d` by slice-wise SVD (k×1 then 1×k), CP (Lebedev et al., 2015: four
+//! convolutions) and Tucker-2 (Kim et al., 2016: 1×1, k×k core, 1×1), with ranks explicit, as a
+//! ratio, or by EVBMF on the weight's unfoldings.
 //!
 //! Every decomposition returns a [`DecomposeReport`]: per layer the rank, parameters before and
 //! after, the relative weight reconstruction error and, given a probe batch, the relative error
@@ -28,6 +29,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod error;
+pub mod evbmf;
 pub mod linear;
 mod report;
 mod select;
