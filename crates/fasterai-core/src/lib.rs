@@ -29,7 +29,7 @@
 //! | [`graph`] | [`Layer`](graph::Layer), [`Sequential`](graph::Sequential), [`LayerSpec`](graph::LayerSpec): the rewritable graph and its serialisable description |
 //! | [`model`] | [`Model`](model::Model): a graph with its name and input shape |
 //! | [`summary`] | parameter counts (PyTorch's rule), MACs, the per-layer table |
-//! | [`linalg`] | host truncated SVD (LAPACK via OpenBLAS) with an exact fast path through the Gram matrix |
+//! | [`linalg`] | host truncated SVD (LAPACK via OpenBLAS; full `gesdd` or a Gram-matrix eigen path) |
 //! | [`latency`] | inference latency (warm-up, synced timed runs, median/min/max) |
 //! | [`io`] | model files (safetensors + architecture JSON), torchvision checkpoint import |
 //! | [`device`] | run-time backend choice from a string |

@@ -65,7 +65,7 @@ pub struct LinearSvdConfig {
     pub rank: LinearRank,
     /// Paths of the layers to factorise; empty means every `Linear`.
     pub layers: Vec<String>,
-    /// SVD algorithm (the exact Gram path by default).
+    /// SVD algorithm (LAPACK's full `gesdd` by default).
     pub method: SvdMethod,
 }
 
