@@ -150,8 +150,10 @@ impl Sequential {
 
     /// Replaces the layer at `path`, returning the old one.
     pub fn replace(&mut self, path: &str, layer: Layer) -> Result<Layer> {
-        let err = self.unknown_path(path);
-        let slot = self.get_mut(path).ok_or(err)?;
+        if self.get(path).is_none() {
+            return Err(self.unknown_path(path));
+        }
+        let slot = self.get_mut(path).expect("checked above");
         Ok(std::mem::replace(slot, layer))
     }
 
