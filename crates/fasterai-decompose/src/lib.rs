@@ -6,9 +6,10 @@
 //! |---|---|---|
 //! | [`linear`] | `Linear(in → out)` | `Linear(in → k, no bias)`, `Linear(k → out)` from the truncated SVD `W ≈ U_k · Σ_k V_kᵀ` (fasterai's FC decomposer) |
 //!
-//! [`evbmf`] estimates ranks (Nakajima et al., 2013). Planned (same report, same layer
-//! selection): `Conv2d` by slice-wise SVD (k×1 then 1×k), CP (Lebedev et al., 2015: four
-//! convolutions) and Tucker-2 (Kim et al., 2016: 1×1, k×k core, 1×1), with ranks explicit, as a
+//! [`evbmf`] estimates ranks (Nakajima et al., 2013); [`tucker`] computes Tucker-2 factors of a
+//! conv weight (HOSVD + HOOI, matching tensorly's `partial_tucker`). Planned (same report, same
+//! layer selection): replacing `Conv2d` layers by Tucker-2 (1×1, k×k core, 1×1), CP (Lebedev et
+//! al., 2015: four convolutions) and slice-wise SVD (k×1 then 1×k), with ranks explicit, as a
 //! ratio, or by EVBMF on the weight's unfoldings.
 //!
 //! Every decomposition returns a [`DecomposeReport`]: per layer the rank, parameters before and
@@ -33,6 +34,7 @@ pub mod evbmf;
 pub mod linear;
 mod report;
 mod select;
+pub mod tucker;
 
 pub use error::{DecomposeError, Result};
 pub use report::{DecomposeReport, LayerReport};
