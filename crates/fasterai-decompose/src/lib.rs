@@ -29,6 +29,7 @@
 //! ```
 #![doc(test(attr(deny(warnings))))]
 
+pub mod conv;
 mod error;
 pub mod evbmf;
 pub mod linear;

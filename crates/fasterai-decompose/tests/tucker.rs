@@ -69,3 +69,47 @@ fn recovers_an_exact_tucker_tensor_and_rejects_bad_ranks() {
     assert!(tucker2(&w, [0, 2], 10, 1e-4).is_err());
     assert!(tucker2(&w, [3, 6], 10, 1e-4).is_err());
 }
+
+#[test]
+fn tucker_conv_layers_reproduce_the_reference_output() {
+    use burn::module::Param;
+    use fasterai_core::graph::{Activation, InitScheme, Layer, LayerSpec, Sequential};
+    use fasterai_decompose::conv::{ConvRank, tucker_convs};
+
+    let Some(r) = Reference::open("conv_decomp") else {
+        return;
+    };
+    let d = fasterai_core::device::parse_device("flex").unwrap();
+    let Layer::Conv2d(mut conv) =
+        Layer::from_spec(&LayerSpec::conv3x3(16, 32), InitScheme::PyTorchDefault, &d)
+    else {
+        unreachable!()
+    };
+    conv.weight = Param::from_tensor(r.tensor("weight", &d));
+    conv.bias = Some(Param::from_tensor(r.tensor("bias", &d)));
+    let net = Sequential::indexed([Layer::Conv2d(conv)]);
+    let x: burn::tensor::Tensor<4> = r.tensor("x", &d);
+    let (out, report) = tucker_convs(
+        &net,
+        ConvRank::Fixed(8),
+        &[],
+        Some(Activation::Spatial(x.clone())),
+    )
+    .unwrap();
+    let row = &report.layers[0];
+    assert!(row.decomposed);
+    assert!(
+        (row.weight_error - 0.827952).abs() < 5e-4,
+        "{}",
+        row.weight_error
+    );
+    let y_err = row.output_error.unwrap();
+    assert!((y_err - 0.838894).abs() < 5e-3, "output error {y_err}");
+    // 16·8 + 8·8·9 + 8·32 + 32 parameters instead of 32·16·9 + 32.
+    assert_eq!(row.params_after, 16 * 8 + 8 * 8 * 9 + 8 * 32 + 32);
+    assert_eq!(out.output_shape(&[16, 12, 12]).unwrap(), vec![32, 12, 12]);
+    let y = out.forward(x).into_spatial().unwrap();
+    let reference: burn::tensor::Tensor<4> = r.tensor("y_tucker", &d);
+    let e = fasterai_core::testing::relative_max_diff(y, reference);
+    assert!(e < 0.05, "against tensorly's Tucker conv output: {e}");
+}
