@@ -6,15 +6,18 @@ use anyhow::Result;
 use fasterai::burn::tensor::{Distribution, Tensor};
 use fasterai::core::graph::Activation;
 use fasterai::core::io::save_model;
+use fasterai::decompose::conv::{ConvRank, tucker_convs};
 use fasterai::decompose::linear::{LinearRank, LinearSvdConfig, factorize_linears};
 
 use crate::files::refuse_overwrite;
 use crate::model_arg::{DeviceArgs, ModelArgs};
 
-/// Replace Linear layers by two smaller ones from their truncated SVD, print the per-layer
-/// table (rank, parameters, weight and output error on a random probe batch) and save.
+/// Factorise layers: Linear layers into two smaller ones by truncated SVD (--fc…), Conv2d layers
+/// into three by Tucker-2 (--conv tucker --rank …). Prints the per-layer table (rank,
+/// parameters, weight and output error on a random probe batch) and saves.
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("fc_rule").required(true).args(["fc", "fc_rank", "fc_energy"])))]
+#[command(group(clap::ArgGroup::new("fc_rule").args(["fc", "fc_rank", "fc_energy"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["fc", "fc_rank", "fc_energy", "conv"])))]
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
@@ -30,7 +33,16 @@ pub struct Args {
     /// Keep the fewest singular values holding this fraction of the energy Σσ², in (0, 1].
     #[arg(long, value_name = "E")]
     fc_energy: Option<f64>,
-    /// Only these layers (comma-separated paths, e.g. classifier.0,classifier.3) [default: every Linear].
+    /// Decompose Conv2d layers with this method (only `tucker` so far).
+    #[arg(long, value_parser = ["tucker"])]
+    conv: Option<String>,
+    /// Conv ranks: a number, `evbmf` (rounded up to a multiple of 8), or with --rank-ratio.
+    #[arg(long, default_value = "evbmf", requires = "conv")]
+    rank: String,
+    /// Conv ranks as a fraction of each layer's channels, in (0, 1] (overrides --rank).
+    #[arg(long, requires = "conv")]
+    rank_ratio: Option<f64>,
+    /// Only these layers (comma-separated paths, e.g. classifier.0,features.0) [default: every layer of the kind].
     #[arg(long, value_delimiter = ',')]
     layers: Vec<String>,
     /// Images in the random probe batch used to measure output errors (0 to skip).
@@ -49,11 +61,19 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let input = std::path::Path::new(&args.model.model);
     refuse_overwrite(&args.output, &[input], args.force)?;
-    let rank = match (args.fc, args.fc_rank, args.fc_energy) {
-        (Some(p), _, _) => LinearRank::PercentRemoved(p),
-        (_, Some(k), _) => LinearRank::Rank(k),
-        (_, _, Some(e)) => LinearRank::Energy(e),
-        _ => unreachable!("clap requires one rule"),
+    let fc_rank = match (args.fc, args.fc_rank, args.fc_energy) {
+        (Some(p), _, _) => Some(LinearRank::PercentRemoved(p)),
+        (_, Some(k), _) => Some(LinearRank::Rank(k)),
+        (_, _, Some(e)) => Some(LinearRank::Energy(e)),
+        _ => None,
+    };
+    let conv_rank = match (&args.conv, args.rank_ratio, args.rank.as_str()) {
+        (None, ..) => None,
+        (Some(_), Some(x), _) => Some(ConvRank::Ratio(x)),
+        (Some(_), None, "evbmf") => Some(ConvRank::Evbmf { multiple: 8 }),
+        (Some(_), None, r) => Some(ConvRank::Fixed(r.parse().map_err(|_| {
+            anyhow::anyhow!("--rank must be a positive number or `evbmf`, got `{r}`")
+        })?)),
     };
     let device = args.device.device()?;
     let mut model = args.model.load(None, &device)?;
@@ -67,15 +87,48 @@ pub fn run(args: Args) -> Result<()> {
             &device,
         ))
     });
-    let config = LinearSvdConfig::new(rank).with_layers(args.layers.clone());
-    let (net, report) = factorize_linears(&model.net, &config, probe)?;
-    model.net = net;
-    model.name = format!("{}+fc-svd", model.name);
+    // A path list names layers of both kinds; each pass takes the ones of its own kind.
+    let of_kind = |kind: &str| -> Vec<String> {
+        args.layers
+            .iter()
+            .filter(|p| model.net.get(p).is_none_or(|l| l.kind() == kind))
+            .cloned()
+            .collect()
+    };
+    let (conv_layers, linear_layers) = (of_kind("Conv2d"), of_kind("Linear"));
+    let mut reports = Vec::new();
+    if let Some(rank) = conv_rank {
+        let layers = conv_layers.clone();
+        if args.layers.is_empty() || !layers.is_empty() {
+            let (net, report) = tucker_convs(&model.net, rank, &layers, probe.clone())?;
+            model.net = net;
+            model.name = format!("{}+tucker", model.name);
+            reports.push(report);
+        }
+    }
+    if let Some(rank) = fc_rank {
+        let layers = linear_layers.clone();
+        if args.layers.is_empty() || !layers.is_empty() {
+            let config = LinearSvdConfig::new(rank).with_layers(layers);
+            let (net, report) = factorize_linears(&model.net, &config, probe)?;
+            model.net = net;
+            model.name = format!("{}+fc-svd", model.name);
+            reports.push(report);
+        }
+    }
+    anyhow::ensure!(
+        !reports.is_empty(),
+        "none of --layers {:?} is a layer the chosen methods decompose",
+        args.layers
+    );
     save_model(&model, &args.output, args.force)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", serde_json::to_string_pretty(&reports)?);
     } else {
-        println!("{report}\nsaved {}", args.output.display());
+        for report in &reports {
+            println!("{report}\n");
+        }
+        println!("saved {}", args.output.display());
     }
     Ok(())
 }
