@@ -38,6 +38,33 @@ pub struct ModelArgs {
     pub width: Option<f64>,
 }
 
+/// Where a command writes its model file.
+#[derive(clap::Args, Debug, Clone)]
+pub struct OutputArgs {
+    /// Model file to write.
+    #[arg(short, long)]
+    pub output: std::path::PathBuf,
+    /// Replace OUTPUT if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl OutputArgs {
+    /// Fails early (before any work) if OUTPUT is one of `inputs` or exists without --force.
+    pub fn check(&self, inputs: &[&Path]) -> Result<()> {
+        crate::files::refuse_overwrite(&self.output, inputs, self.force)
+    }
+
+    /// Saves `model` to OUTPUT, atomically.
+    pub fn save(&self, model: &Model) -> Result<()> {
+        Ok(fasterai::core::io::save_model(
+            model,
+            &self.output,
+            self.force,
+        )?)
+    }
+}
+
 /// Options that pick a device.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DeviceArgs {

@@ -1,16 +1,12 @@
 //! `fasterai decompose MODEL -o OUT --fc 0.5`: low-rank factorisation.
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use fasterai::burn::tensor::{Distribution, Tensor};
 use fasterai::core::graph::Activation;
-use fasterai::core::io::save_model;
 use fasterai::decompose::conv::{ConvRank, tucker_convs};
 use fasterai::decompose::linear::{LinearRank, LinearSvdConfig, factorize_linears};
 
-use crate::files::refuse_overwrite;
-use crate::model_arg::{DeviceArgs, ModelArgs};
+use crate::model_arg::{DeviceArgs, ModelArgs, OutputArgs};
 
 /// Factorise layers: Linear layers into two smaller ones by truncated SVD (--fc…), Conv2d layers
 /// into three by Tucker-2 (--conv tucker --rank …). Prints the per-layer table (rank,
@@ -21,9 +17,8 @@ use crate::model_arg::{DeviceArgs, ModelArgs};
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// Model file to write.
-    #[arg(short, long)]
-    output: PathBuf,
+    #[command(flatten)]
+    out: OutputArgs,
     /// Fraction of singular values to remove from each Linear, in [0, 1) (seed 004: 0.5).
     #[arg(long)]
     fc: Option<f64>,
@@ -48,9 +43,6 @@ pub struct Args {
     /// Images in the random probe batch used to measure output errors (0 to skip).
     #[arg(long, default_value_t = 8)]
     probe: usize,
-    /// Replace OUTPUT if it exists.
-    #[arg(long)]
-    force: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -60,7 +52,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let input = std::path::Path::new(&args.model.model);
-    refuse_overwrite(&args.output, &[input], args.force)?;
+    args.out.check(&[input])?;
     let fc_rank = match (args.fc, args.fc_rank, args.fc_energy) {
         (Some(p), _, _) => Some(LinearRank::PercentRemoved(p)),
         (_, Some(k), _) => Some(LinearRank::Rank(k)),
@@ -121,14 +113,14 @@ pub fn run(args: Args) -> Result<()> {
         "none of --layers {:?} is a layer the chosen methods decompose",
         args.layers
     );
-    save_model(&model, &args.output, args.force)?;
+    args.out.save(&model)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
     } else {
         for report in &reports {
             println!("{report}\n");
         }
-        println!("saved {}", args.output.display());
+        println!("saved {}", args.out.output.display());
     }
     Ok(())
 }

@@ -1,13 +1,9 @@
 //! `fasterai fold MODEL -o OUT`: batch-norm folding.
 
-use std::path::PathBuf;
-
 use anyhow::Result;
-use fasterai::core::io::save_model;
 use fasterai::fold::fold_batch_norms;
 
-use crate::files::refuse_overwrite;
-use crate::model_arg::{DeviceArgs, ModelArgs};
+use crate::model_arg::{DeviceArgs, ModelArgs, OutputArgs};
 
 /// Fold every BatchNorm2d that directly follows a Conv2d into it (lossless at inference) and
 /// save the smaller model.
@@ -15,12 +11,8 @@ use crate::model_arg::{DeviceArgs, ModelArgs};
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// Model file to write.
-    #[arg(short, long)]
-    output: PathBuf,
-    /// Replace OUTPUT if it exists.
-    #[arg(long)]
-    force: bool,
+    #[command(flatten)]
+    out: OutputArgs,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -30,16 +22,16 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let input = std::path::Path::new(&args.model.model);
-    refuse_overwrite(&args.output, &[input], args.force)?;
+    args.out.check(&[input])?;
     let mut model = args.model.load(None, &args.device.device()?)?;
     let (net, report) = fold_batch_norms(&model.net)?;
     model.net = net;
     model.name = format!("{}+folded", model.name);
-    save_model(&model, &args.output, args.force)?;
+    args.out.save(&model)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("{report}\nsaved {}", args.output.display());
+        println!("{report}\nsaved {}", args.out.output.display());
     }
     Ok(())
 }

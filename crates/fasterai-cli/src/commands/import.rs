@@ -3,10 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use fasterai::core::io::{import_pytorch_weights, save_model};
+use fasterai::core::io::import_pytorch_weights;
 
-use crate::files::refuse_overwrite;
-use crate::model_arg::{DeviceArgs, ModelArgs};
+use crate::model_arg::{DeviceArgs, ModelArgs, OutputArgs};
 
 /// Convert a torchvision-layout checkpoint (`.pth`/`.pt` state dict, or `.safetensors` with
 /// PyTorch keys) into a fasterai model file that carries its own architecture.
@@ -20,12 +19,8 @@ pub struct Args {
     /// Key of the state dict inside the checkpoint, if nested (e.g. `state_dict`).
     #[arg(long)]
     key: Option<String>,
-    /// Model file to write.
-    #[arg(short, long)]
-    output: PathBuf,
-    /// Replace OUTPUT if it exists.
-    #[arg(long)]
-    force: bool,
+    #[command(flatten)]
+    out: OutputArgs,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -34,17 +29,17 @@ pub fn run(args: Args) -> Result<()> {
     if args.arch.builtin(None)?.is_none() {
         bail!("ARCH must be a built-in architecture such as vgg16_bn, not a file");
     }
-    refuse_overwrite(&args.output, &[&args.weights], args.force)?;
+    args.out.check(&[&args.weights])?;
     let mut model = args.arch.load(None, &args.device.device()?)?;
     let applied = import_pytorch_weights(&mut model.net, &args.weights, args.key.as_deref())
         .with_context(|| format!("importing {} as {}", args.weights.display(), model.name))?;
-    save_model(&model, &args.output, args.force)?;
+    args.out.save(&model)?;
     println!(
         "imported {applied} tensors from {} into {} ({} parameters) → {}",
         args.weights.display(),
         model.name,
         fasterai::core::summary::thousands(model.num_params() as u64),
-        args.output.display()
+        args.out.output.display()
     );
     Ok(())
 }
