@@ -7,13 +7,13 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::{Device, Tensor, TensorData};
 use fasterai_core::graph::{Activation, Layer, Sequential};
 use fasterai_core::summary::count_parameters;
-use ndarray::{Array2, Array4};
+use ndarray::Array4;
 
 use crate::error::{DecomposeError, Result};
 use crate::evbmf::{DEFAULT_XATOL, evbmf};
 use crate::report::{DecomposeReport, LayerReport};
 use crate::select::{capture_inputs, relative_output_error, select_layers};
-use crate::tucker::tucker2;
+use crate::tucker::{tucker2, unfold};
 
 /// How the Tucker ranks `[R_out, R_in]` of a convolution are chosen.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -66,17 +66,6 @@ impl ConvRank {
             }
         })
     }
-}
-
-fn unfold(w: &Array4<f32>, mode: usize) -> Array2<f32> {
-    let moved = if mode == 0 {
-        w.view()
-    } else {
-        w.view().permuted_axes([1, 0, 2, 3])
-    };
-    let rows = moved.shape()[0];
-    Array2::from_shape_vec((rows, moved.len() / rows), moved.iter().copied().collect())
-        .expect("sizes match")
 }
 
 fn to_array4(t: Tensor<4>) -> Array4<f32> {

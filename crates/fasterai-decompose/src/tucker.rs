@@ -22,7 +22,7 @@ pub struct Tucker2 {
 }
 
 /// Mode-`mode` unfolding (tensorly's order: the mode first, the others in order).
-fn unfold(w: &Array4<f32>, mode: usize) -> Array2<f32> {
+pub(crate) fn unfold(w: &Array4<f32>, mode: usize) -> Array2<f32> {
     let moved = w.view().permuted_axes(match mode {
         0 => [0, 1, 2, 3],
         _ => [1, 0, 2, 3],
