@@ -318,3 +318,75 @@ fn fold_then_decompose_a_saved_model() {
         "input file",
     );
 }
+
+#[test]
+fn decompose_convs_with_each_method_saves_a_working_model() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let d = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
+    for method in ["tucker", "cp", "svd"] {
+        let out_file = d(&format!("{method}.safetensors"));
+        let out = fasterai(&[
+            "decompose",
+            &d("tiny.safetensors"),
+            "-o",
+            &out_file,
+            "--conv",
+            method,
+            "--rank",
+            "4",
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{method}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let layers = reports[0]["layers"].as_array().unwrap();
+        assert!(layers.iter().any(|l| l["decomposed"] == true), "{method}");
+        for l in layers.iter().filter(|l| l["decomposed"] == true) {
+            assert!(l["output_error"].as_f64().unwrap() > 0.0);
+            assert!(l["params_after"].as_u64() < l["params_before"].as_u64());
+        }
+        let inspect = fasterai(&["inspect", &out_file, "--json"]);
+        let summary: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+        assert_eq!(
+            summary["total_params"], reports[0]["params_after"],
+            "{method}"
+        );
+        let y = d(&format!("y_{method}.npy"));
+        let out = fasterai(&["predict", &out_file, "--input", &d("x.npy"), "--output", &y]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    fails_with(
+        &fasterai(&[
+            "decompose",
+            &d("tiny.safetensors"),
+            "-o",
+            &d("bad.safetensors"),
+            "--conv",
+            "cp",
+            "--rank-ratio",
+            "2",
+        ]),
+        "(0, 1]",
+    );
+    fails_with(
+        &fasterai(&[
+            "decompose",
+            &d("tiny.safetensors"),
+            "-o",
+            &d("bad.safetensors"),
+            "--conv",
+            "cp",
+            "--rank",
+            "many",
+        ]),
+        "--rank must be",
+    );
+}

@@ -5,12 +5,12 @@
 //! | module | replaces | by |
 //! |---|---|---|
 //! | [`linear`] | `Linear(in → out)` | `Linear(in → k, no bias)`, `Linear(k → out)` from the truncated SVD `W ≈ U_k · Σ_k V_kᵀ` (fasterai's FC decomposer) |
+//! | [`conv`] | `Conv2d(in → out, kh×kw)` | Tucker-2 (1×1, core, 1×1), CP (1×1, `kh×1` and `1×kw` depthwise, 1×1) or spatial SVD (`kh×1`, `1×kw`) |
 //!
-//! [`evbmf`] estimates ranks (Nakajima et al., 2013); [`tucker`] computes Tucker-2 factors of a
-//! conv weight (HOSVD + HOOI, matching tensorly's `partial_tucker`). Planned (same report, same
-//! layer selection): replacing `Conv2d` layers by Tucker-2 (1×1, k×k core, 1×1), CP (Lebedev et
-//! al., 2015: four convolutions) and slice-wise SVD (k×1 then 1×k), with ranks explicit, as a
-//! ratio, or by EVBMF on the weight's unfoldings.
+//! The factorisations themselves work on host arrays: [`tucker`] (HOSVD + HOOI, as tensorly's
+//! `partial_tucker`), [`cp`] (ALS, as tensorly's `parafac`), [`spatial`] (spatial and seed 002's
+//! slice-wise SVD); [`evbmf`] estimates ranks (Nakajima et al., 2013). Conv ranks are explicit,
+//! a ratio of the channels, or EVBMF's.
 //!
 //! Every decomposition returns a [`DecomposeReport`]: per layer the rank, parameters before and
 //! after, the relative weight reconstruction error and, given a probe batch, the relative error
@@ -30,11 +30,13 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod conv;
+pub mod cp;
 mod error;
 pub mod evbmf;
 pub mod linear;
 mod report;
 mod select;
+pub mod spatial;
 pub mod tucker;
 
 pub use error::{DecomposeError, Result};

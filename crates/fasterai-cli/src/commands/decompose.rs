@@ -3,13 +3,13 @@
 use anyhow::Result;
 use fasterai::burn::tensor::{Distribution, Tensor};
 use fasterai::core::graph::Activation;
-use fasterai::decompose::conv::{ConvRank, tucker_convs};
+use fasterai::decompose::conv::{ConvConfig, ConvMethod, ConvRank, decompose_convs};
 use fasterai::decompose::linear::{LinearRank, LinearSvdConfig, factorize_linears};
 
 use crate::model_arg::{DeviceArgs, ModelArgs, OutputArgs};
 
 /// Factorise layers: Linear layers into two smaller ones by truncated SVD (--fc…), Conv2d layers
-/// into three by Tucker-2 (--conv tucker --rank …). Prints the per-layer table (rank,
+/// by Tucker-2, CP or spatial SVD (--conv tucker|cp|svd --rank …). Prints the per-layer table (rank,
 /// parameters, weight and output error on a random probe batch) and saves.
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("fc_rule").args(["fc", "fc_rank", "fc_energy"])))]
@@ -28,15 +28,19 @@ pub struct Args {
     /// Keep the fewest singular values holding this fraction of the energy Σσ², in (0, 1].
     #[arg(long, value_name = "E")]
     fc_energy: Option<f64>,
-    /// Decompose Conv2d layers with this method (only `tucker` so far).
-    #[arg(long, value_parser = ["tucker"])]
-    conv: Option<String>,
+    /// Decompose Conv2d layers: `tucker` (1×1, core, 1×1), `cp` (1×1, k×1 and 1×k depthwise,
+    /// 1×1) or `svd` (spatial SVD: k×1, 1×k).
+    #[arg(long, value_enum)]
+    conv: Option<ConvKind>,
     /// Conv ranks: a number, `evbmf` (rounded up to a multiple of 8), or with --rank-ratio.
     #[arg(long, default_value = "evbmf", requires = "conv")]
     rank: String,
-    /// Conv ranks as a fraction of each layer's channels, in (0, 1] (overrides --rank).
+    /// Conv ranks as a fraction of the channels, in (0, 1] (overrides --rank).
     #[arg(long, requires = "conv")]
     rank_ratio: Option<f64>,
+    /// Most HOOI (tucker) or ALS (cp) iterations.
+    #[arg(long, default_value_t = 100, requires = "conv")]
+    max_iter: usize,
     /// Only these layers (comma-separated paths, e.g. classifier.0,features.0) [default: every layer of the kind].
     #[arg(long, value_delimiter = ',')]
     layers: Vec<String>,
@@ -50,6 +54,25 @@ pub struct Args {
     device: DeviceArgs,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ConvKind {
+    Tucker,
+    Cp,
+    Svd,
+}
+
+impl ConvKind {
+    fn method(self) -> ConvMethod {
+        match self {
+            ConvKind::Tucker => ConvMethod::Tucker2,
+            ConvKind::Cp => ConvMethod::Cp,
+            ConvKind::Svd => ConvMethod::SpatialSvd,
+        }
+    }
+}
+
+use clap::ValueEnum;
+
 pub fn run(args: Args) -> Result<()> {
     let input = std::path::Path::new(&args.model.model);
     args.out.check(&[input])?;
@@ -59,13 +82,21 @@ pub fn run(args: Args) -> Result<()> {
         (_, _, Some(e)) => Some(LinearRank::Energy(e)),
         _ => None,
     };
-    let conv_rank = match (&args.conv, args.rank_ratio, args.rank.as_str()) {
+    let conv_config = match (args.conv, args.rank_ratio, args.rank.as_str()) {
         (None, ..) => None,
-        (Some(_), Some(x), _) => Some(ConvRank::Ratio(x)),
-        (Some(_), None, "evbmf") => Some(ConvRank::Evbmf { multiple: 8 }),
-        (Some(_), None, r) => Some(ConvRank::Fixed(r.parse().map_err(|_| {
-            anyhow::anyhow!("--rank must be a positive number or `evbmf`, got `{r}`")
-        })?)),
+        (Some(kind), ratio, rank) => {
+            let rank = match (ratio, rank) {
+                (Some(x), _) => ConvRank::Ratio(x),
+                (None, "evbmf") => ConvRank::Evbmf { multiple: 8 },
+                (None, r) => ConvRank::Fixed(r.parse().map_err(|_| {
+                    anyhow::anyhow!("--rank must be a positive number or `evbmf`, got `{r}`")
+                })?),
+            };
+            Some(ConvConfig {
+                max_iter: args.max_iter,
+                ..ConvConfig::new(kind.method(), rank)
+            })
+        }
     };
     let device = args.device.device()?;
     let mut model = args.model.load(None, &device)?;
@@ -89,12 +120,16 @@ pub fn run(args: Args) -> Result<()> {
     };
     let (conv_layers, linear_layers) = (of_kind("Conv2d"), of_kind("Linear"));
     let mut reports = Vec::new();
-    if let Some(rank) = conv_rank {
+    if let Some(config) = conv_config {
         let layers = conv_layers.clone();
         if args.layers.is_empty() || !layers.is_empty() {
-            let (net, report) = tucker_convs(&model.net, rank, &layers, probe.clone())?;
+            let (net, report) = decompose_convs(&model.net, &config, &layers, probe.clone())?;
             model.net = net;
-            model.name = format!("{}+tucker", model.name);
+            let kind = args
+                .conv
+                .and_then(|k| k.to_possible_value())
+                .expect("--conv given");
+            model.name = format!("{}+{}", model.name, kind.get_name());
             reports.push(report);
         }
     }
