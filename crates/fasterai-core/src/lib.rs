@@ -30,6 +30,7 @@
 //! | [`model`] | [`Model`](model::Model): a graph with its name and input shape |
 //! | [`summary`] | parameter counts (PyTorch's rule), MACs, the per-layer table |
 //! | [`linalg`] | host truncated SVD (LAPACK via OpenBLAS; full `gesdd` or a Gram-matrix eigen path) |
+//! | [`schedule`] | values over training progress: learning-rate policies (one-cycle, cosine), annealing curves |
 //! | [`latency`] | inference latency (warm-up, synced timed runs, median/min/max) |
 //! | [`io`] | model files (safetensors + architecture JSON), torchvision checkpoint import |
 //! | [`device`] | run-time backend choice from a string |
@@ -50,6 +51,7 @@ pub mod io;
 pub mod latency;
 pub mod linalg;
 pub mod model;
+pub mod schedule;
 pub mod summary;
 pub mod testing;
 

@@ -55,7 +55,7 @@ fn project(w: &Array4<f32>, m: &Array2<f32>, mode: usize) -> Array4<f32> {
 
 /// Leading `r` left singular vectors of `a`.
 fn leading(a: &Array2<f32>, r: usize) -> Result<Array2<f32>> {
-    Ok(truncated_svd(a, r, SvdMethod::Full)?.left)
+    Ok(truncated_svd(a, r, SvdMethod::Gram)?.left)
 }
 
 /// Tucker-2 at ranks `[r_out, r_in]`: HOSVD, then HOOI until the error changes by less than

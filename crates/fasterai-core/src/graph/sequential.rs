@@ -108,6 +108,43 @@ impl Sequential {
         })
     }
 
+    /// Runs the model and also returns the outputs of the layers at `paths` (leaves or
+    /// containers), e.g. the features a distillation loss compares.
+    pub fn forward_capture(
+        &self,
+        x: impl Into<Activation>,
+        paths: &[String],
+    ) -> (Activation, Vec<Activation>) {
+        let mut found: Vec<Option<Activation>> = vec![None; paths.len()];
+        let y = self.capture_from("", x.into(), paths, &mut found);
+        let found = found
+            .into_iter()
+            .zip(paths)
+            .map(|(a, p)| a.unwrap_or_else(|| panic!("no layer at path `{p}`; check paths first")))
+            .collect();
+        (y, found)
+    }
+
+    fn capture_from(
+        &self,
+        prefix: &str,
+        x: Activation,
+        paths: &[String],
+        found: &mut [Option<Activation>],
+    ) -> Activation {
+        self.children.iter().fold(x, |x, child| {
+            let path = join(prefix, &child.name);
+            let y = match &child.layer {
+                Layer::Sequential(inner) => inner.capture_from(&path, x, paths, found),
+                layer => layer.forward(x),
+            };
+            if let Some(i) = paths.iter().position(|p| *p == path) {
+                found[i] = Some(y.clone());
+            }
+            y
+        })
+    }
+
     /// Checks the input shape against every layer first, then runs the model.
     pub fn try_forward(&self, x: impl Into<Activation>) -> Result<Activation> {
         let x = x.into();

@@ -31,18 +31,33 @@ pub struct LowRank {
 
 /// How to compute a truncated SVD.
 ///
-/// Measured on 4096×25088 (`examples/svd_speed.rs`, BENCHMARKS.md): both take about 24 s on two
-/// cores, but the Gram path loses accuracy when the discarded tail holds under ~1 % of the
-/// energy (its float32 Gram matrix squares the condition number), so `Full` is the default.
+/// Measured on 4096×25088 (`examples/svd_speed.rs`, BENCHMARKS.md): `Full` 24 s, `Gram` 5–7 s.
+/// The Gram path squares the condition number in float32, so it is exact only while the
+/// discarded tail stands well above float32 rounding of the largest eigenvalue; `Auto` checks
+/// that on the spectrum it computed and falls back to `Full` when it does not hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SvdMethod {
     /// Full SVD by divide and conquer (LAPACK `gesdd`), then truncation. The reference.
-    #[default]
     Full,
-    /// Eigendecomposition (LAPACK `ssyevr`) of the smaller Gram matrix `A·Aᵀ` (or `Aᵀ·A`),
-    /// then one product for the other factor. Not randomised; 2.5–3× faster than `Full` up to
-    /// 2048×12544, where the eigenproblem still fits the caches.
+    /// Divide-and-conquer eigendecomposition (LAPACK `ssyevd`) of the smaller Gram matrix
+    /// `A·Aᵀ` (or `Aᵀ·A`), then one product for the other factor. Not randomised.
     Gram,
+    /// `Gram`, redone with `Full` when the spectrum shows the Gram path could lose accuracy.
+    #[default]
+    Auto,
+}
+
+/// Whether the Gram path's rank-`k` truncation is as good as the full SVD's: the discarded
+/// energy must exceed float32 rounding of the eigenvalues (≈ n·ε·λ₁ for the n discarded ones)
+/// by a wide margin (10³), or nothing may be discarded.
+fn gram_is_accurate(singular_values: &[f64], k: usize) -> bool {
+    let discarded = singular_values.len().saturating_sub(k);
+    if discarded == 0 {
+        return true;
+    }
+    let largest = singular_values.first().map_or(0.0, |s| s * s);
+    let tail: f64 = singular_values[k..].iter().map(|s| s * s).sum();
+    tail >= 1e3 * discarded as f64 * f32::EPSILON as f64 * largest
 }
 
 /// A Burn matrix as a host array.
@@ -115,6 +130,14 @@ pub fn truncated_svd_by(
     let (left, right, singular_values) = match method {
         SvdMethod::Full => full(a, &mut choose_checked)?,
         SvdMethod::Gram => gram(a, &mut choose_checked)?,
+        SvdMethod::Auto => {
+            let (left, right, spectrum) = gram(a, &mut choose_checked)?;
+            if gram_is_accurate(&spectrum, left.ncols()) {
+                (left, right, spectrum)
+            } else {
+                full(a, &mut choose_checked)?
+            }
+        }
     };
     // ‖A − U_k U_kᵀ A‖² = ‖A‖² − ‖U_kᵀ A‖² because U_k has orthonormal columns.
     let total: f64 = a.iter().map(|&v| (v as f64) * (v as f64)).sum();
@@ -276,12 +299,33 @@ mod tests {
     }
 
     #[test]
+    fn auto_is_exact_when_the_tail_is_tiny() {
+        // Rank 5 plus noise 1e-5: the discarded energy is below float32 rounding of the Gram
+        // matrix, so Auto must not keep the Gram result.
+        let a = matrix(60, 5, 5).dot(&matrix(5, 80, 6)) + matrix(60, 80, 7).mapv(|v| v * 1e-5);
+        assert!(!gram_is_accurate(&singular_values(&a).unwrap(), 5));
+        let full = truncated_svd(&a, 5, SvdMethod::Full).unwrap();
+        let auto = truncated_svd(&a, 5, SvdMethod::Auto).unwrap();
+        let residual = |r: &LowRank| frobenius(&(&a - &r.left.dot(&r.right)));
+        let (e_full, e_auto) = (residual(&full), residual(&auto));
+        assert!(
+            (e_auto - e_full).abs() <= 1e-4 * e_full,
+            "{e_auto} vs {e_full}"
+        );
+        // A matrix without a tiny tail keeps the Gram result.
+        assert!(gram_is_accurate(
+            &singular_values(&matrix(60, 80, 8)).unwrap(),
+            5
+        ));
+    }
+
+    #[test]
     fn rank_deficient_matrices_with_zero_rows() {
         // Rank 3 with zero rows, as pruning leaves them.
         let mut a = matrix(20, 3, 2).dot(&matrix(3, 50, 3));
         a.row_mut(4).fill(0.0);
         a.row_mut(11).fill(0.0);
-        for method in [SvdMethod::Full, SvdMethod::Gram] {
+        for method in [SvdMethod::Full, SvdMethod::Gram, SvdMethod::Auto] {
             let r = truncated_svd(&a, 3, method).unwrap();
             assert!(r.relative_error < 1e-3, "{method:?}: {}", r.relative_error);
             let recon = r.left.dot(&r.right);
