@@ -165,7 +165,31 @@ fn demo() -> Result<()> {
             "--example",
             "compress_vgg",
         ],
-    )
+    )?;
+    // Train, evaluate and distil on generated images: runs with no data files present.
+    let out = target_dir().join("demo");
+    std::fs::create_dir_all(&out)?;
+    let file = |name: &str| out.join(name).to_string_lossy().into_owned();
+    let (teacher, student) = (file("teacher.safetensors"), file("student.safetensors"));
+    let data = ["--data", "synthetic:2000"];
+    let common = ["--epochs", "2", "--force"];
+    let train = ["train", "vgg11_bn_small", "--width", "0.25", "-o", &teacher];
+    run(cli, &[&train[..], &data, &common].concat())?;
+    run(cli, &[&["eval", &teacher][..], &data].concat())?;
+    let distill = [
+        "distill",
+        "--teacher",
+        &teacher,
+        "--student",
+        "vgg11_bn_small",
+        "--width",
+        "0.125",
+        "--loss",
+        "soft-target",
+        "-o",
+        &student,
+    ];
+    run(cli, &[&distill[..], &data, &common].concat())
 }
 
 fn target_dir() -> PathBuf {

@@ -45,17 +45,31 @@ pub fn write_npy(
     force: bool,
 ) -> Result<()> {
     refuse_overwrite(path, protect, force)?;
-    let tmp = temp_sibling(path);
-    let result = (|| -> Result<()> {
-        let mut out = BufWriter::new(File::create(&tmp)?);
+    atomically(path, |out| {
         let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
         let mut writer = npyz::WriteOptions::new()
             .default_dtype()
             .shape(&shape)
-            .writer(&mut out)
+            .writer(out)
             .begin_nd()?;
         writer.extend(data.iter().copied())?;
         writer.finish()?;
+        Ok(())
+    })
+}
+
+/// Writes `bytes` to `path` atomically (a report, a history).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    atomically(path, |out| Ok(out.write_all(bytes)?))
+}
+
+/// Writes through `write` into a temporary sibling of `path`, then renames it into place, so
+/// `path` is never left half-written.
+fn atomically(path: &Path, write: impl FnOnce(&mut BufWriter<File>) -> Result<()>) -> Result<()> {
+    let tmp = temp_sibling(path);
+    let result = (|| -> Result<()> {
+        let mut out = BufWriter::new(File::create(&tmp)?);
+        write(&mut out)?;
         out.flush()?;
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         fs::rename(&tmp, path)?;

@@ -2,6 +2,7 @@
 //! compress them. Run `fasterai --help` or `fasterai <command> --help`.
 
 mod commands;
+mod data_arg;
 mod files;
 mod model_arg;
 
@@ -22,6 +23,11 @@ use clap::{Parser, Subcommand};
 ///   fasterai predict vgg16_bn.safetensors --input x.npy --output y.npy
 ///   fasterai fold vgg16_bn.safetensors -o folded.safetensors
 ///   fasterai decompose folded.safetensors -o small.safetensors --fc 0.5
+///   fasterai train vgg11_bn_small --width 0.25 --data cifar10:DIR --epochs 10 -o cifar.safetensors
+///   fasterai eval cifar.safetensors --data cifar10:DIR
+///   fasterai sparsify vgg16_bn --num-classes 10 --sparsity 0.4 --granularity filter -o sparse.safetensors
+///   fasterai prune sparse.safetensors -o pruned.safetensors
+///   fasterai distill --teacher cifar.safetensors --student vgg11_bn_small --width 0.125 --data cifar10:DIR -o student.safetensors
 #[derive(Parser)]
 #[command(name = "fasterai", version, verbatim_doc_comment)]
 struct Cli {
@@ -37,6 +43,11 @@ enum Command {
     Predict(commands::predict::Args),
     Fold(commands::fold::Args),
     Decompose(commands::decompose::Args),
+    Train(commands::train::Args),
+    Eval(commands::eval::Args),
+    Distill(commands::distill::Args),
+    Sparsify(commands::sparsify::Args),
+    Prune(commands::prune::Args),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +59,11 @@ fn main() -> ExitCode {
         Command::Predict(args) => commands::predict::run(args),
         Command::Fold(args) => commands::fold::run(args),
         Command::Decompose(args) => commands::decompose::run(args),
+        Command::Train(args) => commands::train::run(args),
+        Command::Eval(args) => commands::eval::run(args),
+        Command::Distill(args) => commands::distill::run(args),
+        Command::Sparsify(args) => commands::sparsify::run(args),
+        Command::Prune(args) => commands::prune::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -390,3 +390,240 @@ fn decompose_convs_with_each_method_saves_a_working_model() {
         "--rank must be",
     );
 }
+
+#[test]
+fn train_eval_distill_on_generated_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
+    let (teacher, student, history) = (d("t.safetensors"), d("s.safetensors"), d("h.json"));
+    let data = [
+        "--data",
+        "synthetic:200",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "50",
+    ];
+    let out = fasterai(
+        &[
+            &[
+                "train",
+                "vgg11_bn_small",
+                "--width",
+                "0.125",
+                "-o",
+                &teacher,
+                "--history",
+                &history,
+            ][..],
+            &data,
+        ]
+        .concat(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let history: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&history).unwrap()).unwrap();
+    assert_eq!(history["epochs"].as_array().unwrap().len(), 1);
+    let out = fasterai(&["eval", &teacher, "--data", "synthetic:200", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["images"], 50);
+    assert_eq!(report["per_class"].as_array().unwrap().len(), 10);
+    let out = fasterai(
+        &[
+            &[
+                "distill",
+                "--teacher",
+                &teacher,
+                "--student",
+                "vgg11_bn_small",
+                "--width",
+                "0.0625",
+                "-o",
+                &student,
+            ][..],
+            &data,
+        ]
+        .concat(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Bad inputs, each before any training.
+    fails_with(
+        &fasterai(&[
+            "train",
+            "vgg11_bn_small",
+            "--data",
+            "cifar10:/no/such/dir",
+            "-o",
+            &d("x.safetensors"),
+        ]),
+        "does not exist",
+    );
+    fails_with(
+        &fasterai(&[
+            "train",
+            "vgg11_bn_small",
+            "--data",
+            "imagenet:/x",
+            "-o",
+            &d("x.safetensors"),
+        ]),
+        "unknown data kind",
+    );
+    fails_with(
+        &fasterai(&[
+            "train",
+            "vgg11_bn_small",
+            "--num-classes",
+            "5",
+            "--data",
+            "synthetic:50",
+            "-o",
+            &d("x.safetensors"),
+        ]),
+        "10 classes",
+    );
+    let cifar = dir.path().join("cifar");
+    std::fs::create_dir(&cifar).unwrap();
+    std::fs::write(cifar.join("data_batch_1.bin"), vec![0u8; 3073 + 10]).unwrap();
+    fails_with(
+        &fasterai(&[
+            "train",
+            "vgg11_bn_small",
+            "--data",
+            &format!("cifar10:{}", cifar.display()),
+            "-o",
+            &d("x.safetensors"),
+        ]),
+        "3073-byte",
+    );
+    fails_with(
+        &fasterai(&[
+            "distill",
+            "--teacher",
+            &teacher,
+            "--student",
+            "vgg11_bn_small",
+            "--data",
+            "synthetic:50",
+            "--weight",
+            "2",
+            "-o",
+            &d("y.safetensors"),
+        ]),
+        "[0, 1]",
+    );
+}
+
+#[test]
+fn sparsify_then_prune_a_saved_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = setup(dir.path());
+    let d = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
+    let out = fasterai(&[
+        "sparsify",
+        &d("tiny.safetensors"),
+        "-o",
+        &d("sparse.safetensors"),
+        "--sparsity",
+        "0.5",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for layer in report.as_array().unwrap() {
+        assert_eq!(
+            layer["zero_groups"].as_u64().unwrap() * 2,
+            layer["groups"].as_u64().unwrap()
+        );
+    }
+    let out = fasterai(&[
+        "prune",
+        &d("sparse.safetensors"),
+        "-o",
+        &d("pruned.safetensors"),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["params_after"].as_u64() < report["params_before"].as_u64());
+    // The pruned model computes what the sparse one did.
+    for (model, y) in [("sparse", "ys.npy"), ("pruned", "yp.npy")] {
+        let out = fasterai(&[
+            "predict",
+            &d(&format!("{model}.safetensors")),
+            "--input",
+            &d("x.npy"),
+            "--output",
+            &d(y),
+        ]);
+        assert!(out.status.success());
+    }
+    let (_, ys) = read_npy(&dir.path().join("ys.npy"));
+    let (_, yp) = read_npy(&dir.path().join("yp.npy"));
+    let scale = ys.iter().fold(0f32, |m, v| m.max(v.abs())).max(1.0);
+    assert!(
+        ys.iter()
+            .zip(&yp)
+            .all(|(a, b)| (a - b).abs() <= 1e-4 * scale)
+    );
+    assert_eq!(expected.len(), ys.len());
+    fails_with(
+        &fasterai(&[
+            "sparsify",
+            &d("tiny.safetensors"),
+            "-o",
+            &d("b.safetensors"),
+            "--sparsity",
+            "1.2",
+        ]),
+        "[0, 1)",
+    );
+    fails_with(
+        &fasterai(&[
+            "sparsify",
+            &d("tiny.safetensors"),
+            "-o",
+            &d("b.safetensors"),
+            "--sparsity",
+            "0.2",
+            "--granularity",
+            "blob",
+        ]),
+        "unknown granularity",
+    );
+    fails_with(
+        &fasterai(&[
+            "sparsify",
+            &d("tiny.safetensors"),
+            "-o",
+            &d("b.safetensors"),
+            "--sparsity",
+            "0.2",
+            "--layers",
+            "nope",
+        ]),
+        "nope",
+    );
+}

@@ -30,8 +30,10 @@ pub enum VggHead {
     /// `Linear(4096, classes)` with ReLU and dropout between. For 224×224 images.
     ImageNet,
     /// For small images (28×28, 32×32): pools use `ceil_mode` so five of them reach 1×1,
-    /// `AdaptiveAvgPool2d(1×1)`, then the same three-Linear classifier with hidden size equal to
-    /// the last conv's width (512 at width 1).
+    /// `AdaptiveAvgPool2d(1×1)`, then a two-Linear classifier (hidden size = the last conv's
+    /// width, no dropout) with PyTorch's default Linear initialisation: torchvision's N(0, 0.01)
+    /// Linear weights shrink the gradients reaching a narrow network so much that SGD does not
+    /// start learning within a CPU budget.
     Small,
 }
 
@@ -181,15 +183,22 @@ impl VggConfig {
             out_features: o,
             bias: true,
         };
-        let classifier = vec![
-            linear(in_channels * pool * pool, hidden),
-            LayerSpec::ReLU,
-            LayerSpec::Dropout { p: 0.5 },
-            linear(hidden, hidden),
-            LayerSpec::ReLU,
-            LayerSpec::Dropout { p: 0.5 },
-            linear(hidden, self.num_classes),
-        ];
+        let classifier = match self.head {
+            VggHead::ImageNet => vec![
+                linear(in_channels * pool * pool, hidden),
+                LayerSpec::ReLU,
+                LayerSpec::Dropout { p: 0.5 },
+                linear(hidden, hidden),
+                LayerSpec::ReLU,
+                LayerSpec::Dropout { p: 0.5 },
+                linear(hidden, self.num_classes),
+            ],
+            VggHead::Small => vec![
+                linear(in_channels, hidden),
+                LayerSpec::ReLU,
+                linear(hidden, self.num_classes),
+            ],
+        };
         let indexed = |layers: Vec<LayerSpec>| LayerSpec::Sequential {
             children: layers
                 .into_iter()
@@ -222,9 +231,14 @@ impl VggConfig {
     /// Builds the model with torchvision's VGG initialisation on `device`.
     pub fn init(&self, device: &Device) -> Result<Model, ModelsError> {
         let spec = self.spec()?;
-        let Layer::Sequential(net) = Layer::from_spec(&spec, InitScheme::Vgg, device) else {
+        let Layer::Sequential(mut net) = Layer::from_spec(&spec, InitScheme::Vgg, device) else {
             unreachable!("spec() returns a Sequential")
         };
+        if self.head == VggHead::Small {
+            let classifier = net.layer("classifier")?.spec();
+            let fresh = Layer::from_spec(&classifier, InitScheme::PyTorchDefault, device);
+            net.replace("classifier", fresh)?;
+        }
         Ok(Model::new(self.name(), self.input_shape.to_vec(), net)?)
     }
 }

@@ -13,6 +13,7 @@
 //! | [`decompose`] | `fasterai-decompose` | low-rank factorisation (SVD, CP, Tucker-2, EVBMF) |
 //! | [`sparsify`] | `fasterai-sparsify` | sparsifying with granularities, criteria and schedules |
 //! | [`prune`] | `fasterai-prune` | physical removal of zeroed filters |
+//! | [`train`] | `fasterai-train` | datasets, the training loop with hooks, evaluation |
 //! | [`distill`] | `fasterai-distill` | knowledge distillation |
 //!
 //! ```no_run
@@ -37,6 +38,7 @@ pub use fasterai_fold as fold;
 pub use fasterai_models as models;
 pub use fasterai_prune as prune;
 pub use fasterai_sparsify as sparsify;
+pub use fasterai_train as train;
 
 /// The types most programs need.
 pub mod prelude {

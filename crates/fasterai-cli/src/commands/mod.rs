@@ -2,7 +2,12 @@
 
 pub mod bench;
 pub mod decompose;
+pub mod distill;
+pub mod eval;
 pub mod fold;
 pub mod import;
 pub mod inspect;
 pub mod predict;
+pub mod prune;
+pub mod sparsify;
+pub mod train;

@@ -1,0 +1,96 @@
+//! `fasterai sparsify MODEL --sparsity 0.4 --granularity filter -o OUT`: one-shot masks.
+
+use anyhow::Result;
+use fasterai::sparsify::sparsifier::Context;
+use fasterai::sparsify::{Criterion, Granularity, Sparsifier, SparsifyConfig};
+
+use crate::model_arg::{DeviceArgs, ModelArgs, OutputArgs};
+
+/// Zero the least important weight groups (one shot) and save the model; `fasterai prune`
+/// then removes zeroed filters for real. Prints the per-layer sparsity table.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    out: OutputArgs,
+    /// Fraction of groups to zero, in [0, 1).
+    #[arg(long)]
+    sparsity: f64,
+    /// Weight groups: weight, filter, kernel, channel, … (fasterai's names).
+    #[arg(long, default_value = "filter")]
+    granularity: Granularity,
+    /// local (each layer to the target) or global (one threshold).
+    #[arg(long, value_enum, default_value = "local")]
+    context: ContextArg,
+    /// Importance: l1, l2, random, large_init, movement, … (fasterai's names).
+    #[arg(long, default_value = "l1")]
+    criterion: Criterion,
+    /// Only these layers (comma-separated paths) [default: every Conv2d].
+    #[arg(long, value_delimiter = ',')]
+    layers: Vec<String>,
+    /// Keep a multiple of N groups per layer.
+    #[arg(long, default_value_t = 1)]
+    round_to: usize,
+    /// N:M semi-structured sparsity instead of --sparsity's target, e.g. 2:4.
+    #[arg(long, value_name = "N:M")]
+    n_of_m: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ContextArg {
+    Local,
+    Global,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    args.out.check(&[std::path::Path::new(&args.model.model)])?;
+    let device = args.device.device()?;
+    let mut model = args.model.load(None, &device)?;
+    let mut config = SparsifyConfig::new(args.granularity);
+    config.context = match args.context {
+        ContextArg::Local => Context::Local,
+        ContextArg::Global => Context::Global,
+    };
+    config.criterion = args.criterion;
+    config.layers = args.layers.clone();
+    config.round_to = args.round_to;
+    config.n_of_m = match &args.n_of_m {
+        None => None,
+        Some(s) => {
+            let parsed = s
+                .split_once(':')
+                .and_then(|(n, m)| Some((n.parse().ok()?, m.parse().ok()?)));
+            Some(parsed.ok_or_else(|| anyhow::anyhow!("--n-of-m takes N:M, like 2:4; got `{s}`"))?)
+        }
+    };
+    let mut sparsifier = Sparsifier::new(&model.net, config)?;
+    let report = sparsifier.prune(&mut model.net, args.sparsity)?;
+    model.name = format!("{}+sparse", model.name);
+    args.out.save(&model)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:>20} {:>8} {:>12} {:>9}",
+        "layer", "shape", "groups", "zero groups", "sparsity"
+    );
+    for l in &report {
+        println!(
+            "{:<16} {:>20} {:>8} {:>12} {:>8.1} %",
+            l.path,
+            format!("{:?}", l.shape),
+            l.groups,
+            l.zero_groups,
+            100.0 * l.sparsity
+        );
+    }
+    println!("saved {}", args.out.output.display());
+    Ok(())
+}

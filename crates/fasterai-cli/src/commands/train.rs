@@ -1,0 +1,167 @@
+//! `fasterai train MODEL --data cifar10:DIR --epochs N -o OUT`.
+
+use anyhow::Result;
+use fasterai::core::schedule::LrSchedule;
+use fasterai::train::learner::{OptimizerKind, TrainConfig};
+use fasterai::train::{Callback, fit};
+
+use crate::data_arg::DataArgs;
+use crate::model_arg::{DeviceArgs, ModelArgs, OutputArgs};
+
+/// Train a model (a built-in architecture from scratch, or a saved model to fine-tune) and save
+/// the best epoch's model. Prints one line per epoch and a progress bar on a terminal.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub out: OutputArgs,
+    #[command(flatten)]
+    pub hyper: HyperArgs,
+    /// Also write the per-epoch history as JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+/// Training hyper-parameters (shared with distill).
+#[derive(clap::Args, Debug, Clone)]
+pub struct HyperArgs {
+    /// Passes over the training data.
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Images per step.
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 0.05)]
+    pub lr: f64,
+    /// Learning-rate policy.
+    #[arg(long, value_enum, default_value = "one-cycle")]
+    pub schedule: ScheduleKind,
+    /// Optimiser: sgd (momentum 0.9) or adam.
+    #[arg(long, value_enum, default_value = "sgd")]
+    pub optimizer: OptimizerArg,
+    /// L2 weight decay.
+    #[arg(long, default_value_t = 5e-4)]
+    pub weight_decay: f64,
+    /// No random crop and flip.
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Seed of initial weights, shuffling and augmentation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ScheduleKind {
+    OneCycle,
+    Constant,
+    Cosine,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum OptimizerArg {
+    Sgd,
+    Adam,
+}
+
+impl HyperArgs {
+    pub fn config(&self) -> TrainConfig {
+        let mut config = TrainConfig {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            schedule: match self.schedule {
+                ScheduleKind::OneCycle => LrSchedule::one_cycle(),
+                ScheduleKind::Constant => LrSchedule::Constant,
+                ScheduleKind::Cosine => LrSchedule::Cosine,
+            },
+            optimizer: match self.optimizer {
+                OptimizerArg::Sgd => OptimizerKind::Sgd {
+                    momentum: 0.9,
+                    weight_decay: self.weight_decay,
+                },
+                OptimizerArg::Adam => OptimizerKind::Adam {
+                    weight_decay: self.weight_decay,
+                },
+            },
+            seed: self.seed,
+            ..TrainConfig::default()
+        };
+        if self.no_augment {
+            config.augment.pad = 0;
+            config.augment.flip = false;
+        }
+        config
+    }
+}
+
+/// Shared by train and distill: trains `model` with `callbacks`, saves the best model to
+/// `out` and the history to `history_file`.
+pub fn train_and_save(
+    model: fasterai::core::model::Model,
+    data: &fasterai::train::data::Splits,
+    hyper: &HyperArgs,
+    out: &OutputArgs,
+    history_file: Option<&std::path::Path>,
+    callbacks: &mut [&mut dyn Callback],
+    device: &fasterai::prelude::Device,
+) -> Result<()> {
+    let config = hyper.config();
+    device.seed(hyper.seed);
+    eprintln!(
+        "training {} ({} parameters) on {} images, validating on {}",
+        model.name,
+        fasterai::core::summary::thousands(
+            fasterai::core::summary::count_parameters(&model.net) as u64
+        ),
+        data.train.len(),
+        data.valid.len()
+    );
+    let (best, history) = fit(
+        &model,
+        &data.train,
+        &data.valid,
+        &data.normalize,
+        &config,
+        callbacks,
+        device,
+    )?;
+    out.save(&best)?;
+    if let Some(path) = history_file {
+        crate::files::write_atomic(path, serde_json::to_string_pretty(&history)?.as_bytes())?;
+    }
+    println!(
+        "best validation accuracy {:.2} % (epoch {}), {:.0} s; saved {}",
+        100.0 * history.best.0,
+        history.best.1 + 1,
+        history.seconds,
+        out.output.display()
+    );
+    Ok(())
+}
+
+pub fn run(args: Args) -> Result<()> {
+    args.out.check(&[std::path::Path::new(&args.model.model)])?;
+    let device = args.device.device()?;
+    let data = args.data.load()?;
+    let mut model_args = args.model.clone();
+    if model_args.num_classes.is_none() && model_args.builtin(None)?.is_some() {
+        model_args.num_classes = Some(data.train.classes().len());
+    }
+    device.seed(args.hyper.seed);
+    let model = model_args.load(Some(data.train.shape()), &device)?;
+    train_and_save(
+        model,
+        &data,
+        &args.hyper,
+        &args.out,
+        args.history.as_deref(),
+        &mut [],
+        &device,
+    )
+}

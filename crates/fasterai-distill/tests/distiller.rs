@@ -1,0 +1,259 @@
+//! The distillation callback in the training loop: bad set-ups fail before training; logit and
+//! feature losses train; FitNet's adapter learns.
+
+use fasterai_core::graph::{InitScheme, Layer, LayerSpec, Sequential};
+use fasterai_core::prelude::*;
+use fasterai_core::testing::tiny_cnn;
+use fasterai_distill::{Distiller, KdLoss, KdWeight};
+use fasterai_train::data::{Normalize, synthetic};
+use fasterai_train::{TrainConfig, TrainError, fit};
+
+fn narrow(device: &Device) -> Sequential {
+    let layers = [
+        LayerSpec::conv3x3(3, 4),
+        LayerSpec::ReLU,
+        LayerSpec::max_pool2(false),
+        LayerSpec::conv3x3(4, 8),
+        LayerSpec::ReLU,
+        LayerSpec::max_pool2(false),
+        LayerSpec::Flatten,
+        LayerSpec::Linear {
+            in_features: 8 * 4 * 4,
+            out_features: 5,
+            bias: true,
+        },
+    ];
+    Sequential::indexed(
+        layers
+            .iter()
+            .map(|s| Layer::from_spec(s, InitScheme::PyTorchDefault, device)),
+    )
+}
+
+fn config() -> TrainConfig {
+    TrainConfig {
+        epochs: 1,
+        batch_size: 32,
+        lr: 0.05,
+        progress: false,
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn distillation_trains_with_every_loss() {
+    let device = parse_device("flex").unwrap();
+    device.seed(5);
+    let train = synthetic(96, 5, [3, 16, 16], 1).unwrap();
+    let norm = Normalize::uniform(3, 0.5, 0.25);
+    let teacher = Model::new("teacher", vec![3, 16, 16], tiny_cnn(3, 5, &device)).unwrap();
+    let student = Model::new("student", vec![3, 16, 16], narrow(&device)).unwrap();
+    // Student `1` is [4, 16, 16]; teacher `2` is [8, 16, 16].
+    let pairs = vec![("1".to_string(), "2".to_string())];
+    let losses = [
+        KdLoss::SoftTarget { temperature: 4.0 },
+        KdLoss::LogitMse,
+        KdLoss::MutualKl,
+        KdLoss::Decoupled {
+            alpha: 1.0,
+            beta: 8.0,
+            temperature: 4.0,
+        },
+        KdLoss::Attention {
+            pairs: pairs.clone(),
+            p: 2.0,
+        },
+        KdLoss::FitNet {
+            pairs: pairs.clone(),
+        },
+        KdLoss::Similarity {
+            pairs: pairs.clone(),
+        },
+    ];
+    for loss in losses {
+        let mut kd = Distiller::new(
+            teacher.clone(),
+            loss.clone(),
+            KdWeight::Cosine {
+                start: 0.9,
+                end: 0.1,
+            },
+        );
+        let (_, history) = fit(
+            &student,
+            &train,
+            &train,
+            &norm,
+            &config(),
+            &mut [&mut kd],
+            &device,
+        )
+        .unwrap_or_else(|e| panic!("{loss:?}: {e}"));
+        assert!(history.epochs[0].train_loss.is_finite(), "{loss:?}");
+        if let KdLoss::FitNet { .. } = loss {
+            let adapters = kd.adapters().unwrap();
+            let Layer::Conv2d(conv) = adapters.layer("0").unwrap() else {
+                unreachable!()
+            };
+            assert_eq!(conv.weight.dims(), [8, 4, 1, 1]);
+        }
+    }
+    // Activation boundaries need equal shapes: teacher `2` against itself.
+    let same = vec![("2".to_string(), "2".to_string())];
+    let student_same = Model::new("s", vec![3, 16, 16], tiny_cnn(3, 5, &device)).unwrap();
+    let mut kd = Distiller::new(
+        teacher.clone(),
+        KdLoss::ActivationBoundaries {
+            pairs: same,
+            margin: 1.0,
+        },
+        KdWeight::Constant(0.5),
+    );
+    fit(
+        &student_same,
+        &train,
+        &train,
+        &norm,
+        &config(),
+        &mut [&mut kd],
+        &device,
+    )
+    .unwrap();
+}
+
+#[test]
+fn fitnet_adapter_learns() {
+    let device = parse_device("flex").unwrap();
+    let train = synthetic(64, 5, [3, 16, 16], 1).unwrap();
+    let norm = Normalize::uniform(3, 0.5, 0.25);
+    let teacher = Model::new("teacher", vec![3, 16, 16], tiny_cnn(3, 5, &device)).unwrap();
+    let student = Model::new("student", vec![3, 16, 16], narrow(&device)).unwrap();
+    let pairs = vec![("1".to_string(), "2".to_string())];
+    let weights = |kd: &Distiller| match kd.adapters().unwrap().layer("0").unwrap() {
+        Layer::Conv2d(c) => c.weight.val().into_data().try_to_vec::<f32>().unwrap(),
+        _ => unreachable!(),
+    };
+    let mut one = Distiller::new(
+        teacher.clone(),
+        KdLoss::FitNet {
+            pairs: pairs.clone(),
+        },
+        KdWeight::Constant(0.5),
+    );
+    // One step of plain SGD; the adapter's initial weights come from the run's seed, so a run
+    // with a zero weight (no hint gradient, no decay) keeps them: that shows where it began.
+    let one_step = TrainConfig {
+        batch_size: 64,
+        optimizer: fasterai_train::learner::OptimizerKind::Sgd {
+            momentum: 0.0,
+            weight_decay: 0.0,
+        },
+        ..config()
+    };
+    let mut still = Distiller::new(
+        teacher.clone(),
+        KdLoss::FitNet { pairs },
+        KdWeight::Constant(0.0),
+    );
+    fit(
+        &student,
+        &train,
+        &train,
+        &norm,
+        &one_step,
+        &mut [&mut still],
+        &device,
+    )
+    .unwrap();
+    fit(
+        &student,
+        &train,
+        &train,
+        &norm,
+        &one_step,
+        &mut [&mut one],
+        &device,
+    )
+    .unwrap();
+    assert_ne!(weights(&one), weights(&still), "the adapter did not train");
+}
+
+#[test]
+fn mismatched_teacher_and_student_fail_before_training() {
+    let device = parse_device("flex").unwrap();
+    let norm = Normalize::uniform(3, 0.5, 0.25);
+    let train = synthetic(32, 5, [3, 16, 16], 1).unwrap();
+    let teacher10 = Model::new("t", vec![3, 16, 16], tiny_cnn(3, 10, &device)).unwrap();
+    let student = Model::new("s", vec![3, 16, 16], narrow(&device)).unwrap();
+    let mut kd = Distiller::new(
+        teacher10,
+        KdLoss::SoftTarget { temperature: 4.0 },
+        KdWeight::Constant(0.5),
+    );
+    let err = fit(
+        &student,
+        &train,
+        &train,
+        &norm,
+        &config(),
+        &mut [&mut kd],
+        &device,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, TrainError::Config(_)) && err.to_string().contains("classes"),
+        "{err}"
+    );
+
+    let teacher = Model::new("t", vec![3, 16, 16], tiny_cnn(3, 5, &device)).unwrap();
+    let bad_path = KdLoss::Attention {
+        pairs: vec![("1".into(), "features.99".into())],
+        p: 2.0,
+    };
+    let mut kd = Distiller::new(teacher.clone(), bad_path, KdWeight::Constant(0.5));
+    let err = fit(
+        &student,
+        &train,
+        &train,
+        &norm,
+        &config(),
+        &mut [&mut kd],
+        &device,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("features.99"), "{err}");
+    // Different spatial sizes for attention: student `1` is 16×16, teacher `4` is 8×8.
+    let wrong = KdLoss::Attention {
+        pairs: vec![("1".into(), "4".into())],
+        p: 2.0,
+    };
+    let mut kd = Distiller::new(teacher.clone(), wrong, KdWeight::Constant(0.5));
+    assert!(
+        fit(
+            &student,
+            &train,
+            &train,
+            &norm,
+            &config(),
+            &mut [&mut kd],
+            &device
+        )
+        .is_err()
+    );
+    let mut kd = Distiller::new(
+        teacher,
+        KdLoss::SoftTarget { temperature: 4.0 },
+        KdWeight::Constant(1.5),
+    );
+    let err = fit(
+        &student,
+        &train,
+        &train,
+        &norm,
+        &config(),
+        &mut [&mut kd],
+        &device,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("[0, 1]"), "{err}");
+}

@@ -1,0 +1,315 @@
+//! [`Sparsifier`]: masks for the chosen layers of a model, computed by a criterion over a
+//! granularity (per layer or globally), applied to the weights and kept across training.
+
+use std::collections::BTreeMap;
+
+use burn::module::Param;
+use burn::tensor::{Tensor, TensorData};
+use fasterai_core::graph::{Layer, Sequential};
+use serde::Serialize;
+
+use crate::criterion::{Criterion, ScoreInputs};
+use crate::granularity::Granularity;
+use crate::mask::{Groups, global_removals, groups_to_remove, keep_best, n_of_m};
+use crate::{Result, SparsifyError};
+
+/// One target for every layer, or one threshold across them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Context {
+    /// Each layer reaches the target.
+    Local,
+    /// One threshold over the scores of all selected layers.
+    Global,
+}
+
+/// What to sparsify, and how.
+#[derive(Debug, Clone, Serialize)]
+pub struct SparsifyConfig {
+    /// Groups scored and removed together.
+    pub granularity: Granularity,
+    /// Local or global.
+    pub context: Context,
+    /// Importance of each weight.
+    pub criterion: Criterion,
+    /// Layers by path (`Conv2d` or `Linear`); empty means every `Conv2d`.
+    pub layers: Vec<String>,
+    /// Per-layer targets overriding the global one (local context only).
+    pub per_layer: BTreeMap<String, f64>,
+    /// Keep a multiple of this many groups per layer (1: no rounding).
+    pub round_to: usize,
+    /// N:M semi-structured sparsity instead of a target (`Some((2, 4))`).
+    pub n_of_m: Option<(usize, usize)>,
+    /// Seed of the random criterion.
+    pub seed: u64,
+}
+
+impl SparsifyConfig {
+    /// `granularity`, local, L1 (`large_final`), every conv.
+    pub fn new(granularity: Granularity) -> Self {
+        Self {
+            granularity,
+            context: Context::Local,
+            criterion: Criterion::LargeFinal,
+            layers: Vec::new(),
+            per_layer: BTreeMap::new(),
+            round_to: 1,
+            n_of_m: None,
+            seed: 0,
+        }
+    }
+}
+
+/// Per-layer sparsity after a pruning step.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerSparsity {
+    /// Layer path.
+    pub path: String,
+    /// Weight shape (PyTorch layout).
+    pub shape: Vec<usize>,
+    /// Groups of the granularity in the layer.
+    pub groups: usize,
+    /// Groups entirely zero.
+    pub zero_groups: usize,
+    /// Fraction of weights that are zero.
+    pub sparsity: f64,
+}
+
+/// Masks for a model's selected layers.
+#[derive(Debug, Clone)]
+pub struct Sparsifier {
+    config: SparsifyConfig,
+    paths: Vec<String>,
+    /// Element masks in PyTorch layout, per path.
+    masks: BTreeMap<String, Vec<f32>>,
+    initial: BTreeMap<String, Vec<f32>>,
+    previous: BTreeMap<String, Vec<f32>>,
+}
+
+/// The weight of a Conv2d or Linear in PyTorch layout, with its shape.
+pub(crate) fn torch_weight(layer: &Layer) -> Option<(Vec<usize>, Vec<f32>)> {
+    let (shape, data) = match layer {
+        Layer::Conv2d(c) => (c.weight.dims().to_vec(), c.weight.val().into_data()),
+        Layer::Linear(l) => {
+            let [i, o] = l.weight.dims();
+            (vec![o, i], l.weight.val().transpose().into_data())
+        }
+        _ => return None,
+    };
+    let values = data
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("float32 after convert");
+    Some((shape, values))
+}
+
+fn set_torch_weight(layer: &mut Layer, values: Vec<f32>) {
+    match layer {
+        Layer::Conv2d(c) => {
+            let device = c.weight.device();
+            let t = Tensor::<4>::from_data(TensorData::new(values, c.weight.dims()), &device);
+            c.weight = Param::from_tensor(t);
+        }
+        Layer::Linear(l) => {
+            let device = l.weight.device();
+            let [i, o] = l.weight.dims();
+            let t = Tensor::<2>::from_data(TensorData::new(values, [o, i]), &device).transpose();
+            l.weight = Param::from_tensor(t);
+        }
+        _ => unreachable!("only Conv2d and Linear are sparsified"),
+    }
+}
+
+impl Sparsifier {
+    /// Checks the layers and granularity against `net` and records the initial weights.
+    pub fn new(net: &Sequential, config: SparsifyConfig) -> Result<Self> {
+        let paths: Vec<String> = if config.layers.is_empty() {
+            net.leaves()
+                .into_iter()
+                .filter(|(_, l)| matches!(l, Layer::Conv2d(_)))
+                .map(|(p, _)| p)
+                .collect()
+        } else {
+            config.layers.clone()
+        };
+        let mut initial = BTreeMap::new();
+        for path in &paths {
+            let layer = net.layer(path)?;
+            let (shape, values) = torch_weight(layer).ok_or_else(|| SparsifyError::Layer {
+                path: path.clone(),
+                reason: format!(
+                    "a {} has no weight to sparsify (Conv2d and Linear do)",
+                    layer.kind()
+                ),
+            })?;
+            config.granularity.reduced_dims(shape.len())?;
+            initial.insert(path.clone(), values);
+        }
+        for (path, &s) in &config.per_layer {
+            check_sparsity(s)?;
+            if !paths.contains(path) {
+                return Err(SparsifyError::Layer {
+                    path: path.clone(),
+                    reason: "has a per-layer target but is not among the sparsified layers".into(),
+                });
+            }
+        }
+        if config.round_to == 0 {
+            return Err(SparsifyError::Config("round_to must be at least 1".into()));
+        }
+        Ok(Self {
+            previous: initial.clone(),
+            initial,
+            paths,
+            masks: BTreeMap::new(),
+            config,
+        })
+    }
+
+    /// The sparsified layers' paths.
+    pub fn paths(&self) -> &[String] {
+        &self.paths
+    }
+
+    /// The masks (PyTorch layout), per layer path.
+    pub fn masks(&self) -> &BTreeMap<String, Vec<f32>> {
+        &self.masks
+    }
+
+    /// Computes masks for `sparsity` and applies them to `net`. Call again with a higher
+    /// target to prune further (already-pruned weights score lowest and stay pruned).
+    pub fn prune(&mut self, net: &mut Sequential, sparsity: f64) -> Result<Vec<LayerSparsity>> {
+        check_sparsity(sparsity)?;
+        let g = self.config.granularity;
+        let mut scored = Vec::new();
+        for path in &self.paths {
+            let (shape, w) = torch_weight(net.layer(path)?).expect("checked in new");
+            let inputs = ScoreInputs {
+                initial: self.initial.get(path).map(Vec::as_slice),
+                previous: self.previous.get(path).map(Vec::as_slice),
+                seed: self.config.seed,
+                ..ScoreInputs::default()
+            };
+            let mut scores = self.config.criterion.scores(&w, &shape, &inputs)?;
+            if let Some(mask) = self.masks.get(path) {
+                scores.iter_mut().zip(mask).for_each(|(s, m)| *s *= m);
+            }
+            let groups = Groups::new(&shape, g.reduced_dims(shape.len())?);
+            scored.push((path.clone(), shape, w, scores, groups));
+        }
+        let removals: Vec<usize> = match (self.config.n_of_m, self.config.context) {
+            (Some(_), _) => vec![0; scored.len()],
+            (None, Context::Local) => scored
+                .iter()
+                .map(|(path, _, _, _, groups)| {
+                    let s = self.config.per_layer.get(path).copied().unwrap_or(sparsity);
+                    groups_to_remove(groups.count(), s, self.config.round_to)
+                })
+                .collect(),
+            (None, Context::Global) => global_removals(
+                &scored
+                    .iter()
+                    .map(|(_, _, _, s, g)| g.mean_scores(s))
+                    .collect::<Vec<_>>(),
+                sparsity,
+            ),
+        };
+        for ((path, shape, w, scores, groups), remove) in scored.into_iter().zip(removals) {
+            let mask = match self.config.n_of_m {
+                Some((n, m)) => {
+                    n_of_m(&scores, &shape, n, m).map_err(|e| SparsifyError::Layer {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?
+                }
+                None => groups.expand(&keep_best(&groups.mean_scores(&scores), remove)),
+            };
+            self.previous.insert(path.clone(), w);
+            self.masks.insert(path, mask);
+        }
+        self.apply(net)?;
+        self.report(net)
+    }
+
+    /// Multiplies the weights by their masks; where a conv filter is entirely masked, also
+    /// zeroes its bias and the following BatchNorm's γ and β for that channel, so the channel
+    /// outputs exactly zero (and pruning it away is lossless).
+    pub fn apply(&self, net: &mut Sequential) -> Result<()> {
+        let leaves: Vec<String> = net.leaves().into_iter().map(|(p, _)| p).collect();
+        for (path, mask) in &self.masks {
+            let layer = net.get_mut(path).expect("checked in new");
+            let (shape, w) = torch_weight(layer).expect("checked in new");
+            let masked: Vec<f32> = w.iter().zip(mask).map(|(w, m)| w * m).collect();
+            set_torch_weight(layer, masked);
+            if let Layer::Conv2d(conv) = layer {
+                let per_filter: usize = shape[1..].iter().product();
+                let dead: Vec<bool> = mask
+                    .chunks(per_filter)
+                    .map(|c| c.iter().all(|&m| m == 0.0))
+                    .collect();
+                if !dead.iter().any(|&d| d) {
+                    continue;
+                }
+                let keep = Tensor::<1>::from_data(
+                    TensorData::new(
+                        dead.iter()
+                            .map(|&d| if d { 0.0f32 } else { 1.0 })
+                            .collect::<Vec<_>>(),
+                        [dead.len()],
+                    ),
+                    &conv.weight.device(),
+                );
+                if let Some(b) = &conv.bias {
+                    conv.bias = Some(Param::from_tensor(b.val() * keep.clone()));
+                }
+                let next = leaves
+                    .iter()
+                    .position(|p| p == path)
+                    .and_then(|i| leaves.get(i + 1))
+                    .cloned();
+                if let Some(Layer::BatchNorm2d(bn)) = next.and_then(|p| net.get_mut(&p)) {
+                    if bn.gamma.dims()[0] == dead.len() {
+                        bn.gamma = Param::from_tensor(bn.gamma.val() * keep.clone());
+                        bn.beta = Param::from_tensor(bn.beta.val() * keep);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sparsity of every selected layer as it is now.
+    pub fn report(&self, net: &Sequential) -> Result<Vec<LayerSparsity>> {
+        let g = self.config.granularity;
+        self.paths
+            .iter()
+            .map(|path| {
+                let (shape, w) = torch_weight(net.layer(path)?).expect("checked in new");
+                let groups = Groups::new(&shape, g.reduced_dims(shape.len())?);
+                let abs: Vec<f32> = w.iter().map(|v| v.abs()).collect();
+                let zero_groups = groups
+                    .mean_scores(&abs)
+                    .iter()
+                    .filter(|&&s| s == 0.0)
+                    .count();
+                Ok(LayerSparsity {
+                    path: path.clone(),
+                    groups: groups.count(),
+                    zero_groups,
+                    sparsity: w.iter().filter(|&&v| v == 0.0).count() as f64 / w.len() as f64,
+                    shape,
+                })
+            })
+            .collect()
+    }
+}
+
+fn check_sparsity(s: f64) -> Result<()> {
+    if (0.0..1.0).contains(&s) {
+        Ok(())
+    } else {
+        Err(SparsifyError::Config(format!(
+            "sparsity {s} must be in [0, 1)"
+        )))
+    }
+}

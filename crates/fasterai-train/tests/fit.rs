@@ -1,0 +1,197 @@
+//! The training loop: it learns, calls every hook, saves the best model, and refuses bad
+//! set-ups before training.
+
+use fasterai_core::io::load_model;
+use fasterai_core::prelude::*;
+use fasterai_core::schedule::LrSchedule;
+use fasterai_core::testing::tiny_cnn;
+use fasterai_train::data::{Normalize, synthetic};
+use fasterai_train::learner::{EpochRecord, OptimizerKind};
+use fasterai_train::{Callback, LossContext, TrainConfig, TrainError, TrainState, evaluate, fit};
+
+fn quick() -> TrainConfig {
+    TrainConfig {
+        epochs: 3,
+        batch_size: 32,
+        lr: 0.05,
+        progress: false,
+        ..TrainConfig::default()
+    }
+}
+
+#[derive(Default)]
+struct Counter {
+    batches: usize,
+    losses: usize,
+    steps: usize,
+    epochs: usize,
+    last_progress: f64,
+}
+
+impl Callback for Counter {
+    fn before_batch(&mut self, _: &mut Sequential, _: &TrainState) {
+        self.batches += 1;
+    }
+    fn after_loss(&mut self, ctx: &mut LossContext<'_>) {
+        self.losses += 1;
+        assert_eq!(ctx.logits.dims()[1], 5);
+    }
+    fn after_step(&mut self, _: &mut Sequential, state: &TrainState) {
+        self.steps += 1;
+        self.last_progress = state.progress();
+    }
+    fn after_epoch(&mut self, _: &mut Sequential, _: &EpochRecord) {
+        self.epochs += 1;
+    }
+}
+
+#[test]
+fn learns_synthetic_data_and_calls_every_hook() {
+    let device = parse_device("flex").unwrap();
+    device.seed(3);
+    let train = synthetic(640, 5, [3, 16, 16], 1).unwrap();
+    let valid = synthetic(200, 5, [3, 16, 16], 2).unwrap();
+    let norm = Normalize::uniform(3, 0.5, 0.25);
+    let model = Model::new("tiny", vec![3, 16, 16], tiny_cnn(3, 5, &device)).unwrap();
+    let before = evaluate(&model.net, &valid, &norm, 64, &device)
+        .unwrap()
+        .accuracy;
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("best.safetensors");
+    let config = TrainConfig {
+        checkpoint: Some(checkpoint.clone()),
+        ..quick()
+    };
+    let mut counter = Counter::default();
+    let (best, history) = fit(
+        &model,
+        &train,
+        &valid,
+        &norm,
+        &config,
+        &mut [&mut counter],
+        &device,
+    )
+    .unwrap();
+    assert!(
+        history.best.0 > 0.5 && history.best.0 > before + 0.25,
+        "accuracy {} (before {before})",
+        history.best.0
+    );
+    assert!(history.epochs.last().unwrap().train_loss < history.epochs[0].train_loss);
+    assert_eq!(
+        (counter.batches, counter.losses, counter.steps),
+        (60, 60, 60)
+    );
+    assert_eq!(counter.epochs, 3);
+    assert!((counter.last_progress - 1.0).abs() < 1e-12);
+    // The returned model is the best epoch's, and so is the checkpoint.
+    let again = evaluate(&best.net, &valid, &norm, 64, &device).unwrap();
+    assert!((again.accuracy - history.best.0).abs() < 1e-9);
+    let saved = load_model(&checkpoint, &device).unwrap();
+    let from_file = evaluate(&saved.net, &valid, &norm, 64, &device).unwrap();
+    assert!((from_file.accuracy - history.best.0).abs() < 1e-9);
+}
+
+/// A callback that zeroes the loss: with plain SGD (no momentum, no decay) nothing moves.
+struct ZeroLoss;
+
+impl Callback for ZeroLoss {
+    fn after_loss(&mut self, ctx: &mut LossContext<'_>) {
+        ctx.loss = ctx.loss.clone() * 0.0;
+    }
+}
+
+#[test]
+fn the_loss_a_callback_sets_is_the_one_optimised() {
+    let device = parse_device("flex").unwrap();
+    let train = synthetic(64, 5, [3, 16, 16], 1).unwrap();
+    let norm = Normalize::uniform(3, 0.5, 0.25);
+    let net = tiny_cnn(3, 5, &device);
+    let model = Model::new("tiny", vec![3, 16, 16], net).unwrap();
+    let config = TrainConfig {
+        epochs: 1,
+        schedule: LrSchedule::Constant,
+        optimizer: OptimizerKind::Sgd {
+            momentum: 0.0,
+            weight_decay: 0.0,
+        },
+        ..quick()
+    };
+    let (trained, _) = fit(
+        &model,
+        &train,
+        &train,
+        &norm,
+        &config,
+        &mut [&mut ZeroLoss],
+        &device,
+    )
+    .unwrap();
+    let weights = |m: &Model| match m.net.layer("0").unwrap() {
+        Layer::Conv2d(c) => c.weight.val().into_data().try_to_vec::<f32>().unwrap(),
+        _ => unreachable!(),
+    };
+    assert_eq!(weights(&trained), weights(&model));
+}
+
+#[test]
+fn bad_setups_fail_before_training() {
+    let device = parse_device("flex").unwrap();
+    let norm = Normalize::uniform(3, 0.5, 0.25);
+    let ten = synthetic(50, 10, [3, 16, 16], 1).unwrap();
+    let five_class_model = Model::new("tiny", vec![3, 16, 16], tiny_cnn(3, 5, &device)).unwrap();
+    let err = fit(
+        &five_class_model,
+        &ten,
+        &ten,
+        &norm,
+        &quick(),
+        &mut [],
+        &device,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, TrainError::Config(_)) && err.to_string().contains("10 classes"),
+        "{err}"
+    );
+    let wrong_size = synthetic(50, 5, [3, 32, 32], 1).unwrap();
+    let err = fit(
+        &five_class_model,
+        &wrong_size,
+        &wrong_size,
+        &norm,
+        &quick(),
+        &mut [],
+        &device,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("[3, 32, 32]"), "{err}");
+    let five = synthetic(50, 5, [3, 16, 16], 1).unwrap();
+    let zero_lr = TrainConfig { lr: 0.0, ..quick() };
+    assert!(
+        fit(
+            &five_class_model,
+            &five,
+            &five,
+            &norm,
+            &zero_lr,
+            &mut [],
+            &device
+        )
+        .is_err()
+    );
+    let empty = five.take(0);
+    assert!(
+        fit(
+            &five_class_model,
+            &empty,
+            &five,
+            &norm,
+            &quick(),
+            &mut [],
+            &device
+        )
+        .is_err()
+    );
+}
