@@ -93,7 +93,7 @@ impl ConvConfig {
             ConvRank::Evbmf { multiple: 0 } => Err(DecomposeError::InvalidRank(
                 "multiple must be at least 1".into(),
             )),
-            _ if self.max_iter == 0 || !(self.tol >= 0.0) => {
+            _ if self.max_iter == 0 || self.tol.is_nan() || self.tol < 0.0 => {
                 Err(DecomposeError::InvalidRank(format!(
                     "iterations need max_iter ≥ 1 and tol ≥ 0 (got {} and {})",
                     self.max_iter, self.tol

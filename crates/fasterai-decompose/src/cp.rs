@@ -157,7 +157,7 @@ pub fn cp_als(w: &Array4<f32>, rank: usize, config: CpConfig) -> Result<Cp> {
             "CP rank must be at least 1".into(),
         ));
     }
-    if config.max_iter == 0 || !(config.tol >= 0.0) {
+    if config.max_iter == 0 || config.tol.is_nan() || config.tol < 0.0 {
         return Err(DecomposeError::InvalidRank(format!(
             "CP-ALS needs max_iter ≥ 1 and tol ≥ 0 (got {} and {})",
             config.max_iter, config.tol

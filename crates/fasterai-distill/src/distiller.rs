@@ -173,12 +173,11 @@ impl Callback for Distiller {
         }
         if let KdLoss::SoftTarget { temperature } | KdLoss::Decoupled { temperature, .. } =
             self.loss
+            && (temperature.is_nan() || temperature <= 0.0)
         {
-            if !(temperature > 0.0) {
-                return Err(Self::bad(format!(
-                    "temperature {temperature} must be positive"
-                )));
-            }
+            return Err(Self::bad(format!(
+                "temperature {temperature} must be positive"
+            )));
         }
         let pairs = self.loss.pairs();
         if matches!(

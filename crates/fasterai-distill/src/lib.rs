@@ -24,6 +24,7 @@
 //! let mut kd = Distiller::new(teacher, KdLoss::SoftTarget { temperature: 4.0 }, KdWeight::Constant(0.5));
 //! let (student, history) = fit(&student, &data.train, &data.valid, &data.normalize,
 //!     &TrainConfig::default(), &mut [&mut kd], &device)?;
+//! println!("{}: {:.2} %", student.name, 100.0 * history.best.0);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![doc(test(attr(deny(warnings))))]

@@ -18,6 +18,7 @@
 //! let model = load_model("sparse.safetensors".as_ref(), &device)?;
 //! let (smaller, report) = prune_zeroed(&model)?;
 //! println!("{report}");
+//! save_model(&smaller, "pruned.safetensors".as_ref(), false)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![doc(test(attr(deny(warnings))))]

@@ -77,8 +77,15 @@ fn pruning_a_trained_style_small_model_is_lossless() {
             .slice_assign([0..i, 3..4], Tensor::zeros([i, 1], &device));
         l.weight = burn::module::Param::from_tensor(l.weight.val() * mask);
         let b = l.bias.as_ref().unwrap().val();
-        let keep =
-            Tensor::<1>::ones([o], &device).slice_assign([3..4], Tensor::zeros([1], &device));
+        let keep = Tensor::<1>::from_data(
+            burn::tensor::TensorData::new(
+                (0..o)
+                    .map(|j| if j == 3 { 0.0f32 } else { 1.0 })
+                    .collect::<Vec<_>>(),
+                [o],
+            ),
+            &device,
+        );
         l.bias = Some(burn::module::Param::from_tensor(b * keep));
     }
     let x = Tensor::<4>::random([4, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);

@@ -23,7 +23,9 @@
 //! let device = parse_device("flex")?;
 //! let mut model = VggConfig::new(VggDepth::Vgg16, true, 10).init(&device)?;
 //! let mut sparsifier = Sparsifier::new(&model.net, SparsifyConfig::new(Granularity::Filter))?;
-//! let report = sparsifier.prune(&mut model.net, 0.4)?;
+//! for layer in sparsifier.prune(&mut model.net, 0.4)? {
+//!     println!("{}: {} of {} filters zeroed", layer.path, layer.zero_groups, layer.groups);
+//! }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![doc(test(attr(deny(warnings))))]

@@ -121,7 +121,7 @@ pub fn n_of_m(scores: &[f32], shape: &[usize], n: usize, m: usize) -> Result<Vec
     if m == 0 || n == 0 || n > m {
         return Err(SparsifyError::Config(format!("{n}:{m} needs 0 < n ≤ m")));
     }
-    if row % m != 0 {
+    if !row.is_multiple_of(m) {
         return Err(SparsifyError::Config(format!(
             "{n}:{m} sparsity needs the input size per output ({row}) to be a multiple of {m}"
         )));

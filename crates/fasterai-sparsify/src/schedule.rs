@@ -80,8 +80,8 @@ impl Schedule {
             }
             ScheduleKind::Agp => e + (s - e) * (1.0 - pos).powi(3),
             ScheduleKind::OneCycle => {
-                let (alpha, beta) = (14.0, 6.0);
-                let out = (1.0 + (beta - alpha as f64).exp()) / (1.0 + (beta - alpha * pos).exp());
+                let (alpha, beta): (f64, f64) = (14.0, 6.0);
+                let out = (1.0 + (beta - alpha).exp()) / (1.0 + (beta - alpha * pos).exp());
                 s + (e - s) * out
             }
             ScheduleKind::Cos => cos_anneal(s, e, pos),

@@ -267,11 +267,11 @@ impl Sparsifier {
                     .position(|p| p == path)
                     .and_then(|i| leaves.get(i + 1))
                     .cloned();
-                if let Some(Layer::BatchNorm2d(bn)) = next.and_then(|p| net.get_mut(&p)) {
-                    if bn.gamma.dims()[0] == dead.len() {
-                        bn.gamma = Param::from_tensor(bn.gamma.val() * keep.clone());
-                        bn.beta = Param::from_tensor(bn.beta.val() * keep);
-                    }
+                if let Some(Layer::BatchNorm2d(bn)) = next.and_then(|p| net.get_mut(&p))
+                    && bn.gamma.dims()[0] == dead.len()
+                {
+                    bn.gamma = Param::from_tensor(bn.gamma.val() * keep.clone());
+                    bn.beta = Param::from_tensor(bn.beta.val() * keep);
                 }
             }
         }

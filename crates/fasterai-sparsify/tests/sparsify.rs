@@ -62,7 +62,11 @@ fn each_granularity_zeroes_exactly_its_weakest_groups() {
     // dimensions the granularity keeps: |w| = 1 + 1000·o + 100·i + 10·h + w.
     let value = |o: usize, i: usize, h: usize, w: usize| {
         (1 + 1000 * o + 100 * i + 10 * h + w) as f32
-            * if (o + i + h + w) % 2 == 0 { 1.0 } else { -1.0 }
+            * if (o + i + h + w).is_multiple_of(2) {
+                1.0
+            } else {
+                -1.0
+            }
     };
     // For each granularity: which dimensions index its groups (the others are reduced over).
     let cases: [(Granularity, [bool; 4]); 16] = [

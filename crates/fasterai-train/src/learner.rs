@@ -226,7 +226,7 @@ pub fn fit(
     device: &Device,
 ) -> Result<(Model, History)> {
     check_data(model, train, valid)?;
-    if config.epochs == 0 || config.batch_size == 0 || !(config.lr > 0.0) {
+    if config.epochs == 0 || config.batch_size == 0 || config.lr.is_nan() || config.lr <= 0.0 {
         return Err(TrainError::Config(format!(
             "epochs ({}), batch size ({}) and learning rate ({}) must be positive",
             config.epochs, config.batch_size, config.lr

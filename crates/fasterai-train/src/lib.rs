@@ -19,7 +19,7 @@
 //! let model = VggConfig::small(VggDepth::Vgg11, true, 10, [3, 32, 32]).with_width(0.25).init(&device)?;
 //! let (trained, history) = fit(&model, &splits.train, &splits.valid, &splits.normalize,
 //!     &TrainConfig::default(), &mut [], &device)?;
-//! println!("best accuracy {:.2} %", 100.0 * history.best.0);
+//! println!("{}: best accuracy {:.2} %", trained.name, 100.0 * history.best.0);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![doc(test(attr(deny(warnings))))]

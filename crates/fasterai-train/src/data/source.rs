@@ -229,7 +229,7 @@ fn split_every(all: &ImageSet, n: usize) -> (ImageSet, ImageSet) {
     let (mut first, mut second) = (Vec::new(), Vec::new());
     for (i, &label) in all.labels().iter().enumerate() {
         seen[label as usize] += 1;
-        if seen[label as usize] % n == 0 {
+        if seen[label as usize].is_multiple_of(n) {
             second.push(i);
         } else {
             first.push(i);
