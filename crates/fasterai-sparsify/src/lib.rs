@@ -13,7 +13,8 @@
 //! | [`criterion`] | element scores |
 //! | [`mask`] | group means, local/global selection, `round_to`, N:M |
 //! | [`schedule`] | target sparsity over training progress |
-//! | [`sparsifier`] | masks on a model: compute, apply (zeroing the following BatchNorm of dead filters), report |
+//! | [`sparsifier`] | masks on a model: compute, apply (zeroing the following BatchNorm of dead filters), report, rewind |
+//! | [`callback`] | sparsifying while training (`fasterai-train` hooks): masks on the schedule, re-applied after every step, lottery-ticket reset/rewind |
 //!
 //! ```no_run
 //! use fasterai_core::prelude::*;
@@ -30,12 +31,14 @@
 //! ```
 #![doc(test(attr(deny(warnings))))]
 
+pub mod callback;
 pub mod criterion;
 pub mod granularity;
 pub mod mask;
 pub mod schedule;
 pub mod sparsifier;
 
+pub use callback::{Lottery, SparsifyCallback};
 pub use criterion::Criterion;
 pub use granularity::Granularity;
 pub use schedule::{Schedule, ScheduleKind};

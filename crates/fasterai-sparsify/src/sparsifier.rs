@@ -86,6 +86,11 @@ pub struct Sparsifier {
     previous: BTreeMap<String, Vec<f32>>,
 }
 
+/// The weight values of a Conv2d or Linear in PyTorch layout (empty for other layers).
+pub fn torch_weights(layer: &Layer) -> Vec<f32> {
+    torch_weight(layer).map(|(_, v)| v).unwrap_or_default()
+}
+
 /// The weight of a Conv2d or Linear in PyTorch layout, with its shape.
 pub(crate) fn torch_weight(layer: &Layer) -> Option<(Vec<usize>, Vec<f32>)> {
     let (shape, data) = match layer {
@@ -103,21 +108,41 @@ pub(crate) fn torch_weight(layer: &Layer) -> Option<(Vec<usize>, Vec<f32>)> {
     Some((shape, values))
 }
 
+/// Replaces a weight's values, keeping its parameter id (so optimiser state such as momentum
+/// stays attached) and its gradient tracking on an autodiff device.
 fn set_torch_weight(layer: &mut Layer, values: Vec<f32>) {
     match layer {
         Layer::Conv2d(c) => {
-            let device = c.weight.device();
-            let t = Tensor::<4>::from_data(TensorData::new(values, c.weight.dims()), &device);
-            c.weight = Param::from_tensor(t);
+            let dims = c.weight.dims();
+            c.weight = c.weight.clone().map(|old| {
+                let t = Tensor::<4>::from_data(TensorData::new(values, dims), &old.device());
+                leaf(t)
+            });
         }
         Layer::Linear(l) => {
-            let device = l.weight.device();
             let [i, o] = l.weight.dims();
-            let t = Tensor::<2>::from_data(TensorData::new(values, [o, i]), &device).transpose();
-            l.weight = Param::from_tensor(t);
+            l.weight = l.weight.clone().map(|old| {
+                let t = Tensor::<2>::from_data(TensorData::new(values, [o, i]), &old.device());
+                leaf(t.transpose())
+            });
         }
         _ => unreachable!("only Conv2d and Linear are sparsified"),
     }
+}
+
+/// A new value for a parameter: a gradient-tracking leaf when training (autodiff device).
+fn leaf<const D: usize>(t: Tensor<D>) -> Tensor<D> {
+    if t.is_autodiff() {
+        t.set_require_grad(true)
+    } else {
+        t
+    }
+}
+
+/// `param · keep`, as a fresh leaf with the same id.
+fn scale_param(param: &mut Param<Tensor<1>>, keep: &Tensor<1>) {
+    let keep = keep.clone();
+    *param = param.clone().map(|t| leaf((t * keep).detach()));
 }
 
 impl Sparsifier {
@@ -259,8 +284,8 @@ impl Sparsifier {
                     ),
                     &conv.weight.device(),
                 );
-                if let Some(b) = &conv.bias {
-                    conv.bias = Some(Param::from_tensor(b.val() * keep.clone()));
+                if let Some(b) = conv.bias.as_mut() {
+                    scale_param(b, &keep);
                 }
                 let next = leaves
                     .iter()
@@ -270,10 +295,45 @@ impl Sparsifier {
                 if let Some(Layer::BatchNorm2d(bn)) = next.and_then(|p| net.get_mut(&p))
                     && bn.gamma.dims()[0] == dead.len()
                 {
-                    bn.gamma = Param::from_tensor(bn.gamma.val() * keep.clone());
-                    bn.beta = Param::from_tensor(bn.beta.val() * keep);
+                    scale_param(&mut bn.gamma, &keep);
+                    scale_param(&mut bn.beta, &keep);
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// The current weights of the sparsified layers (PyTorch layout), e.g. to rewind to later.
+    pub fn snapshot(&self, net: &Sequential) -> Result<BTreeMap<String, Vec<f32>>> {
+        self.paths
+            .iter()
+            .map(|p| {
+                Ok((
+                    p.clone(),
+                    torch_weight(net.layer(p)?).expect("checked in new").1,
+                ))
+            })
+            .collect()
+    }
+
+    /// The weights at initialisation (when this sparsifier was made).
+    pub fn initial_weights(&self) -> &BTreeMap<String, Vec<f32>> {
+        &self.initial
+    }
+
+    /// Lottery-ticket rewinding: sets the surviving weights to their values in `to` (the
+    /// initial weights, or a snapshot), masked.
+    pub fn rewind(&self, net: &mut Sequential, to: &BTreeMap<String, Vec<f32>>) -> Result<()> {
+        for path in &self.paths {
+            let Some(reference) = to.get(path) else {
+                continue;
+            };
+            let layer = net.get_mut(path).expect("checked in new");
+            let values = match self.masks.get(path) {
+                Some(mask) => reference.iter().zip(mask).map(|(w, m)| w * m).collect(),
+                None => reference.clone(),
+            };
+            set_torch_weight(layer, values);
         }
         Ok(())
     }

@@ -88,8 +88,11 @@ pub struct TrainConfig {
     pub augment: Augment,
     /// Seed of the weights' random draws (dropout), the shuffling and the augmentation.
     pub seed: u64,
-    /// Save the best model (by validation accuracy) here whenever it improves.
+    /// Save the returned model here whenever it changes.
     pub checkpoint: Option<PathBuf>,
+    /// Return the best epoch's model (by validation accuracy); `false`: the last epoch's (when
+    /// the model changes structure during training, as when sparsifying on a schedule).
+    pub keep_best: bool,
     /// Draw a progress bar per epoch (on a terminal).
     pub progress: bool,
 }
@@ -109,6 +112,7 @@ impl Default for TrainConfig {
             augment: Augment { pad: 4, flip: true },
             seed: 0,
             checkpoint: None,
+            keep_best: true,
             progress: true,
         }
     }
@@ -210,12 +214,15 @@ pub struct History {
     pub epochs: Vec<EpochRecord>,
     /// Best validation accuracy and its epoch.
     pub best: (f64, usize),
+    /// Validation accuracy and epoch of the model returned (the best, or the last).
+    pub kept: (f64, usize),
     /// Wall time of the whole run, seconds.
     pub seconds: f64,
 }
 
 /// Trains `model` on `train`, validating on `valid` after every epoch; returns the model of
-/// the best epoch (by validation accuracy), on `device`, in evaluation mode.
+/// the best epoch (by validation accuracy; or the last, see [`TrainConfig::keep_best`]), on
+/// `device`, in evaluation mode.
 pub fn fit(
     model: &Model,
     train: &ImageSet,
@@ -255,6 +262,7 @@ pub fn fit(
     let mut history = History {
         epochs: Vec::new(),
         best: (f64::NEG_INFINITY, 0),
+        kept: (f64::NEG_INFINITY, 0),
         seconds: 0.0,
     };
     let mut best = None;
@@ -345,8 +353,17 @@ pub fn fit(
         for cb in callbacks.iter_mut() {
             cb.after_epoch(&mut net, &record);
         }
-        if record.valid.accuracy > history.best.0 {
+        let improved = record.valid.accuracy > history.best.0;
+        if improved {
             history.best = (record.valid.accuracy, epoch);
+        }
+        let keep = if config.keep_best {
+            improved
+        } else {
+            epoch + 1 == config.epochs
+        };
+        if keep {
+            history.kept = (record.valid.accuracy, epoch);
             let snapshot = Model {
                 name: model.name.clone(),
                 input_shape: model.input_shape.clone(),

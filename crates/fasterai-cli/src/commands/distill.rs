@@ -131,6 +131,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let mut distiller = Distiller::new(teacher, loss, weight);
     train_and_save(
+        true,
         student,
         &data,
         &args.hyper,

@@ -1,13 +1,20 @@
-//! `fasterai sparsify MODEL --sparsity 0.4 --granularity filter -o OUT`: one-shot masks.
+//! `fasterai sparsify MODEL --sparsity 0.4 --granularity filter -o OUT`: one-shot masks, or
+//! with `--schedule agp --data ... --epochs N`, sparsifying while fine-tuning.
 
 use anyhow::Result;
 use fasterai::sparsify::sparsifier::Context;
-use fasterai::sparsify::{Criterion, Granularity, Sparsifier, SparsifyConfig};
+use fasterai::sparsify::{
+    Criterion, Granularity, Schedule, ScheduleKind, Sparsifier, SparsifyCallback, SparsifyConfig,
+};
 
+use crate::commands::train::{HyperArgs, train_and_save};
+use crate::data_arg::DataArgs;
 use crate::model_arg::{DeviceArgs, ModelArgs, OutputArgs};
 
-/// Zero the least important weight groups (one shot) and save the model; `fasterai prune`
-/// then removes zeroed filters for real. Prints the per-layer sparsity table.
+/// Zero the least important weight groups and save the model; `fasterai prune` then removes
+/// zeroed filters for real. Without --schedule: one shot, printing the per-layer sparsity
+/// table. With --schedule and --data: while fine-tuning, the target rising along the schedule
+/// and the masks re-applied after every step.
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -38,8 +45,45 @@ pub struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Sparsify while fine-tuning on --data, along this schedule.
+    #[arg(long, value_enum, requires = "data")]
+    schedule: Option<ScheduleArg>,
+    /// Steps of the iterative schedule.
+    #[arg(long, default_value_t = 3)]
+    steps: usize,
+    /// Fraction of training at which the schedule starts [default: the schedule's own].
+    #[arg(long)]
+    start_pct: Option<f64>,
+    /// Fraction of training at which the schedule reaches the target.
+    #[arg(long, default_value_t = 1.0)]
+    end_pct: f64,
+    /// Training data for --schedule: cifar10:DIR, fashion-mnist:DIR, mnist:DIR, folder:DIR, synthetic[:N].
+    #[arg(long, value_name = "KIND:DIR")]
+    data: Option<String>,
+    /// CIFAR-10 files to train on.
+    #[arg(long, value_delimiter = ',')]
+    train_files: Vec<String>,
+    /// CIFAR-10 files to validate on.
+    #[arg(long, value_delimiter = ',')]
+    valid_files: Vec<String>,
+    #[command(flatten)]
+    hyper: HyperArgs,
+    /// Also write the per-epoch history as JSON here.
+    #[arg(long, value_name = "FILE")]
+    history: Option<std::path::PathBuf>,
     #[command(flatten)]
     device: DeviceArgs,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ScheduleArg {
+    OneShot,
+    Iterative,
+    Agp,
+    OneCycle,
+    Cos,
+    Lin,
+    Dsd,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -69,6 +113,41 @@ pub fn run(args: Args) -> Result<()> {
             Some(parsed.ok_or_else(|| anyhow::anyhow!("--n-of-m takes N:M, like 2:4; got `{s}`"))?)
         }
     };
+    if let Some(kind) = args.schedule {
+        let kind = match kind {
+            ScheduleArg::OneShot => ScheduleKind::OneShot,
+            ScheduleArg::Iterative => ScheduleKind::Iterative { steps: args.steps },
+            ScheduleArg::Agp => ScheduleKind::Agp,
+            ScheduleArg::OneCycle => ScheduleKind::OneCycle,
+            ScheduleArg::Cos => ScheduleKind::Cos,
+            ScheduleArg::Lin => ScheduleKind::Lin,
+            ScheduleArg::Dsd => ScheduleKind::Dsd,
+        };
+        let mut schedule = Schedule::new(kind);
+        schedule = schedule.window(args.start_pct.unwrap_or(schedule.start_pct), args.end_pct);
+        let data = DataArgs {
+            data: args
+                .data
+                .clone()
+                .expect("clap requires --data with --schedule"),
+            train_files: args.train_files.clone(),
+            valid_files: args.valid_files.clone(),
+            limit: None,
+        }
+        .load()?;
+        let mut callback = SparsifyCallback::new(config, args.sparsity, schedule);
+        model.name = format!("{}+sparse", model.name);
+        return train_and_save(
+            false,
+            model,
+            &data,
+            &args.hyper,
+            &args.out,
+            args.history.as_deref(),
+            &mut [&mut callback],
+            &device,
+        );
+    }
     let mut sparsifier = Sparsifier::new(&model.net, config)?;
     let report = sparsifier.prune(&mut model.net, args.sparsity)?;
     model.name = format!("{}+sparse", model.name);

@@ -41,7 +41,7 @@ pub struct HyperArgs {
     pub lr: f64,
     /// Learning-rate policy.
     #[arg(long, value_enum, default_value = "one-cycle")]
-    pub schedule: ScheduleKind,
+    pub lr_schedule: ScheduleKind,
     /// Optimiser: sgd (momentum 0.9) or adam.
     #[arg(long, value_enum, default_value = "sgd")]
     pub optimizer: OptimizerArg,
@@ -75,7 +75,7 @@ impl HyperArgs {
             epochs: self.epochs,
             batch_size: self.batch_size,
             lr: self.lr,
-            schedule: match self.schedule {
+            schedule: match self.lr_schedule {
                 ScheduleKind::OneCycle => LrSchedule::one_cycle(),
                 ScheduleKind::Constant => LrSchedule::Constant,
                 ScheduleKind::Cosine => LrSchedule::Cosine,
@@ -102,7 +102,9 @@ impl HyperArgs {
 
 /// Shared by train and distill: trains `model` with `callbacks`, saves the best model to
 /// `out` and the history to `history_file`.
+#[allow(clippy::too_many_arguments)]
 pub fn train_and_save(
+    keep_best: bool,
     model: fasterai::core::model::Model,
     data: &fasterai::train::data::Splits,
     hyper: &HyperArgs,
@@ -111,7 +113,10 @@ pub fn train_and_save(
     callbacks: &mut [&mut dyn Callback],
     device: &fasterai::prelude::Device,
 ) -> Result<()> {
-    let config = hyper.config();
+    let config = TrainConfig {
+        keep_best,
+        ..hyper.config()
+    };
     device.seed(hyper.seed);
     eprintln!(
         "training {} ({} parameters) on {} images, validating on {}",
@@ -136,9 +141,10 @@ pub fn train_and_save(
         crate::files::write_atomic(path, serde_json::to_string_pretty(&history)?.as_bytes())?;
     }
     println!(
-        "best validation accuracy {:.2} % (epoch {}), {:.0} s; saved {}",
-        100.0 * history.best.0,
-        history.best.1 + 1,
+        "{} validation accuracy {:.2} % (epoch {}), {:.0} s; saved {}",
+        if config.keep_best { "best" } else { "final" },
+        100.0 * history.kept.0,
+        history.kept.1 + 1,
         history.seconds,
         out.output.display()
     );
@@ -156,6 +162,7 @@ pub fn run(args: Args) -> Result<()> {
     device.seed(args.hyper.seed);
     let model = model_args.load(Some(data.train.shape()), &device)?;
     train_and_save(
+        true,
         model,
         &data,
         &args.hyper,

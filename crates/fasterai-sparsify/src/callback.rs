@@ -1,0 +1,125 @@
+//! [`SparsifyCallback`]: sparsifying while training, through `fasterai-train`'s hooks. The
+//! target sparsity follows a [`Schedule`]; when it rises, new masks are computed (before the
+//! batch); after every optimiser step the masks are re-applied so pruned weights stay zero.
+
+use std::collections::BTreeMap;
+
+use fasterai_core::graph::Sequential;
+use fasterai_train::learner::{Callback, EpochRecord, TrainConfig, TrainState};
+use fasterai_train::{Result as TrainResult, TrainError};
+use serde::Serialize;
+
+use crate::schedule::Schedule;
+use crate::sparsifier::{Sparsifier, SparsifyConfig};
+
+/// Lottery-ticket options (Frankle & Carbin, 2019).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Lottery {
+    /// After each pruning step, reset the surviving weights to their initial values.
+    ResetToInit,
+    /// After each pruning step, rewind the surviving weights to their values at the end of
+    /// this epoch (0-based; before it is reached, nothing is rewound).
+    RewindToEpoch(usize),
+}
+
+/// One change of the target during training.
+#[derive(Debug, Clone, Serialize)]
+pub struct PruningStep {
+    /// Optimiser step at which it happened.
+    pub step: usize,
+    /// The new target sparsity.
+    pub sparsity: f64,
+}
+
+/// Sparsifies a model while it trains.
+pub struct SparsifyCallback {
+    config: SparsifyConfig,
+    target: f64,
+    schedule: Schedule,
+    lottery: Option<Lottery>,
+    sparsifier: Option<Sparsifier>,
+    current: f64,
+    rewind_to: Option<BTreeMap<String, Vec<f32>>>,
+    /// Every change of the target, in order.
+    pub steps: Vec<PruningStep>,
+}
+
+impl SparsifyCallback {
+    /// Reaches `target` sparsity along `schedule`.
+    pub fn new(config: SparsifyConfig, target: f64, schedule: Schedule) -> Self {
+        Self {
+            config,
+            target,
+            schedule,
+            lottery: None,
+            sparsifier: None,
+            current: 0.0,
+            rewind_to: None,
+            steps: Vec::new(),
+        }
+    }
+
+    /// With lottery-ticket resetting or rewinding.
+    pub fn with_lottery(mut self, lottery: Lottery) -> Self {
+        self.lottery = Some(lottery);
+        self
+    }
+
+    /// The sparsifier (masks, report) once training has started.
+    pub fn sparsifier(&self) -> Option<&Sparsifier> {
+        self.sparsifier.as_ref()
+    }
+}
+
+impl Callback for SparsifyCallback {
+    fn before_fit(&mut self, net: &Sequential, _config: &TrainConfig) -> TrainResult<()> {
+        if !(0.0..1.0).contains(&self.target) {
+            return Err(TrainError::Config(format!(
+                "sparsity {} must be in [0, 1)",
+                self.target
+            )));
+        }
+        let sparsifier = Sparsifier::new(net, self.config.clone())
+            .map_err(|e| TrainError::Config(e.to_string()))?;
+        self.sparsifier = Some(sparsifier);
+        Ok(())
+    }
+
+    fn before_batch(&mut self, net: &mut Sequential, state: &TrainState) {
+        let wanted = self.schedule.at(self.target, state.progress());
+        if (wanted - self.current).abs() < 1e-12 {
+            return;
+        }
+        let sparsifier = self.sparsifier.as_mut().expect("made in before_fit");
+        sparsifier
+            .prune(net, wanted.clamp(0.0, self.target))
+            .expect("targets checked in before_fit");
+        self.current = wanted;
+        self.steps.push(PruningStep {
+            step: state.step,
+            sparsity: wanted,
+        });
+        let reference = match self.lottery {
+            Some(Lottery::ResetToInit) => Some(sparsifier.initial_weights().clone()),
+            Some(Lottery::RewindToEpoch(_)) => self.rewind_to.clone(),
+            None => None,
+        };
+        if let Some(reference) = reference {
+            sparsifier.rewind(net, &reference).expect("paths checked");
+        }
+    }
+
+    fn after_step(&mut self, net: &mut Sequential, _state: &TrainState) {
+        if let Some(s) = &self.sparsifier {
+            s.apply(net).expect("paths checked");
+        }
+    }
+
+    fn after_epoch(&mut self, net: &mut Sequential, record: &EpochRecord) {
+        if let (Some(Lottery::RewindToEpoch(e)), Some(s)) = (self.lottery, &self.sparsifier)
+            && e == record.epoch
+        {
+            self.rewind_to = Some(s.snapshot(net).expect("paths checked"));
+        }
+    }
+}

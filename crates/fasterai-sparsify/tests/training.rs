@@ -1,0 +1,90 @@
+//! Sparsifying while training: the target follows the schedule, and pruned weights stay zero
+//! through every optimiser step; lottery-ticket resetting restores the surviving initial weights.
+
+use fasterai_core::prelude::*;
+use fasterai_core::testing::tiny_cnn;
+use fasterai_sparsify::sparsifier::torch_weights;
+use fasterai_sparsify::{
+    Granularity, Lottery, Schedule, ScheduleKind, SparsifyCallback, SparsifyConfig,
+};
+use fasterai_train::data::{Normalize, synthetic};
+use fasterai_train::{TrainConfig, fit};
+
+fn config() -> TrainConfig {
+    TrainConfig {
+        epochs: 2,
+        batch_size: 32,
+        lr: 0.05,
+        progress: false,
+        keep_best: false,
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn masks_follow_the_schedule_and_zeros_stay_zero() {
+    let device = parse_device("flex").unwrap();
+    let train = synthetic(256, 5, [3, 16, 16], 1).unwrap();
+    let norm = Normalize::uniform(3, 0.5, 0.25);
+    let model = Model::new("tiny", vec![3, 16, 16], tiny_cnn(3, 5, &device)).unwrap();
+    let schedule = Schedule::new(ScheduleKind::Agp).window(0.0, 0.5);
+    let mut cb = SparsifyCallback::new(SparsifyConfig::new(Granularity::Weight), 0.6, schedule);
+    let (trained, _) = fit(
+        &model,
+        &train,
+        &train,
+        &norm,
+        &config(),
+        &mut [&mut cb],
+        &device,
+    )
+    .unwrap();
+    // The target rose monotonically to 0.6 and stayed there for the second half of training.
+    assert!(cb.steps.windows(2).all(|w| w[1].sparsity > w[0].sparsity));
+    assert!((cb.steps.last().unwrap().sparsity - 0.6).abs() < 1e-12);
+    assert!(cb.steps.last().unwrap().step <= 8, "{:?}", cb.steps.last());
+    // 8 steps of training after the last mask change: the zeros are still there, exactly.
+    let masks = cb.sparsifier().unwrap().masks();
+    for (path, mask) in masks {
+        let w = torch_weights(trained.net.layer(path).unwrap());
+        let zeros = w
+            .iter()
+            .zip(mask)
+            .filter(|(w, m)| **m == 0.0 && **w == 0.0)
+            .count();
+        let masked = mask.iter().filter(|m| **m == 0.0).count();
+        assert_eq!(zeros, masked, "{path}");
+        assert_eq!(masked, (0.6 * mask.len() as f64).floor() as usize, "{path}");
+    }
+}
+
+#[test]
+fn lottery_reset_restores_surviving_initial_weights() {
+    let device = parse_device("flex").unwrap();
+    let train = synthetic(64, 5, [3, 16, 16], 1).unwrap();
+    let norm = Normalize::uniform(3, 0.5, 0.25);
+    let model = Model::new("tiny", vec![3, 16, 16], tiny_cnn(3, 5, &device)).unwrap();
+    // One-shot at the first batch (prune, then reset), and a vanishing learning rate so the
+    // steps that follow leave the reset weights as they are.
+    let schedule = Schedule::new(ScheduleKind::OneShot).window(0.0, 1.0);
+    let mut cb = SparsifyCallback::new(SparsifyConfig::new(Granularity::Filter), 0.5, schedule)
+        .with_lottery(Lottery::ResetToInit);
+    let cfg = TrainConfig {
+        epochs: 1,
+        lr: 1e-12,
+        ..config()
+    };
+    let (trained, _) = fit(&model, &train, &train, &norm, &cfg, &mut [&mut cb], &device).unwrap();
+    let sparsifier = cb.sparsifier().unwrap();
+    for (path, mask) in sparsifier.masks() {
+        let now = torch_weights(trained.net.layer(path).unwrap());
+        let init = &sparsifier.initial_weights()[path];
+        for ((w, i), m) in now.iter().zip(init).zip(mask) {
+            assert!(
+                (w - i * m).abs() <= 1e-6 * i.abs().max(1.0),
+                "{path}: {w} vs {}",
+                i * m
+            );
+        }
+    }
+}
