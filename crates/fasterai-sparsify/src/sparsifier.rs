@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use burn::module::Param;
-use burn::tensor::{Tensor, TensorData};
-use fasterai_core::graph::{Layer, Sequential};
+use burn::module::{Module, Param};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::tensor::{Int, Tensor, TensorData};
+use fasterai_core::graph::{Activation, Layer, Sequential};
 use serde::Serialize;
 
 use crate::criterion::{Criterion, ScoreInputs};
@@ -84,6 +85,10 @@ pub struct Sparsifier {
     masks: BTreeMap<String, Vec<f32>>,
     initial: BTreeMap<String, Vec<f32>>,
     previous: BTreeMap<String, Vec<f32>>,
+    /// Per layer: RMS of each input channel on the calibration batch (Wanda).
+    input_norms: BTreeMap<String, Vec<f32>>,
+    /// Per layer: loss gradient of the weight on the calibration batch (Taylor).
+    gradients: BTreeMap<String, Vec<f32>>,
 }
 
 /// The weight values of a Conv2d or Linear in PyTorch layout (empty for other layers).
@@ -187,6 +192,8 @@ impl Sparsifier {
             initial,
             paths,
             masks: BTreeMap::new(),
+            input_norms: BTreeMap::new(),
+            gradients: BTreeMap::new(),
             config,
         })
     }
@@ -212,8 +219,9 @@ impl Sparsifier {
             let inputs = ScoreInputs {
                 initial: self.initial.get(path).map(Vec::as_slice),
                 previous: self.previous.get(path).map(Vec::as_slice),
+                gradient: self.gradients.get(path).map(Vec::as_slice),
+                input_norms: self.input_norms.get(path).map(Vec::as_slice),
                 seed: self.config.seed,
-                ..ScoreInputs::default()
             };
             let mut scores = self.config.criterion.scores(&w, &shape, &inputs)?;
             if let Some(mask) = self.masks.get(path) {
@@ -299,6 +307,70 @@ impl Sparsifier {
                     scale_param(&mut bn.beta, &keep);
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Records, for [`Criterion::Wanda`], the RMS of every input channel (or feature) each
+    /// sparsified layer receives when `net` runs on `images` (model input).
+    pub fn calibrate(&mut self, net: &Sequential, images: Tensor<4>) {
+        let mut norms = BTreeMap::new();
+        net.forward_inspect(images, &mut |path, _, input| {
+            if !self.paths.iter().any(|p| p == path) {
+                return;
+            }
+            let rms = match input {
+                Activation::Spatial(x) => x
+                    .clone()
+                    .square()
+                    .mean_dim(0)
+                    .mean_dim(2)
+                    .mean_dim(3)
+                    .sqrt()
+                    .flatten::<1>(0, 3),
+                Activation::Flat(x) => x.clone().square().mean_dim(0).sqrt().flatten::<1>(0, 1),
+            };
+            let values = rms
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .expect("float32");
+            norms.insert(path.to_string(), values);
+        });
+        self.input_norms = norms;
+    }
+
+    /// Records, for [`Criterion::Taylor`], the gradient of the cross-entropy of `net` on
+    /// (`images`, `targets`) with respect to every sparsified weight.
+    pub fn calibrate_gradients(
+        &mut self,
+        net: &Sequential,
+        images: Tensor<4>,
+        targets: Tensor<1, Int>,
+    ) -> Result<()> {
+        let device = images.device().autodiff();
+        let trainable = net.clone().fork(&device).train();
+        let logits = trainable.try_forward(images.autodiff())?.flatten();
+        let loss = CrossEntropyLossConfig::new()
+            .init(&device)
+            .forward(logits, targets.autodiff());
+        let grads = loss.backward();
+        for path in &self.paths {
+            let grad = match trainable.layer(path)? {
+                Layer::Conv2d(c) => c.weight.grad(&grads).map(|g| g.into_data()),
+                Layer::Linear(l) => l.weight.grad(&grads).map(|g| g.transpose().into_data()),
+                _ => None,
+            };
+            let grad = grad.ok_or_else(|| SparsifyError::Layer {
+                path: path.clone(),
+                reason: "received no gradient (is it used by the model's output?)".into(),
+            })?;
+            self.gradients.insert(
+                path.clone(),
+                grad.convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .expect("float32"),
+            );
         }
         Ok(())
     }

@@ -261,3 +261,53 @@ fn bad_requests_are_clear_errors() {
             .contains("gradient")
     );
 }
+
+#[test]
+fn wanda_and_taylor_use_their_calibration() {
+    use burn::tensor::Int;
+    let device = parse_device("flex").unwrap();
+    // Flatten → Linear(4 → 2) with equal weights: only the inputs' scales tell columns apart.
+    let specs = [
+        LayerSpec::Flatten,
+        LayerSpec::Linear {
+            in_features: 4,
+            out_features: 2,
+            bias: true,
+        },
+    ];
+    let mut net = Sequential::indexed(
+        specs
+            .iter()
+            .map(|s| Layer::from_spec(s, InitScheme::PyTorchDefault, &device)),
+    );
+    if let Some(Layer::Linear(l)) = net.get_mut("1") {
+        l.weight = Param::from_tensor(Tensor::ones([4, 2], &device));
+    }
+    let scales = [4.0f32, 1.0, 3.0, 2.0];
+    let images: Vec<f32> = (0..8)
+        .flat_map(|n| scales.map(|s| s * if n % 2 == 0 { 1.0 } else { -1.0 }))
+        .collect();
+    let images = Tensor::<4>::from_data(TensorData::new(images, [8, 4, 1, 1]), &device);
+    let mut config = SparsifyConfig::new(Granularity::Column);
+    config.criterion = Criterion::Wanda;
+    config.layers = vec!["1".into()];
+    let mut s = Sparsifier::new(&net, config.clone()).unwrap();
+    assert!(
+        s.prune(&mut net.clone(), 0.25).is_err(),
+        "Wanda without calibration must fail"
+    );
+    s.calibrate(&net, images.clone());
+    s.prune(&mut net, 0.25).unwrap();
+    // The column of the smallest input (feature 1) goes.
+    assert_eq!(s.masks()["1"], vec![1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0]);
+
+    config.criterion = Criterion::Taylor;
+    let mut s = Sparsifier::new(&net, config).unwrap();
+    let targets = Tensor::<1, Int>::from_data(
+        TensorData::new(vec![0i64, 1, 0, 1, 0, 1, 0, 1], [8]),
+        &device,
+    );
+    s.calibrate_gradients(&net, images, targets).unwrap();
+    let report = s.prune(&mut net, 0.5).unwrap();
+    assert_eq!(report[0].zero_groups, 2);
+}

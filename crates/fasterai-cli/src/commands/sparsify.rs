@@ -57,7 +57,7 @@ pub struct Args {
     /// Fraction of training at which the schedule reaches the target.
     #[arg(long, default_value_t = 1.0)]
     end_pct: f64,
-    /// Training data for --schedule: cifar10:DIR, fashion-mnist:DIR, mnist:DIR, folder:DIR, synthetic[:N].
+    /// Training data for --schedule (and the calibration batch of --criterion wanda|taylor): cifar10:DIR, fashion-mnist:DIR, mnist:DIR, folder:DIR, synthetic[:N].
     #[arg(long, value_name = "KIND:DIR")]
     data: Option<String>,
     /// CIFAR-10 files to train on.
@@ -148,7 +148,34 @@ pub fn run(args: Args) -> Result<()> {
             &device,
         );
     }
+    let criterion = config.criterion;
     let mut sparsifier = Sparsifier::new(&model.net, config)?;
+    if matches!(criterion, Criterion::Wanda | Criterion::Taylor) {
+        // A calibration batch: the first 128 training images.
+        let Some(spec) = args.data.clone() else {
+            anyhow::bail!(
+                "criterion {} needs a calibration batch: pass --data",
+                criterion.name()
+            );
+        };
+        let data = DataArgs {
+            data: spec,
+            train_files: args.train_files.clone(),
+            valid_files: args.valid_files.clone(),
+            limit: Some(128),
+        }
+        .load()?;
+        let batch = data
+            .train
+            .batches(128, &data.normalize, &device)
+            .next()
+            .expect("at least one image");
+        if criterion == Criterion::Wanda {
+            sparsifier.calibrate(&model.net, batch.images);
+        } else {
+            sparsifier.calibrate_gradients(&model.net, batch.images, batch.targets)?;
+        }
+    }
     let report = sparsifier.prune(&mut model.net, args.sparsity)?;
     model.name = format!("{}+sparse", model.name);
     args.out.save(&model)?;
