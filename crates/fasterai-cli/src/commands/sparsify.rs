@@ -4,7 +4,8 @@
 use anyhow::Result;
 use fasterai::sparsify::sparsifier::Context;
 use fasterai::sparsify::{
-    Criterion, Granularity, Schedule, ScheduleKind, Sparsifier, SparsifyCallback, SparsifyConfig,
+    Criterion, Granularity, Lottery, Schedule, ScheduleKind, Sparsifier, SparsifyCallback,
+    SparsifyConfig,
 };
 
 use crate::commands::train::{HyperArgs, train_and_save};
@@ -36,6 +37,13 @@ pub struct Args {
     /// Only these layers (comma-separated paths) [default: every Conv2d].
     #[arg(long, value_delimiter = ',')]
     layers: Vec<String>,
+    /// Per-layer targets overriding --sparsity (local context), e.g. features.0=0.1,features.3=0.5.
+    #[arg(long, value_delimiter = ',', value_name = "PATH=S,...")]
+    per_layer: Vec<String>,
+    /// Lottery ticket while sparsifying on a schedule: `reset` (surviving weights back to their
+    /// initial values after each pruning step) or `rewind:E` (to their values after epoch E).
+    #[arg(long, requires = "schedule")]
+    lottery: Option<String>,
     /// Keep a multiple of N groups per layer.
     #[arg(long, default_value_t = 1)]
     round_to: usize,
@@ -104,6 +112,21 @@ pub fn run(args: Args) -> Result<()> {
     config.criterion = args.criterion;
     config.layers = args.layers.clone();
     config.round_to = args.round_to;
+    for entry in &args.per_layer {
+        let (path, target) = entry
+            .split_once('=')
+            .and_then(|(p, s)| Some((p.to_string(), s.parse::<f64>().ok()?)))
+            .ok_or_else(|| anyhow::anyhow!("--per-layer takes PATH=SPARSITY, got `{entry}`"))?;
+        config.per_layer.insert(path, target);
+    }
+    let lottery = match args.lottery.as_deref() {
+        None => None,
+        Some("reset") => Some(Lottery::ResetToInit),
+        Some(r) => match r.strip_prefix("rewind:").and_then(|e| e.parse().ok()) {
+            Some(epoch) => Some(Lottery::RewindToEpoch(epoch)),
+            None => anyhow::bail!("--lottery takes `reset` or `rewind:EPOCH`, got `{r}`"),
+        },
+    };
     config.n_of_m = match &args.n_of_m {
         None => None,
         Some(s) => {
@@ -136,6 +159,9 @@ pub fn run(args: Args) -> Result<()> {
         }
         .load()?;
         let mut callback = SparsifyCallback::new(config, args.sparsity, schedule);
+        if let Some(lottery) = lottery {
+            callback = callback.with_lottery(lottery);
+        }
         model.name = format!("{}+sparse", model.name);
         return train_and_save(
             false,
