@@ -78,6 +78,25 @@ pub fn shared_dir() -> Option<std::path::PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
+/// `shared/data/<name>` (the real datasets). Returns `None` (and says so) when it is absent,
+/// unless `FASTERAI_REQUIRE_SHARED=1`, where absence is a failure (CI sets it).
+///
+/// # Panics
+/// If it is required and missing.
+pub fn shared_data(name: &str) -> Option<std::path::PathBuf> {
+    let dir = shared_dir()
+        .map(|d| d.join("data").join(name))
+        .filter(|d| d.is_dir());
+    if dir.is_none() {
+        assert!(
+            std::env::var("FASTERAI_REQUIRE_SHARED").as_deref() != Ok("1"),
+            "shared/data/{name} is required (FASTERAI_REQUIRE_SHARED=1) but missing"
+        );
+        eprintln!("skipping: shared/data/{name} not found");
+    }
+    dir
+}
+
 /// Tensors and scalar results from `shared/reference/<name>.safetensors` (PyTorch / tensorly
 /// reference vectors; see that folder's README).
 pub struct Reference {

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use fasterai_core::device::parse_device;
-use fasterai_core::testing::shared_dir;
+use fasterai_core::testing::shared_data;
 use fasterai_train::DataSource;
 use fasterai_train::data::{
     Augment, DataError, Normalize, read_cifar10, read_idx, read_image_folder, synthetic,
@@ -34,8 +34,9 @@ fn idx(magic: u32, dims: &[u32], data: &[u8]) -> Vec<u8> {
 
 #[test]
 fn real_cifar10_batches_have_the_published_class_counts() {
-    let Some(shared) = shared_dir() else { return };
-    let dir = shared.join("data/cifar-10-batches-bin");
+    let Some(dir) = shared_data("cifar-10-batches-bin") else {
+        return;
+    };
     let b1 = read_cifar10(&dir.join("data_batch_1.bin.gz")).unwrap();
     assert_eq!(b1.len(), 10_000);
     assert_eq!(b1.shape(), [3, 32, 32]);
@@ -61,13 +62,10 @@ fn real_cifar10_batches_have_the_published_class_counts() {
 
 #[test]
 fn real_fashion_mnist_has_6000_images_per_class() {
-    let Some(shared) = shared_dir() else { return };
-    let source: DataSource = format!(
-        "fashion-mnist:{}",
-        shared.join("data/fashion-mnist").display()
-    )
-    .parse()
-    .unwrap();
+    let Some(dir) = shared_data("fashion-mnist") else {
+        return;
+    };
+    let source: DataSource = format!("fashion-mnist:{}", dir.display()).parse().unwrap();
     let splits = source.load().unwrap();
     assert_eq!(splits.train.shape(), [1, 28, 28]);
     assert_eq!(splits.train.class_counts(), vec![6000; 10]);
