@@ -10,6 +10,7 @@
 use burn::module::Param;
 use burn::tensor::{Device, Tensor, TensorData};
 use fasterai_core::graph::{Activation, InitScheme, Layer, LayerSpec, Sequential};
+use fasterai_core::linalg::host_values;
 use fasterai_core::summary::count_parameters;
 use ndarray::{Array2, Array4};
 use serde::Serialize;
@@ -210,12 +211,7 @@ impl Geometry {
 
 fn to_array4(t: Tensor<4>) -> Array4<f32> {
     let [a, b, c, d] = t.dims();
-    let data = t
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("float32 after convert");
-    Array4::from_shape_vec((a, b, c, d), data).expect("shape matches data")
+    Array4::from_shape_vec((a, b, c, d), host_values(t)).expect("shape matches data")
 }
 
 /// `m` (`[rows, cols]`) as a 1×1 conv weight `[rows, cols, 1, 1]`.

@@ -13,6 +13,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::error::{DecomposeError, Result};
+use crate::tucker::unfold;
 
 /// Stopping rule and initialisation of [`cp_als`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -180,22 +181,11 @@ pub fn cp_als(w: &Array4<f32>, rank: usize, config: CpConfig) -> Result<Cp> {
     }
 
     let mut rng = StdRng::seed_from_u64(config.seed);
-    let unfold = |mode: usize| {
-        let p = w.view().permuted_axes(match mode {
-            0 => [0, 1, 2, 3],
-            1 => [1, 0, 2, 3],
-            2 => [2, 0, 1, 3],
-            _ => [3, 0, 1, 2],
-        });
-        let rows = p.shape()[0];
-        Array2::from_shape_vec((rows, p.len() / rows), p.iter().copied().collect())
-            .expect("sizes match")
-    };
     // The out factor is solved first, so it needs no initial value.
     let mut a = Array2::<f64>::zeros((t, rank));
-    let mut b = initial_factor(&unfold(1), rank, &mut rng)?;
-    let mut c = initial_factor(&unfold(2), rank, &mut rng)?;
-    let mut d = initial_factor(&unfold(3), rank, &mut rng)?;
+    let mut b = initial_factor(&unfold(w, 1), rank, &mut rng)?;
+    let mut c = initial_factor(&unfold(w, 2), rank, &mut rng)?;
+    let mut d = initial_factor(&unfold(w, 3), rank, &mut rng)?;
 
     let w_by_in = matricize(&w64, [0, 2, 3, 1]); // [(t, i, j), s]
     let w_by_out = matricize(&w64, [1, 2, 3, 0]); // [(s, i, j), t]

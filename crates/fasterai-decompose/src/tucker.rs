@@ -21,11 +21,13 @@ pub struct Tucker2 {
     pub errors: Vec<f64>,
 }
 
-/// Mode-`mode` unfolding (tensorly's order: the mode first, the others in order).
+/// Mode-`mode` unfolding (0–3; tensorly's order: the mode first, the others in order).
 pub(crate) fn unfold(w: &Array4<f32>, mode: usize) -> Array2<f32> {
     let moved = w.view().permuted_axes(match mode {
         0 => [0, 1, 2, 3],
-        _ => [1, 0, 2, 3],
+        1 => [1, 0, 2, 3],
+        2 => [2, 0, 1, 3],
+        _ => [3, 0, 1, 2],
     });
     let rows = moved.shape()[0];
     let cols = moved.len() / rows;

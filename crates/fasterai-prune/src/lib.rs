@@ -28,6 +28,7 @@ use std::fmt;
 use burn::module::{Param, RunningState};
 use burn::tensor::{Int, Tensor, TensorData};
 use fasterai_core::graph::Layer;
+use fasterai_core::linalg::host_values;
 use fasterai_core::model::Model;
 use fasterai_core::summary::{count_parameters, thousands};
 use serde::Serialize;
@@ -111,13 +112,6 @@ impl fmt::Display for PruneReport {
     }
 }
 
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("float32 after convert")
-}
-
 fn select<const D: usize>(t: Tensor<D>, dim: usize, keep: &[bool]) -> Tensor<D> {
     let idx: Vec<i64> = keep
         .iter()
@@ -141,10 +135,10 @@ fn dead_outputs(w: &[f32], per: usize, bias: Option<Vec<f32>>, bn: Option<&Layer
     // What the batch norm makes of a zero input: β − μ·γ/√(σ² + ε).
     let after_bn: Vec<f32> = match bn {
         Some(Layer::BatchNorm2d(bn)) => {
-            let (g, b) = (values(bn.gamma.val()), values(bn.beta.val()));
+            let (g, b) = (host_values(bn.gamma.val()), host_values(bn.beta.val()));
             let (m, v) = (
-                values(bn.running_mean.value()),
-                values(bn.running_var.value()),
+                host_values(bn.running_mean.value()),
+                host_values(bn.running_var.value()),
             );
             (0..n)
                 .map(|c| b[c] - m[c] * g[c] / (v[c] + bn.epsilon as f32).sqrt())
@@ -193,7 +187,8 @@ pub fn prune_zeroed(model: &Model) -> Result<(Model, PruneReport)> {
                             path: path.clone(),
                             kind: "Conv2d",
                             reason: format!(
-                                "grouped convolution (groups = {}) after removed channels",
+                                "grouped convolution (groups = {}) after removed channels; leave the layer \
+                                 before it out of the sparsified layers",
                                 conv.groups
                             ),
                         });
@@ -206,9 +201,14 @@ pub fn prune_zeroed(model: &Model) -> Result<(Model, PruneReport)> {
                     let dead = if Some(i) == last_weighted {
                         vec![false; before[0]]
                     } else {
-                        let w = values(conv.weight.val());
+                        let w = host_values(conv.weight.val());
                         let per = w.len() / before[0];
-                        dead_outputs(&w, per, conv.bias.as_ref().map(|b| values(b.val())), next)
+                        dead_outputs(
+                            &w,
+                            per,
+                            conv.bias.as_ref().map(|b| host_values(b.val())),
+                            next,
+                        )
                     };
                     let keep: Vec<bool> = dead.iter().map(|d| !d).collect();
                     conv.weight = Param::from_tensor(select(conv.weight.val(), 0, &keep));
@@ -256,12 +256,17 @@ pub fn prune_zeroed(model: &Model) -> Result<(Model, PruneReport)> {
                 let keep: Vec<bool> = if Some(i) == last_weighted {
                     vec![true; out]
                 } else {
-                    let w = values(linear.weight.val().transpose());
+                    let w = host_values(linear.weight.val().transpose());
                     let per = w.len() / out;
-                    dead_outputs(&w, per, linear.bias.as_ref().map(|b| values(b.val())), None)
-                        .iter()
-                        .map(|d| !d)
-                        .collect()
+                    dead_outputs(
+                        &w,
+                        per,
+                        linear.bias.as_ref().map(|b| host_values(b.val())),
+                        None,
+                    )
+                    .iter()
+                    .map(|d| !d)
+                    .collect()
                 };
                 linear.weight = Param::from_tensor(select(linear.weight.val(), 1, &keep));
                 if let Some(b) = &linear.bias {
@@ -277,8 +282,10 @@ pub fn prune_zeroed(model: &Model) -> Result<(Model, PruneReport)> {
                     return Err(PruneError::Unsupported {
                         path: path.clone(),
                         kind: other.kind(),
-                        reason: "the pruner does not know how channels flow through this layer"
-                            .into(),
+                        reason:
+                            "the pruner does not know how channels flow through this layer; leave \
+                                 the layer before it out of the sparsified layers"
+                                .into(),
                     });
                 }
             }

@@ -7,6 +7,7 @@ use burn::module::{Module, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{Int, Tensor, TensorData};
 use fasterai_core::graph::{Activation, Layer, Sequential};
+use fasterai_core::linalg::host_values;
 use serde::Serialize;
 
 use crate::criterion::{Criterion, ScoreInputs};
@@ -98,19 +99,14 @@ pub fn torch_weights(layer: &Layer) -> Vec<f32> {
 
 /// The weight of a Conv2d or Linear in PyTorch layout, with its shape.
 pub(crate) fn torch_weight(layer: &Layer) -> Option<(Vec<usize>, Vec<f32>)> {
-    let (shape, data) = match layer {
-        Layer::Conv2d(c) => (c.weight.dims().to_vec(), c.weight.val().into_data()),
+    match layer {
+        Layer::Conv2d(c) => Some((c.weight.dims().to_vec(), host_values(c.weight.val()))),
         Layer::Linear(l) => {
             let [i, o] = l.weight.dims();
-            (vec![o, i], l.weight.val().transpose().into_data())
+            Some((vec![o, i], host_values(l.weight.val().transpose())))
         }
-        _ => return None,
-    };
-    let values = data
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("float32 after convert");
-    Some((shape, values))
+        _ => None,
+    }
 }
 
 /// Replaces a weight's values, keeping its parameter id (so optimiser state such as momentum
@@ -330,12 +326,7 @@ impl Sparsifier {
                     .flatten::<1>(0, 3),
                 Activation::Flat(x) => x.clone().square().mean_dim(0).sqrt().flatten::<1>(0, 1),
             };
-            let values = rms
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .expect("float32");
-            norms.insert(path.to_string(), values);
+            norms.insert(path.to_string(), host_values(rms));
         });
         self.input_norms = norms;
     }
@@ -357,20 +348,15 @@ impl Sparsifier {
         let grads = loss.backward();
         for path in &self.paths {
             let grad = match trainable.layer(path)? {
-                Layer::Conv2d(c) => c.weight.grad(&grads).map(|g| g.into_data()),
-                Layer::Linear(l) => l.weight.grad(&grads).map(|g| g.transpose().into_data()),
+                Layer::Conv2d(c) => c.weight.grad(&grads).map(host_values),
+                Layer::Linear(l) => l.weight.grad(&grads).map(|g| host_values(g.transpose())),
                 _ => None,
             };
             let grad = grad.ok_or_else(|| SparsifyError::Layer {
                 path: path.clone(),
                 reason: "received no gradient (is it used by the model's output?)".into(),
             })?;
-            self.gradients.insert(
-                path.clone(),
-                grad.convert::<f32>()
-                    .try_into_vec::<f32>()
-                    .expect("float32"),
-            );
+            self.gradients.insert(path.clone(), grad);
         }
         Ok(())
     }

@@ -60,15 +60,18 @@ fn gram_is_accurate(singular_values: &[f64], k: usize) -> bool {
     tail >= 1e3 * discarded as f64 * f32::EPSILON as f64 * largest
 }
 
+/// The values of a Burn tensor on the host, as float32, in row-major order.
+pub fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("float32 after convert")
+}
+
 /// A Burn matrix as a host array.
 pub fn to_array(t: Tensor<2>) -> Array2<f32> {
     let [m, n] = t.dims();
-    let data = t
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("float32 after convert");
-    Array2::from_shape_vec((m, n), data).expect("shape matches data")
+    Array2::from_shape_vec((m, n), host_values(t)).expect("shape matches data")
 }
 
 /// A host array as a Burn matrix on `device`.
