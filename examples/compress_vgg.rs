@@ -44,7 +44,7 @@ fn main() -> anyhow::Result<()> {
         "step", "parameters", "MACs", "latency", "output change vs previous step"
     );
     let mut baseline_ms = None;
-    let mut step = |name: &str, net: &Sequential| -> anyhow::Result<()> {
+    let mut step = |name: &str, net: &Graph| -> anyhow::Result<()> {
         let summary = Summary::new(name, net, &input)?;
         let latency = measure(
             net,

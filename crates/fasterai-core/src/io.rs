@@ -14,7 +14,7 @@ use burn::store::{
 use burn::tensor::{Device, Tensor};
 
 use crate::error::{CoreError, Result};
-use crate::graph::{InitScheme, Sequential};
+use crate::graph::{Graph, InitScheme};
 use crate::model::{Architecture, Model};
 
 /// Metadata key of the architecture JSON.
@@ -60,8 +60,7 @@ pub fn load_model(path: &Path, device: &Device) -> Result<Model> {
              use `fasterai import ARCH --weights FILE` for torchvision checkpoints"
             ))
         })?;
-    let arch: Architecture = serde_json::from_str(arch_json)
-        .map_err(|e| bad(format!("architecture JSON is invalid: {e}")))?;
+    let arch = Architecture::from_json(arch_json).map_err(bad)?;
     arch.validate().map_err(|e| bad(e.to_string()))?;
     let mut model = Model::from_architecture(&arch, InitScheme::PyTorchDefault, device)?;
 
@@ -92,7 +91,7 @@ pub fn load_model(path: &Path, device: &Device) -> Result<Model> {
 /// PyTorch keys) into `net`, whose architecture must match exactly. `num_batches_tracked`
 /// buffers are ignored; any other missing, unused or mis-shaped tensor is an error.
 pub fn import_pytorch_weights(
-    net: &mut Sequential,
+    net: &mut Graph,
     path: &Path,
     top_level_key: Option<&str>,
 ) -> Result<usize> {

@@ -7,7 +7,7 @@ use burn::tensor::{Device, Distribution, Tensor};
 use serde::Serialize;
 
 use crate::error::{CoreError, Result};
-use crate::graph::Sequential;
+use crate::graph::Graph;
 
 /// Latency statistics in milliseconds.
 #[derive(Debug, Clone, Serialize)]
@@ -36,7 +36,7 @@ impl Latency {
 /// Times `net` on a random input of shape `input` (`[batch, C, H, W]`) on `device`.
 /// `progress` is called after each run (warm-up included) with the number of runs done.
 pub fn measure(
-    net: &Sequential,
+    net: &Graph,
     input: [usize; 4],
     device: &Device,
     warmup: usize,

@@ -5,18 +5,22 @@
 //!
 //! Burn modules are static structs, but folding, pruning and factorising change a model's
 //! structure (drop a batch norm, shrink a convolution, replace one `Linear` by two). This crate
-//! therefore represents a model as a tree of [`Layer`](graph::Layer)s inside named
-//! [`Sequential`](graph::Sequential) containers. Every layer wraps a real Burn module, so the
-//! same graph trains with Burn's autodiff and optimisers and runs on any backend.
+//! therefore represents a model as a [`Graph`](graph::Graph): named nodes (torchvision's module
+//! paths), each an op that reads named values, so residual additions, gates and concatenations
+//! are first-class. Every op with weights wraps a real Burn module, so the same graph trains
+//! with Burn's autodiff and optimisers and runs on any backend.
 //!
 //! ```no_run
 //! use fasterai_core::prelude::*;
 //!
 //! let device = parse_device("flex")?;
-//! let net = Sequential::indexed([
-//!     Layer::from_spec(&LayerSpec::Linear { in_features: 8, out_features: 4, bias: true }, InitScheme::default(), &device),
-//!     Layer::Relu,
-//! ]);
+//! // x → fc → relu ─┬→ add → out: a residual connection around `fc2`.
+//! let mut g = GraphBuilder::new();
+//! g.then("fc", LayerSpec::linear(8, 4));
+//! let h = g.then("relu", LayerSpec::relu());
+//! let y = g.then("fc2", LayerSpec::linear(4, 4));
+//! g.node("add", LayerSpec::Add(Default::default()), &[&h, &y]);
+//! let net = Graph::from_spec(&g.build(), InitScheme::default(), &device);
 //! let model = Model::new("tiny", vec![8], net)?;
 //! println!("{}", model.summary()?);
 //! save_model(&model, "tiny.safetensors".as_ref(), false)?;
@@ -26,7 +30,7 @@
 //! ## Map
 //! | module | what it holds |
 //! |---|---|
-//! | [`graph`] | [`Layer`](graph::Layer), [`Sequential`](graph::Sequential), [`LayerSpec`](graph::LayerSpec): the rewritable graph and its serialisable description |
+//! | [`graph`] | [`Graph`](graph::Graph), [`Layer`](graph::Layer), [`GraphSpec`](graph::GraphSpec): the rewritable DAG, its ops (one file each) and its serialisable description; [`coupling`](graph::coupling): channel groups |
 //! | [`model`] | [`Model`](model::Model): a graph with its name and input shape |
 //! | [`summary`] | parameter counts (PyTorch's rule), MACs, the per-layer table |
 //! | [`linalg`] | host truncated SVD (LAPACK via OpenBLAS; full `gesdd` or a Gram-matrix eigen path) |
@@ -64,7 +68,7 @@ pub mod prelude {
     #[doc(no_inline)]
     pub use crate::error::{CoreError, Result};
     #[doc(no_inline)]
-    pub use crate::graph::{Activation, InitScheme, Layer, LayerSpec, Sequential};
+    pub use crate::graph::{Activation, Graph, GraphBuilder, InitScheme, Layer, LayerSpec};
     #[doc(no_inline)]
     pub use crate::io::{load_model, save_model};
     #[doc(no_inline)]

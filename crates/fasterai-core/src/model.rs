@@ -1,10 +1,10 @@
-//! A model: the layer graph plus what a file needs to describe it (name, input shape).
+//! A model: the graph plus what a file needs to describe it (name, input shape).
 
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
-use crate::graph::{InitScheme, Layer, LayerSpec, Sequential};
+use crate::graph::{Graph, GraphSpec, InitScheme, NodeSpec};
 use crate::summary::Summary;
 
 /// A named model graph with the per-sample input shape it is meant for.
@@ -14,8 +14,8 @@ pub struct Model {
     pub name: String,
     /// Input shape without the batch dimension (`[3, 224, 224]`).
     pub input_shape: Vec<usize>,
-    /// The layers.
-    pub net: Sequential,
+    /// The graph.
+    pub net: Graph,
 }
 
 /// The architecture stored in a model file's metadata, as JSON.
@@ -24,54 +24,73 @@ pub struct Model {
 pub struct Architecture {
     /// Always [`Architecture::FORMAT`].
     pub format: String,
-    /// Format version, currently 1.
+    /// Format version: [`Architecture::VERSION`] when written; version 1 (a tree of
+    /// `Sequential` containers) is still read.
     pub version: u32,
     /// Model name.
     pub name: String,
     /// Input shape without the batch dimension.
     pub input_shape: Vec<usize>,
-    /// The layer graph; its root is a `Sequential`.
-    pub graph: LayerSpec,
+    /// The nodes, in execution order; the last is the output.
+    pub nodes: Vec<NodeSpec>,
 }
 
 impl Architecture {
     /// Value of the `format` field.
     pub const FORMAT: &'static str = "fasterai-model";
-    /// Current version.
-    pub const VERSION: u32 = 1;
+    /// Current version: 2, a graph of named nodes that name their inputs.
+    pub const VERSION: u32 = 2;
 
-    /// Checks the format tag, the version, every layer, and that the input shape flows through.
-    pub fn validate(&self) -> Result<()> {
-        let invalid = |reason: String| CoreError::InvalidLayer {
-            path: "<root>".into(),
-            reason,
-        };
-        if self.format != Self::FORMAT {
-            return Err(invalid(format!(
-                "format is `{}`, expected `{}`",
-                self.format,
-                Self::FORMAT
-            )));
-        }
-        if self.version != Self::VERSION {
-            return Err(invalid(format!(
-                "format version {} is not supported (this build reads version {})",
-                self.version,
+    /// Parses the JSON of any supported version; the error says what is wrong.
+    pub fn from_json(json: &str) -> std::result::Result<Self, String> {
+        let value: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| format!("architecture JSON is invalid: {e}"))?;
+        match value.get("version").and_then(|v| v.as_u64()) {
+            Some(1) => {
+                let field = |k: &str| value.get(k).cloned().ok_or(format!("no `{k}` field"));
+                let graph = GraphSpec::from_sequential_tree(&field("graph")?)?;
+                Ok(Architecture {
+                    format: serde_json::from_value(field("format")?).map_err(|e| e.to_string())?,
+                    version: Self::VERSION,
+                    name: serde_json::from_value(field("name")?).map_err(|e| e.to_string())?,
+                    input_shape: serde_json::from_value(field("input_shape")?)
+                        .map_err(|e| e.to_string())?,
+                    nodes: graph.nodes,
+                })
+            }
+            Some(v) if v == Self::VERSION as u64 => serde_json::from_value(value)
+                .map_err(|e| format!("architecture JSON is invalid: {e}")),
+            Some(v) => Err(format!(
+                "format version {v} is not supported (this build reads versions 1 and {})",
                 Self::VERSION
-            )));
+            )),
+            None => Err("the architecture has no version".into()),
         }
-        if !matches!(self.graph, LayerSpec::Sequential { .. }) {
-            return Err(invalid("the root of a model must be a Sequential".into()));
+    }
+
+    /// The graph part.
+    pub fn graph(&self) -> GraphSpec {
+        GraphSpec {
+            nodes: self.nodes.clone(),
         }
-        self.graph.validate("")?;
-        self.graph.output_shape("", &self.input_shape)?;
+    }
+
+    /// Checks the format tag, every node, and that the input shape flows through.
+    pub fn validate(&self) -> Result<()> {
+        if self.format != Self::FORMAT {
+            return Err(CoreError::InvalidLayer {
+                path: "<root>".into(),
+                reason: format!("format is `{}`, expected `{}`", self.format, Self::FORMAT),
+            });
+        }
+        self.graph().check(&self.input_shape)?;
         Ok(())
     }
 }
 
 impl Model {
     /// Wraps a graph, checking that `input_shape` flows through it.
-    pub fn new(name: impl Into<String>, input_shape: Vec<usize>, net: Sequential) -> Result<Self> {
+    pub fn new(name: impl Into<String>, input_shape: Vec<usize>, net: Graph) -> Result<Self> {
         let model = Model {
             name: name.into(),
             input_shape,
@@ -88,13 +107,10 @@ impl Model {
         device: &Device,
     ) -> Result<Self> {
         arch.validate()?;
-        let Layer::Sequential(net) = Layer::from_spec(&arch.graph, scheme, device) else {
-            unreachable!("validate() checked that the root is a Sequential")
-        };
         Ok(Model {
             name: arch.name.clone(),
             input_shape: arch.input_shape.clone(),
-            net,
+            net: Graph::from_spec(&arch.graph(), scheme, device),
         })
     }
 
@@ -105,7 +121,7 @@ impl Model {
             version: Architecture::VERSION,
             name: self.name.clone(),
             input_shape: self.input_shape.clone(),
-            graph: self.net.spec(),
+            nodes: self.net.spec().nodes,
         }
     }
 
@@ -117,5 +133,10 @@ impl Model {
     /// Trainable parameters (PyTorch's count).
     pub fn num_params(&self) -> usize {
         crate::summary::count_parameters(&self.net)
+    }
+
+    /// Multiply-accumulates per sample.
+    pub fn macs(&self) -> Result<u64> {
+        Ok(self.net.shapes(&self.input_shape)?.macs.iter().sum())
     }
 }

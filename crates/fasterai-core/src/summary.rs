@@ -7,7 +7,7 @@ use burn::tensor::Tensor;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::graph::{LayerSpec, Sequential, join};
+use crate::graph::{Graph, INPUT};
 
 /// Counts the trainable parameters of any Burn module from its live tensors, as PyTorch's
 /// `sum(p.numel() for p in model.parameters())` does: batch-norm running statistics are buffers,
@@ -77,111 +77,48 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Builds the report for `model` fed with samples of shape `input` (no batch dimension).
-    pub fn new(name: &str, model: &Sequential, input: &[usize]) -> Result<Self> {
-        let spec = model.spec();
-        let mut layers = Vec::new();
-        let output_shape = rows(&spec, "", input, &mut layers)?;
+    /// Builds the report for `graph` fed with samples of shape `input` (no batch dimension).
+    pub fn new(name: &str, graph: &Graph, input: &[usize]) -> Result<Self> {
+        let spec = graph.spec();
+        let shapes = spec.check(input)?;
+        let mut previous = INPUT;
+        let layers: Vec<LayerRow> = spec
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| {
+                let mut detail = node.op.op().detail();
+                // Say where a node reads from when it is not simply the node before it.
+                if node.inputs != [previous] {
+                    let from = format!("← {}", node.inputs.join(", "));
+                    detail = if detail.is_empty() {
+                        from
+                    } else {
+                        format!("{detail}  {from}")
+                    };
+                }
+                previous = &node.name;
+                LayerRow {
+                    path: node.name.clone(),
+                    kind: node.op.kind().to_string(),
+                    detail,
+                    output_shape: shapes.outputs[i].clone(),
+                    params: node.op.own_params(),
+                    macs: shapes.macs[i],
+                }
+            })
+            .collect();
         let total_params = layers.iter().map(|r| r.params).sum();
         let total_macs = layers.iter().map(|r| r.macs).sum();
         Ok(Summary {
             name: name.to_string(),
             input_shape: input.to_vec(),
-            output_shape,
+            output_shape: shapes.outputs.last().cloned().unwrap_or_default(),
             layers,
             total_params,
             total_macs,
-            weight_bytes: 4 * model.num_params() as u64,
+            weight_bytes: 4 * graph.num_params() as u64,
         })
-    }
-}
-
-fn rows(
-    spec: &LayerSpec,
-    path: &str,
-    input: &[usize],
-    out: &mut Vec<LayerRow>,
-) -> Result<Vec<usize>> {
-    if let LayerSpec::Sequential { children } = spec {
-        let mut shape = input.to_vec();
-        for child in children {
-            shape = rows(&child.layer, &join(path, &child.name), &shape, out)?;
-        }
-        return Ok(shape);
-    }
-    let (shape, macs) = spec.output_shape(path, input)?;
-    out.push(LayerRow {
-        path: path.to_string(),
-        kind: spec.kind().to_string(),
-        detail: detail(spec),
-        output_shape: shape.clone(),
-        params: spec.own_params(),
-        macs,
-    });
-    Ok(shape)
-}
-
-fn detail(spec: &LayerSpec) -> String {
-    let pair = |p: [usize; 2]| {
-        if p[0] == p[1] {
-            p[0].to_string()
-        } else {
-            format!("{}×{}", p[0], p[1])
-        }
-    };
-    match spec {
-        LayerSpec::Conv2d {
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride,
-            padding,
-            dilation,
-            groups,
-            bias,
-        } => {
-            let mut s = format!(
-                "{in_channels}→{out_channels}, k{}×{}",
-                kernel_size[0], kernel_size[1]
-            );
-            if *stride != [1, 1] {
-                s += &format!(", s{}", pair(*stride));
-            }
-            if *padding != [0, 0] {
-                s += &format!(", p{}", pair(*padding));
-            }
-            if *dilation != [1, 1] {
-                s += &format!(", d{}", pair(*dilation));
-            }
-            if *groups != 1 {
-                s += &format!(", g{groups}");
-            }
-            if !bias {
-                s += ", no bias";
-            }
-            s
-        }
-        LayerSpec::BatchNorm2d { num_features, .. } => num_features.to_string(),
-        LayerSpec::Linear {
-            in_features,
-            out_features,
-            bias,
-        } => {
-            format!(
-                "{in_features}→{out_features}{}",
-                if *bias { "" } else { ", no bias" }
-            )
-        }
-        LayerSpec::MaxPool2d {
-            kernel_size,
-            stride,
-            ..
-        } => format!("k{}, s{}", pair(*kernel_size), pair(*stride)),
-        LayerSpec::AdaptiveAvgPool2d { output_size } => {
-            format!("→{}×{}", output_size[0], output_size[1])
-        }
-        LayerSpec::Dropout { p } => format!("p={p}"),
-        _ => String::new(),
     }
 }
 

@@ -3,33 +3,36 @@
 use burn::module::{Param, RunningState};
 use burn::tensor::{Device, Distribution, Tensor};
 
-use crate::graph::{InitScheme, Layer, LayerSpec, Sequential};
+use crate::graph::ops::merge::Add;
+use crate::graph::{Graph, GraphBuilder, GraphSpec, InitScheme, Layer, LayerSpec};
 
 /// Gives every batch norm random affine parameters and running statistics (γ ∈ [0.5, 1.5],
 /// β ~ 0.2·N(0, 1), mean ~ 0.5·N(0, 1), var ∈ [0.5, 2]), as a trained network would have, so
 /// that lossless transforms are tested on more than the identity a fresh batch norm computes.
-pub fn randomize_batch_norms(net: &mut Sequential, device: &Device) {
-    for child in &mut net.children {
-        match &mut child.layer {
-            Layer::BatchNorm2d(bn) => {
-                let n = bn.gamma.dims()[0];
-                let uniform =
-                    |lo, hi| Tensor::<1>::random([n], Distribution::Uniform(lo, hi), device);
-                let normal = |std| Tensor::<1>::random([n], Distribution::Normal(0.0, std), device);
-                bn.gamma = Param::from_tensor(uniform(0.5, 1.5));
-                bn.beta = Param::from_tensor(normal(0.2));
-                bn.running_mean = RunningState::new(normal(0.5));
-                bn.running_var = RunningState::new(uniform(0.5, 2.0));
-            }
-            Layer::Sequential(inner) => randomize_batch_norms(inner, device),
-            _ => {}
+pub fn randomize_batch_norms(net: &mut Graph, device: &Device) {
+    for node in &mut net.nodes {
+        if let Layer::BatchNorm2d(bn) = &mut node.layer {
+            let n = bn.gamma.dims()[0];
+            let uniform = |lo, hi| Tensor::<1>::random([n], Distribution::Uniform(lo, hi), device);
+            let normal = |std| Tensor::<1>::random([n], Distribution::Normal(0.0, std), device);
+            bn.gamma = Param::from_tensor(uniform(0.5, 1.5));
+            bn.beta = Param::from_tensor(normal(0.2));
+            bn.running_mean = RunningState::new(normal(0.5));
+            bn.running_var = RunningState::new(uniform(0.5, 2.0));
         }
     }
 }
 
+/// Builds `spec` with PyTorch's default initialisation and random batch-norm statistics.
+pub fn random_graph(spec: &GraphSpec, device: &Device) -> Graph {
+    let mut net = Graph::from_spec(spec, InitScheme::PyTorchDefault, device);
+    randomize_batch_norms(&mut net, device);
+    net
+}
+
 /// A small VGG-like network for `[channels, 16, 16]` images: two conv/BN/ReLU/pool stages, a
 /// flatten and two linear layers, with random weights and batch-norm statistics.
-pub fn tiny_cnn(channels: usize, classes: usize, device: &Device) -> Sequential {
+pub fn tiny_cnn(channels: usize, classes: usize, device: &Device) -> Graph {
     let (conv, bn, pool) = (
         LayerSpec::conv3x3,
         LayerSpec::batch_norm,
@@ -38,33 +41,61 @@ pub fn tiny_cnn(channels: usize, classes: usize, device: &Device) -> Sequential 
     let layers = [
         conv(channels, 8),
         bn(8),
-        LayerSpec::ReLU,
+        LayerSpec::relu(),
         pool.clone(),
         conv(8, 16),
         bn(16),
-        LayerSpec::ReLU,
+        LayerSpec::relu(),
         pool,
-        LayerSpec::Flatten,
-        LayerSpec::Linear {
-            in_features: 16 * 4 * 4,
-            out_features: 32,
-            bias: true,
-        },
-        LayerSpec::ReLU,
-        LayerSpec::Dropout { p: 0.5 },
-        LayerSpec::Linear {
-            in_features: 32,
-            out_features: classes,
-            bias: true,
-        },
+        LayerSpec::flatten(),
+        LayerSpec::linear(16 * 4 * 4, 32),
+        LayerSpec::relu(),
+        LayerSpec::dropout(0.5),
+        LayerSpec::linear(32, classes),
     ];
-    let mut net = Sequential::indexed(
-        layers
-            .iter()
-            .map(|s| Layer::from_spec(s, InitScheme::PyTorchDefault, device)),
-    );
-    randomize_batch_norms(&mut net, device);
-    net
+    let mut g = GraphBuilder::new();
+    for (i, op) in layers.into_iter().enumerate() {
+        g.then(i.to_string(), op);
+    }
+    random_graph(&g.build(), device)
+}
+
+/// A small residual network for `[channels, 8, 8]` images: a stem, one basic block with an
+/// identity shortcut, one with a strided 1×1 projection, global pooling and a linear head,
+/// with random weights and batch-norm statistics. Paths follow torchvision's ResNet.
+pub fn tiny_resnet(channels: usize, classes: usize, device: &Device) -> Graph {
+    let mut g = GraphBuilder::new();
+    g.then("conv1", LayerSpec::conv(channels, 8, 3, 1));
+    g.then("bn1", LayerSpec::batch_norm(8));
+    let mut x = g.then("relu", LayerSpec::relu());
+    for (block, (cin, cout, stride)) in [(8, 8, 1), (8, 16, 2)].into_iter().enumerate() {
+        let p = format!("layer1.{block}");
+        g.then(format!("{p}.conv1"), LayerSpec::conv(cin, cout, 3, stride));
+        g.then(format!("{p}.bn1"), LayerSpec::batch_norm(cout));
+        g.then(format!("{p}.relu"), LayerSpec::relu());
+        g.then(format!("{p}.conv2"), LayerSpec::conv(cout, cout, 3, 1));
+        let main = g.then(format!("{p}.bn2"), LayerSpec::batch_norm(cout));
+        let shortcut = if stride != 1 || cin != cout {
+            g.node(
+                format!("{p}.downsample.0"),
+                LayerSpec::conv(cin, cout, 1, stride),
+                &[&x],
+            );
+            g.then(format!("{p}.downsample.1"), LayerSpec::batch_norm(cout))
+        } else {
+            x.clone()
+        };
+        g.node(
+            format!("{p}.add"),
+            LayerSpec::Add(Add {}),
+            &[&main, &shortcut],
+        );
+        x = g.then(format!("{p}.relu_out"), LayerSpec::relu());
+    }
+    g.then("avgpool", LayerSpec::global_avg_pool());
+    g.then("flatten", LayerSpec::flatten());
+    g.then("fc", LayerSpec::linear(16, classes));
+    random_graph(&g.build(), device)
 }
 
 /// The `shared/` folder beside the workspace (reference vectors, datasets), or

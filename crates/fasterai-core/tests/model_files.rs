@@ -154,7 +154,7 @@ fn missing_file_is_an_io_error() {
 fn parameter_count_from_spec_equals_count_from_tensors() {
     let net = tiny_cnn(3, 5, &device());
     let expected = (8 * 27 + 8) + 16 + (16 * 72 + 16) + 32 + (256 * 32 + 32) + (32 * 5 + 5);
-    assert_eq!(net.spec().total_params(), expected);
+    assert_eq!(net.spec().params(), expected);
     assert_eq!(count_parameters(&net), expected);
 }
 

@@ -8,7 +8,7 @@ use fasterai_core::graph::Layer;
 use fasterai_core::prelude::*;
 use fasterai_core::testing::tiny_cnn;
 
-fn running_mean(net: &Sequential) -> Vec<f32> {
+fn running_mean(net: &Graph) -> Vec<f32> {
     let Layer::BatchNorm2d(bn) = net.layer("1").unwrap() else {
         panic!("layer 1 is the first batch norm")
     };

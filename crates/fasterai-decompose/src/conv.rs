@@ -9,7 +9,8 @@
 
 use burn::module::Param;
 use burn::tensor::{Device, Tensor, TensorData};
-use fasterai_core::graph::{Activation, InitScheme, Layer, LayerSpec, Sequential};
+use fasterai_core::graph::ops::Conv2dSpec;
+use fasterai_core::graph::{Activation, Graph, InitScheme, Layer, LayerSpec};
 use fasterai_core::linalg::host_values;
 use fasterai_core::summary::count_parameters;
 use ndarray::{Array2, Array4};
@@ -19,7 +20,7 @@ use crate::cp::{CpConfig, cp_als};
 use crate::error::{DecomposeError, Result};
 use crate::evbmf::{DEFAULT_XATOL, evbmf};
 use crate::report::{DecomposeReport, LayerReport};
-use crate::select::{capture_inputs, relative_output_error, select_layers};
+use crate::select::{capture_inputs, install_chain, relative_output_error, select_layers};
 use crate::spatial::{spatial_matrix, spatial_svd};
 use crate::tucker::{tucker2, unfold};
 
@@ -188,7 +189,7 @@ impl Geometry {
             ]
         };
         let shape = weight.shape().to_vec();
-        let spec = LayerSpec::Conv2d {
+        let spec = LayerSpec::Conv2d(Conv2dSpec {
             in_channels: shape[1] * groups,
             out_channels: shape[0],
             kernel_size: [shape[2], shape[3]],
@@ -197,7 +198,7 @@ impl Geometry {
             dilation: pick(self.dilation, 1),
             groups,
             bias: bias.is_some(),
-        };
+        });
         let Layer::Conv2d(mut conv) = Layer::from_spec(&spec, InitScheme::PyTorchDefault, device)
         else {
             unreachable!("a Conv2d spec builds a Conv2d")
@@ -297,11 +298,11 @@ fn factorize(
 /// `config.method`. Grouped convolutions are an error; a layer whose chain would not have
 /// fewer parameters is kept and reported. With a `probe`, output errors are measured.
 pub fn decompose_convs(
-    net: &Sequential,
+    net: &Graph,
     config: &ConvConfig,
     layers: &[String],
     probe: Option<Activation>,
-) -> Result<(Sequential, DecomposeReport)> {
+) -> Result<(Graph, DecomposeReport)> {
     config.validate()?;
     let paths = select_layers(net, layers, "Conv2d")?;
     let inputs = capture_inputs(net, &paths, probe);
@@ -349,12 +350,12 @@ pub fn decompose_convs(
             rows.push(row);
             continue;
         }
-        let LayerSpec::Conv2d {
+        let LayerSpec::Conv2d(Conv2dSpec {
             stride,
             padding,
             dilation,
             ..
-        } = Layer::Conv2d(conv.clone()).spec()
+        }) = Layer::Conv2d(conv.clone()).spec()
         else {
             unreachable!("a Conv2d's spec")
         };
@@ -365,23 +366,19 @@ pub fn decompose_convs(
         };
         let bias = conv.bias.as_ref().map(|b| b.val());
         let (chain, error) = factorize(config, &ranks, &w, &geometry, bias, &conv.weight.device())?;
-        let chain = Sequential::indexed(chain);
-        row.output_error = inputs.get(path).map(|x| {
-            relative_output_error(
-                &Layer::Conv2d(conv.clone()),
-                &Layer::Sequential(chain.clone()),
-                x,
-            )
-        });
+        let chain = Graph::indexed(chain);
+        row.output_error = inputs
+            .get(path)
+            .map(|x| relative_output_error(&Layer::Conv2d(conv.clone()), &chain, x));
         row.params_after = count_parameters(&chain);
         row.weight_error = error;
         row.action = format!(
             "{:?} {ranks:?} → {} convs",
             config.method,
-            chain.children.len()
+            chain.nodes.len()
         );
         row.decomposed = true;
-        out.replace(path, Layer::Sequential(chain))?;
+        install_chain(&mut out, path, chain)?;
         rows.push(row);
     }
     let report = DecomposeReport {

@@ -86,7 +86,11 @@ fn khatri_rao(a: &Array2<f64>, b: &Array2<f64>) -> Array2<f64> {
 /// Moore–Penrose inverse of a symmetric positive semi-definite matrix (the Hadamard product
 /// of Gram matrices ALS solves with), robust when a factor is rank-deficient.
 fn pinv_psd(v: &Array2<f64>) -> Result<Array2<f64>> {
-    let (values, vectors) = v.eigh(UPLO::Lower).map_err(|e| {
+    let eigen = {
+        let _turn = fasterai_core::linalg::lapack_lock();
+        v.eigh(UPLO::Lower)
+    };
+    let (values, vectors) = eigen.map_err(|e| {
         DecomposeError::Core(fasterai_core::CoreError::InvalidLayer {
             path: "<cp-als>".into(),
             reason: format!("LAPACK eigendecomposition failed: {e}"),

@@ -2,19 +2,19 @@
 //!
 //! `W (out×in) ≈ U_k · (Σ_k V_kᵀ)`: the first layer (`in → k`, no bias) holds `Σ_k V_kᵀ`, the
 //! second (`k → out`) holds `U_k` and the original bias (zero if there was none). The pair
-//! replaces the layer as a nested `Sequential`, so `classifier.0` becomes `classifier.0.0` and
+//! replaces the layer as a nested `Graph`, so `classifier.0` becomes `classifier.0.0` and
 //! `classifier.0.1`, as in PyTorch.
 
 use burn::module::Param;
 use burn::nn::Linear;
 use burn::tensor::Tensor;
-use fasterai_core::graph::{Activation, Layer, Sequential};
+use fasterai_core::graph::{Activation, Graph, Layer};
 use fasterai_core::linalg::{SvdMethod, from_array, rank_for_energy, to_array, truncated_svd_by};
 use fasterai_core::summary::count_parameters;
 
 use crate::error::{DecomposeError, Result};
 use crate::report::{DecomposeReport, LayerReport};
-use crate::select::{capture_inputs, relative_output_error, select_layers};
+use crate::select::{capture_inputs, install_chain, relative_output_error, select_layers};
 
 /// How many singular values a factorised `Linear` keeps.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -91,10 +91,10 @@ impl LinearSvdConfig {
 /// batch (model input), each layer's relative output error is measured on the activations it
 /// sees in the original model.
 pub fn factorize_linears(
-    net: &Sequential,
+    net: &Graph,
     config: &LinearSvdConfig,
     probe: Option<Activation>,
-) -> Result<(Sequential, DecomposeReport)> {
+) -> Result<(Graph, DecomposeReport)> {
     config.rank.validate()?;
     let paths = select_layers(net, &config.layers, "Linear")?;
     let inputs = capture_inputs(net, &paths, probe);
@@ -168,20 +168,16 @@ pub fn factorize_linears(
             weight: Param::from_tensor(from_array(&low.left, &device).transpose()),
             bias: Some(Param::from_tensor(bias)),
         };
-        let pair = Sequential::indexed([Layer::Linear(first), Layer::Linear(second)]);
-        row.output_error = inputs.get(path).map(|x| {
-            relative_output_error(
-                &Layer::Linear(linear.clone()),
-                &Layer::Sequential(pair.clone()),
-                x,
-            )
-        });
+        let pair = Graph::indexed([Layer::Linear(first), Layer::Linear(second)]);
+        row.output_error = inputs
+            .get(path)
+            .map(|x| relative_output_error(&Layer::Linear(linear.clone()), &pair, x));
         row.rank = k;
         row.params_after = count_parameters(&pair);
         row.weight_error = low.relative_error;
         row.action = "SVD → Linear, Linear".into();
         row.decomposed = true;
-        out.replace(path, Layer::Sequential(pair))?;
+        install_chain(&mut out, path, pair)?;
         layers.push(row);
     }
     let report = DecomposeReport {

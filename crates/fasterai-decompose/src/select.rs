@@ -2,13 +2,13 @@
 
 use std::collections::HashMap;
 
-use fasterai_core::graph::{Activation, Layer, Sequential};
+use fasterai_core::graph::{Activation, Graph, Layer};
 
 use crate::error::{DecomposeError, Result};
 
 /// The paths to work on: `requested` (each must exist and be a `kind`), or every `kind` leaf.
 pub(crate) fn select_layers(
-    net: &Sequential,
+    net: &Graph,
     requested: &[String],
     kind: &'static str,
 ) -> Result<Vec<String>> {
@@ -38,7 +38,7 @@ pub(crate) fn select_layers(
 
 /// The activations each of `paths` receives when the original model runs on `probe`.
 pub(crate) fn capture_inputs(
-    net: &Sequential,
+    net: &Graph,
     paths: &[String],
     probe: Option<Activation>,
 ) -> HashMap<String, Activation> {
@@ -54,8 +54,8 @@ pub(crate) fn capture_inputs(
 }
 
 /// `‖new(x) − old(x)‖_F / ‖old(x)‖_F`.
-pub(crate) fn relative_output_error(old: &Layer, new: &Layer, x: &Activation) -> f64 {
-    let reference = old.forward(x.clone()).flatten();
+pub(crate) fn relative_output_error(old: &Layer, new: &Graph, x: &Activation) -> f64 {
+    let reference = old.forward_one(x.clone()).flatten();
     let approx = new.forward(x.clone()).flatten();
     let num: f32 = (approx - reference.clone())
         .square()
@@ -68,4 +68,10 @@ pub(crate) fn relative_output_error(old: &Layer, new: &Layer, x: &Activation) ->
     } else {
         num as f64
     }
+}
+
+/// Puts `chain` (nodes `0`, `1`, …) where node `path` was: its nodes become `path.0`, `path.1`, …
+pub(crate) fn install_chain(out: &mut Graph, path: &str, chain: Graph) -> Result<()> {
+    let pieces = chain.nodes.into_iter().map(|n| (n.name, n.layer)).collect();
+    Ok(out.replace_with_chain(path, pieces)?)
 }

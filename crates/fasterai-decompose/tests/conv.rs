@@ -3,7 +3,8 @@
 
 use burn::module::Param;
 use burn::tensor::{Distribution, Tensor};
-use fasterai_core::graph::{Activation, InitScheme, Layer, LayerSpec, Sequential};
+use fasterai_core::graph::ops::Conv2dSpec;
+use fasterai_core::graph::{Activation, Graph, InitScheme, Layer, LayerSpec};
 use fasterai_core::testing::{Reference, relative_max_diff};
 use fasterai_decompose::DecomposeError;
 use fasterai_decompose::conv::{ConvConfig, ConvMethod, ConvRank, decompose_convs};
@@ -94,8 +95,8 @@ fn single_conv(
     stride: [usize; 2],
     padding: [usize; 2],
     dilation: [usize; 2],
-) -> Sequential {
-    let spec = LayerSpec::Conv2d {
+) -> Graph {
+    let spec = LayerSpec::Conv2d(Conv2dSpec {
         in_channels: w.shape()[1],
         out_channels: w.shape()[0],
         kernel_size: [w.shape()[2], w.shape()[3]],
@@ -104,16 +105,16 @@ fn single_conv(
         dilation,
         groups: 1,
         bias: true,
-    };
+    });
     let Layer::Conv2d(mut conv) = Layer::from_spec(&spec, InitScheme::PyTorchDefault, &device())
     else {
         unreachable!()
     };
     conv.weight = Param::from_tensor(to_tensor(w));
-    Sequential::indexed([Layer::Conv2d(conv)])
+    Graph::indexed([Layer::Conv2d(conv)])
 }
 
-fn with_weight(net: &Sequential, w: &Array4<f32>) -> Sequential {
+fn with_weight(net: &Graph, w: &Array4<f32>) -> Graph {
     let mut net = net.clone();
     let Layer::Conv2d(conv) = net.get_mut("0").unwrap() else {
         unreachable!()
@@ -122,7 +123,7 @@ fn with_weight(net: &Sequential, w: &Array4<f32>) -> Sequential {
     net
 }
 
-fn reference_net(r: &Reference) -> (Sequential, Tensor<4>) {
+fn reference_net(r: &Reference) -> (Graph, Tensor<4>) {
     let d = device();
     let mut net = single_conv(&array4(r, "weight"), [1, 1], [1, 1], [1, 1]);
     let Layer::Conv2d(conv) = net.get_mut("0").unwrap() else {
@@ -379,7 +380,7 @@ fn bad_conv_requests_are_clear_errors() {
     .unwrap_err();
     assert!(err.to_string().contains("NaN"), "{err}");
 
-    let spec = LayerSpec::Conv2d {
+    let spec = LayerSpec::Conv2d(Conv2dSpec {
         in_channels: 4,
         out_channels: 8,
         kernel_size: [3, 3],
@@ -388,8 +389,8 @@ fn bad_conv_requests_are_clear_errors() {
         dilation: [1, 1],
         groups: 2,
         bias: false,
-    };
-    let grouped = Sequential::indexed([Layer::from_spec(&spec, InitScheme::PyTorchDefault, &d)]);
+    });
+    let grouped = Graph::indexed([Layer::from_spec(&spec, InitScheme::PyTorchDefault, &d)]);
     let err = decompose_convs(&grouped, &config, &[], None).unwrap_err();
     assert!(matches!(err, DecomposeError::Unsupported { .. }), "{err}");
     assert!(cp_als(&Array4::zeros((2, 2, 3, 3)), 2, CpConfig::default()).is_err());

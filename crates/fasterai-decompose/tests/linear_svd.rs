@@ -3,7 +3,8 @@
 
 use burn::module::Param;
 use burn::tensor::{Distribution, Tensor};
-use fasterai_core::graph::{Activation, InitScheme, Layer, LayerSpec, Sequential};
+use fasterai_core::graph::ops::{LinearSpec, ReLU};
+use fasterai_core::graph::{Activation, Graph, InitScheme, Layer, LayerSpec};
 use fasterai_core::linalg::SvdMethod;
 use fasterai_core::prelude::*;
 use fasterai_core::testing::{Reference, relative_max_diff};
@@ -18,24 +19,20 @@ fn device() -> Device {
 
 fn linear(i: usize, o: usize, bias: bool) -> Layer {
     Layer::from_spec(
-        &LayerSpec::Linear {
-            in_features: i,
-            out_features: o,
-            bias,
-        },
+        &LayerSpec::Linear(LinearSpec::new(i, o).with_bias(bias)),
         InitScheme::PyTorchDefault,
         &device(),
     )
 }
 
 /// The two factors of a replaced layer, in PyTorch layout: (first [k, in], second [out, k]).
-fn factors(net: &Sequential, path: &str) -> (Tensor<2>, Tensor<2>, Option<Tensor<1>>) {
-    let Layer::Sequential(pair) = net.layer(path).unwrap() else {
-        panic!("{path} was not replaced")
+fn factors(net: &Graph, path: &str) -> (Tensor<2>, Tensor<2>, Option<Tensor<1>>) {
+    let piece = |i: usize| {
+        net.layer(&format!("{path}.{i}"))
+            .expect("replaced by a pair")
     };
-    let (Layer::Linear(a), Layer::Linear(b)) = (&pair.children[0].layer, &pair.children[1].layer)
-    else {
-        panic!()
+    let (Layer::Linear(a), Layer::Linear(b)) = (piece(0), piece(1)) else {
+        panic!("{path} was not replaced by two Linears")
     };
     assert!(a.bias.is_none());
     (
@@ -56,7 +53,7 @@ fn matches_pytorch_reference_at_rank_64() {
     };
     fc.weight = Param::from_tensor(r.tensor::<2>("weight", &d).transpose());
     fc.bias = Some(Param::from_tensor(r.tensor("bias", &d)));
-    let net = Sequential::indexed([Layer::Linear(fc)]);
+    let net = Graph::indexed([Layer::Linear(fc)]);
     let x: Tensor<2> = r.tensor("x", &d);
 
     for method in [SvdMethod::Gram, SvdMethod::Full] {
@@ -126,11 +123,7 @@ fn vgg16_bn_folded_then_half_the_singular_values() {
     assert_eq!(count_parameters(&out), expected);
     assert_eq!(
         out.layer("classifier.0.0").unwrap().spec(),
-        LayerSpec::Linear {
-            in_features: 25088,
-            out_features: 2048,
-            bias: false
-        }
+        LayerSpec::Linear(LinearSpec::new(25088, 2048).with_bias(false))
     );
     assert_eq!(out.output_shape(&[3, 32, 32]).unwrap(), vec![10]);
 }
@@ -138,7 +131,11 @@ fn vgg16_bn_folded_then_half_the_singular_values() {
 #[test]
 fn bias_free_layers_get_a_bias_and_energy_rule_keeps_enough() {
     let d = device();
-    let net = Sequential::indexed([linear(64, 48, false), Layer::Relu, linear(48, 40, true)]);
+    let net = Graph::indexed([
+        linear(64, 48, false),
+        Layer::ReLU(ReLU {}),
+        linear(48, 40, true),
+    ]);
     let (out, report) =
         factorize_linears(&net, &LinearSvdConfig::new(LinearRank::Energy(0.5)), None).unwrap();
     for row in &report.layers {
@@ -154,8 +151,8 @@ fn bias_free_layers_get_a_bias_and_energy_rule_keeps_enough() {
 
 #[test]
 fn bad_requests_are_clear_errors() {
-    let mut net = Sequential::indexed([linear(8, 6, true), Layer::Relu, linear(6, 4, true)]);
-    let run = |net: &Sequential, rank, layers: &[&str]| {
+    let mut net = Graph::indexed([linear(8, 6, true), Layer::ReLU(ReLU {}), linear(6, 4, true)]);
+    let run = |net: &Graph, rank, layers: &[&str]| {
         let config =
             LinearSvdConfig::new(rank).with_layers(layers.iter().map(|s| s.to_string()).collect());
         factorize_linears(net, &config, None)

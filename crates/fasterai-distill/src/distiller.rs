@@ -2,7 +2,7 @@
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use fasterai_core::graph::{Activation, InitScheme, Layer, LayerSpec, Sequential};
+use fasterai_core::graph::{Activation, Graph, InitScheme, Layer, LayerSpec};
 use fasterai_core::model::Model;
 use fasterai_core::schedule::cos_anneal;
 use fasterai_train::learner::{Callback, LossContext, TrainConfig};
@@ -100,7 +100,7 @@ pub struct Distiller {
     loss: KdLoss,
     weight: KdWeight,
     /// FitNet's 1×1 adapters (identity placeholders for pairs whose widths agree).
-    adapters: Option<Sequential>,
+    adapters: Option<Graph>,
 }
 
 impl Distiller {
@@ -115,7 +115,7 @@ impl Distiller {
     }
 
     /// FitNet's learned 1×1 adapters (one per layer pair), once training has started.
-    pub fn adapters(&self) -> Option<&Sequential> {
+    pub fn adapters(&self) -> Option<&Graph> {
         self.adapters.as_ref()
     }
 
@@ -126,7 +126,7 @@ impl Distiller {
 
 /// Output shape (without batch) of the layer at each path, for one input of `shape`.
 fn feature_shapes(
-    net: &Sequential,
+    net: &Graph,
     shape: &[usize],
     paths: &[String],
     device: &Device,
@@ -139,7 +139,7 @@ fn feature_shapes(
 }
 
 impl Callback for Distiller {
-    fn before_fit(&mut self, net: &Sequential, _config: &TrainConfig) -> Result<()> {
+    fn before_fit(&mut self, net: &Graph, _config: &TrainConfig) -> Result<()> {
         let device = self
             .teacher
             .net
@@ -209,7 +209,7 @@ impl Callback for Distiller {
             .first()
             .cloned()
             .expect("the student has parameters");
-        let mut adapters = Sequential::new();
+        let mut adapters = Graph::default();
         for ((s, t), (ss, ts)) in pairs.iter().zip(s_shapes.iter().zip(&t_shapes)) {
             let same_size = ss.len() == 3 && ts.len() == 3 && ss[1..] == ts[1..];
             let ok = match &self.loss {
@@ -228,18 +228,9 @@ impl Callback for Distiller {
                 )));
             }
             if let KdLoss::FitNet { .. } = self.loss {
-                let spec = LayerSpec::Conv2d {
-                    in_channels: ss[0],
-                    out_channels: ts[0],
-                    kernel_size: [1, 1],
-                    stride: [1, 1],
-                    padding: [0, 0],
-                    dilation: [1, 1],
-                    groups: 1,
-                    bias: false,
-                };
+                let spec = LayerSpec::conv(ss[0], ts[0], 1, 1);
                 adapters.push(
-                    adapters.children.len().to_string(),
+                    adapters.nodes.len().to_string(),
                     Layer::from_spec(&spec, InitScheme::PyTorchDefault, &train_device),
                 );
             }
@@ -289,11 +280,11 @@ impl Callback for Distiller {
             KdLoss::FitNet { .. } => {
                 let adapters = self.adapters.as_ref().expect("built in before_fit");
                 sum(feature_pairs()
-                    .zip(&adapters.children)
+                    .zip(&adapters.nodes)
                     .map(|((s, t), adapter)| {
                         let adapted = adapter
                             .layer
-                            .forward(s.clone())
+                            .forward_one(s.clone())
                             .into_spatial()
                             .expect("a conv keeps images");
                         losses::fitnet(adapted, spatial(&t))
@@ -308,7 +299,7 @@ impl Callback for Distiller {
         ctx.loss = ctx.loss.clone() * (1.0 - w) + kd * w;
     }
 
-    fn trainable(&mut self) -> Option<&mut Sequential> {
+    fn trainable(&mut self) -> Option<&mut Graph> {
         self.adapters.as_mut()
     }
 }

@@ -1,29 +1,30 @@
 //! The distillation callback in the training loop: bad set-ups fail before training; logit and
 //! feature losses train; FitNet's adapter learns.
 
-use fasterai_core::graph::{InitScheme, Layer, LayerSpec, Sequential};
+use fasterai_core::graph::ops::LinearSpec;
+use fasterai_core::graph::{Graph, InitScheme, Layer, LayerSpec};
 use fasterai_core::prelude::*;
 use fasterai_core::testing::tiny_cnn;
 use fasterai_distill::{Distiller, KdLoss, KdWeight};
 use fasterai_train::data::{Normalize, synthetic};
 use fasterai_train::{TrainConfig, TrainError, fit};
 
-fn narrow(device: &Device) -> Sequential {
+fn narrow(device: &Device) -> Graph {
     let layers = [
         LayerSpec::conv3x3(3, 4),
-        LayerSpec::ReLU,
+        LayerSpec::relu(),
         LayerSpec::max_pool2(false),
         LayerSpec::conv3x3(4, 8),
-        LayerSpec::ReLU,
+        LayerSpec::relu(),
         LayerSpec::max_pool2(false),
-        LayerSpec::Flatten,
-        LayerSpec::Linear {
+        LayerSpec::flatten(),
+        LayerSpec::Linear(LinearSpec {
             in_features: 8 * 4 * 4,
             out_features: 5,
             bias: true,
-        },
+        }),
     ];
-    Sequential::indexed(
+    Graph::indexed(
         layers
             .iter()
             .map(|s| Layer::from_spec(s, InitScheme::PyTorchDefault, device)),

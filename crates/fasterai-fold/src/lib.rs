@@ -11,8 +11,8 @@
 //! ```
 //!
 //! which is exact up to float rounding, removes the batch norm's parameters and saves one pass
-//! over the activations. [`fold_batch_norms`] does this for every such pair in a model, through
-//! nested containers, and reports what it folded and what it left (with the reason).
+//! over the activations. [`fold_batch_norms`] does this for every such pair in a model graph
+//! (when the batch norm is the conv's only reader), and reports what it folded and what it left (with the reason).
 //!
 //! ```no_run
 //! use fasterai_core::prelude::*;
@@ -34,7 +34,7 @@ use burn::module::Param;
 use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
-use fasterai_core::graph::{Child, Layer, Sequential, join};
+use fasterai_core::graph::{Graph, Layer};
 use fasterai_core::summary::{count_parameters, thousands};
 use serde::Serialize;
 
@@ -56,9 +56,13 @@ pub enum FoldError {
         /// Batch-norm features.
         bn_features: usize,
     },
-    /// The batch norm's statistics give a non-finite scale (negative or NaN variance, …).
-    #[error("batch norm `{0}` has non-finite parameters or statistics; the model is damaged")]
+    /// The batch norm's statistics give a non-finite scale (negative or NaN variance, …), or
+    /// the convolution's weights are not finite.
+    #[error("`{0}` has non-finite weights, parameters or statistics; the model is damaged")]
     NonFinite(String),
+    /// Graph error.
+    #[error(transparent)]
+    Core(#[from] fasterai_core::CoreError),
 }
 
 /// One folded pair.
@@ -92,65 +96,57 @@ pub struct FoldReport {
     pub params_after: usize,
 }
 
-/// Folds every `BatchNorm2d` that directly follows a `Conv2d` in the same container into it.
-/// Returns the new graph (the input is untouched) and a report. Children keep their names, so
-/// paths stay stable (`features.0` stays `features.0`; `features.1` disappears).
-pub fn fold_batch_norms(net: &Sequential) -> Result<(Sequential, FoldReport), FoldError> {
+/// Folds every `BatchNorm2d` that reads a `Conv2d` whose only reader it is into that conv.
+/// Returns the new graph (the input is untouched) and a report. Nodes keep their names, so
+/// paths stay stable (`features.0` stays `features.0`; `features.1` disappears, its readers
+/// read `features.0`). A batch norm after anything else, or after a conv whose output also
+/// goes elsewhere (a residual shortcut), stays, with the reason.
+pub fn fold_batch_norms(net: &Graph) -> Result<(Graph, FoldReport), FoldError> {
     let mut report = FoldReport {
         folded: Vec::new(),
         left: Vec::new(),
         params_before: count_parameters(net),
         params_after: 0,
     };
-    let folded = fold_in(net, "", &mut report)?;
-    report.params_after = count_parameters(&folded);
-    Ok((folded, report))
-}
-
-fn fold_in(
-    net: &Sequential,
-    prefix: &str,
-    report: &mut FoldReport,
-) -> Result<Sequential, FoldError> {
-    let mut out: Vec<Child> = Vec::with_capacity(net.children.len());
-    for child in &net.children {
-        let path = join(prefix, &child.name);
-        match &child.layer {
-            Layer::Sequential(inner) => {
-                out.push(Child {
-                    name: child.name.clone(),
-                    layer: Layer::Sequential(fold_in(inner, &path, report)?),
-                });
-            }
-            Layer::BatchNorm2d(bn) => match out.last_mut() {
-                Some(Child {
-                    name,
-                    layer: Layer::Conv2d(conv),
-                }) => {
-                    let conv_path = join(prefix, name);
-                    *conv = fold_pair(conv, bn, &conv_path, &path)?;
-                    report.folded.push(Folded {
-                        conv: conv_path,
-                        bn: path,
-                    });
-                }
-                previous => {
-                    let reason = match previous {
-                        Some(prev) => format!(
-                            "follows `{}` ({}), not a Conv2d",
-                            join(prefix, &prev.name),
-                            prev.layer.kind()
-                        ),
-                        None => "first layer of its container".to_string(),
-                    };
-                    report.left.push(Unfolded { bn: path, reason });
-                    out.push(child.clone());
-                }
-            },
-            _ => out.push(child.clone()),
+    let mut out = net.clone();
+    for node in &net.nodes {
+        let Layer::BatchNorm2d(bn) = &node.layer else {
+            continue;
+        };
+        let source = &node.inputs[0];
+        let readers = out.readers(source).len();
+        let reason = match out.get(source) {
+            Some(Layer::Conv2d(_)) if readers == 1 => None,
+            Some(Layer::Conv2d(_)) => Some(format!(
+                "`{source}` (Conv2d) also feeds {} other node(s)",
+                readers - 1
+            )),
+            Some(other) => Some(format!(
+                "follows `{source}` ({}), not a Conv2d",
+                other.kind()
+            )),
+            None => Some("reads the model input".to_string()),
+        };
+        if let Some(reason) = reason {
+            report.left.push(Unfolded {
+                bn: node.name.clone(),
+                reason,
+            });
+            continue;
         }
+        let Some(Layer::Conv2d(conv)) = out.get(source) else {
+            unreachable!("checked above")
+        };
+        let folded = fold_pair(conv, bn, source, &node.name)?;
+        out.replace(source, Layer::Conv2d(folded))?;
+        out.remove(&node.name)?;
+        report.folded.push(Folded {
+            conv: source.clone(),
+            bn: node.name.clone(),
+        });
     }
-    Ok(Sequential { children: out })
+    report.params_after = count_parameters(&out);
+    Ok((out, report))
 }
 
 /// Merges `bn` into `conv` (evaluation semantics).
@@ -182,6 +178,9 @@ pub fn fold_pair(
         return Err(FoldError::NonFinite(bn_path.into()));
     }
     let weight = conv.weight.val() * scale.reshape([c_out, 1, 1, 1]);
+    if !weight.clone().is_finite().all().into_scalar::<bool>() {
+        return Err(FoldError::NonFinite(conv_path.into()));
+    }
     Ok(Conv2d {
         weight: Param::from_tensor(weight),
         bias: Some(Param::from_tensor(new_bias)),

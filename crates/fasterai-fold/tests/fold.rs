@@ -2,9 +2,12 @@
 
 use burn::module::{Param, RunningState};
 use burn::tensor::{Distribution, Tensor};
-use fasterai_core::graph::{InitScheme, Layer, LayerSpec, Sequential};
+use fasterai_core::graph::ops::{Add, Conv2dSpec};
+use fasterai_core::graph::{Graph, GraphBuilder, InitScheme, Layer, LayerSpec};
 use fasterai_core::prelude::*;
-use fasterai_core::testing::{Reference, randomize_batch_norms, relative_max_diff, tiny_cnn};
+use fasterai_core::testing::{
+    Reference, random_graph, randomize_batch_norms, relative_max_diff, tiny_cnn, tiny_resnet,
+};
 use fasterai_fold::{FoldError, fold_batch_norms, fold_pair};
 use fasterai_models::{VggConfig, VggDepth};
 
@@ -14,7 +17,7 @@ fn device() -> Device {
 
 fn conv_spec(i: usize, o: usize, bias: bool) -> LayerSpec {
     let mut spec = LayerSpec::conv3x3(i, o);
-    if let LayerSpec::Conv2d { bias: b, .. } = &mut spec {
+    if let LayerSpec::Conv2d(Conv2dSpec { bias: b, .. }) = &mut spec {
         *b = bias;
     }
     spec
@@ -60,7 +63,7 @@ fn matches_pytorch_reference() {
 
     // Our conv+BN reproduces PyTorch's, and the folded conv reproduces both.
     let x = r.tensor::<4>("x", &d);
-    let net = Sequential::indexed([Layer::Conv2d(conv), Layer::BatchNorm2d(bn)]);
+    let net = Graph::indexed([Layer::Conv2d(conv), Layer::BatchNorm2d(bn)]);
     let y_bn = net.forward(x.clone()).into_spatial().unwrap();
     let y_folded = folded.forward(x);
     let reference = r.tensor::<4>("y_conv_bn", &d);
@@ -98,50 +101,66 @@ fn vgg16_bn_folds_losslessly_and_drops_exactly_the_bn_parameters() {
 }
 
 #[test]
-fn nested_containers_bias_free_convs_and_leftovers() {
+fn branches_bias_free_convs_and_leftovers() {
     let d = device();
-    let inner = Sequential::indexed([
-        layer(&conv_spec(3, 4, false)),
-        layer(&bn_spec(4)),
-        Layer::Relu,
-    ]);
-    let mut net = Sequential::new()
-        .with("block", Layer::Sequential(inner))
-        .with("norm", layer(&bn_spec(4))) // follows a container: left alone
-        .with(
-            "head",
-            Layer::Sequential(Sequential::indexed([layer(&bn_spec(4))])),
-        ); // first in its container
-    randomize_batch_norms(&mut net, &d);
+    let mut g = GraphBuilder::new();
+    g.then("input_norm", bn_spec(3)); // reads the model input
+    g.then("conv", conv_spec(3, 4, false));
+    g.then("bn", bn_spec(4));
+    g.then("relu", LayerSpec::relu());
+    g.then("norm", bn_spec(4)); // follows a ReLU
+    let conv2 = g.then("conv2", conv_spec(4, 4, true));
+    let bn2 = g.then("bn2", bn_spec(4)); // its conv also feeds the shortcut
+    g.node("add", LayerSpec::Add(Add {}), &[&bn2, &conv2]);
+    let net = random_graph(&g.build(), &d);
 
     let (folded, report) = fold_batch_norms(&net).unwrap();
     assert_eq!(report.folded.len(), 1);
     assert_eq!(
         (report.folded[0].conv.as_str(), report.folded[0].bn.as_str()),
-        ("block.0", "block.1")
+        ("conv", "bn")
     );
     let left: Vec<_> = report.left.iter().map(|u| u.bn.as_str()).collect();
-    assert_eq!(left, ["norm", "head.0"]);
-    assert!(
-        report.left[0].reason.contains("block"),
-        "{}",
-        report.left[0].reason
-    );
-    assert!(
-        report.left[1].reason.contains("first"),
-        "{}",
-        report.left[1].reason
-    );
-    // The bias-free conv got a bias.
-    let Layer::Conv2d(conv) = folded.layer("block.0").unwrap() else {
+    assert_eq!(left, ["input_norm", "norm", "bn2"]);
+    for (unfolded, why) in report
+        .left
+        .iter()
+        .zip(["model input", "ReLU", "also feeds 1"])
+    {
+        assert!(unfolded.reason.contains(why), "{}", unfolded.reason);
+    }
+    // The bias-free conv got a bias; the relu now reads the conv.
+    let Layer::Conv2d(conv) = folded.layer("conv").unwrap() else {
         panic!()
     };
     assert!(conv.bias.is_some());
+    assert!(folded.get("bn").is_none());
+    assert_eq!(
+        folded.nodes[folded.position("relu").unwrap()].inputs,
+        ["conv"]
+    );
 
     let x = Tensor::<4>::random([2, 3, 8, 8], Distribution::Normal(0.0, 1.0), &d);
     let err = relative_max_diff(
         folded.forward(x.clone()).into_spatial().unwrap(),
         net.forward(x).into_spatial().unwrap(),
+    );
+    assert!(err <= 1e-5, "{err:e}");
+}
+
+#[test]
+fn resnet_folds_every_batch_norm_losslessly() {
+    let d = device();
+    let net = tiny_resnet(3, 5, &d);
+    let (folded, report) = fold_batch_norms(&net).unwrap();
+    // conv1/bn1, two blocks × (bn1, bn2), and the second block's downsample.
+    assert_eq!(report.folded.len(), 6, "{report}");
+    assert!(report.left.is_empty(), "{report}");
+    assert!(folded.nodes.iter().all(|n| n.layer.kind() != "BatchNorm2d"));
+    let x = Tensor::<4>::random([3, 3, 8, 8], Distribution::Normal(0.0, 1.0), &d);
+    let err = relative_max_diff(
+        folded.forward(x.clone()).flatten(),
+        net.forward(x).flatten(),
     );
     assert!(err <= 1e-5, "{err:e}");
 }

@@ -4,7 +4,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use burn::tensor::Device;
-use fasterai_core::graph::{InitScheme, Layer, LayerSpec};
+use fasterai_core::graph::ops::pool::AdaptiveAvgPool2dSpec;
+use fasterai_core::graph::{Graph, GraphBuilder, GraphSpec, InitScheme, Layer, LayerSpec};
 use fasterai_core::model::Model;
 use serde::{Deserialize, Serialize};
 
@@ -146,7 +147,7 @@ impl VggConfig {
     }
 
     /// The architecture, without weights.
-    pub fn spec(&self) -> Result<LayerSpec, ModelsError> {
+    pub fn spec(&self) -> Result<GraphSpec, ModelsError> {
         if !(self.width.is_finite() && self.width > 0.0 && self.width <= 16.0) {
             return Err(ModelsError::InvalidConfig(format!(
                 "width {} must be in (0, 16]",
@@ -171,73 +172,56 @@ impl VggConfig {
             if self.batch_norm {
                 features.push(LayerSpec::batch_norm(out_channels));
             }
-            features.push(LayerSpec::ReLU);
+            features.push(LayerSpec::relu());
             in_channels = out_channels;
         }
         let (pool, hidden) = match self.head {
             VggHead::ImageNet => (7, 4096),
             VggHead::Small => (1, in_channels),
         };
-        let linear = |i, o| LayerSpec::Linear {
-            in_features: i,
-            out_features: o,
-            bias: true,
-        };
+        let linear = LayerSpec::linear;
         let classifier = match self.head {
             VggHead::ImageNet => vec![
                 linear(in_channels * pool * pool, hidden),
-                LayerSpec::ReLU,
-                LayerSpec::Dropout { p: 0.5 },
+                LayerSpec::relu(),
+                LayerSpec::dropout(0.5),
                 linear(hidden, hidden),
-                LayerSpec::ReLU,
-                LayerSpec::Dropout { p: 0.5 },
+                LayerSpec::relu(),
+                LayerSpec::dropout(0.5),
                 linear(hidden, self.num_classes),
             ],
             VggHead::Small => vec![
                 linear(in_channels, hidden),
-                LayerSpec::ReLU,
+                LayerSpec::relu(),
                 linear(hidden, self.num_classes),
             ],
         };
-        let indexed = |layers: Vec<LayerSpec>| LayerSpec::Sequential {
-            children: layers
-                .into_iter()
-                .enumerate()
-                .map(|(i, layer)| fasterai_core::graph::NamedSpec {
-                    name: i.to_string(),
-                    layer,
-                })
-                .collect(),
-        };
-        let named = |name: &str, layer| fasterai_core::graph::NamedSpec {
-            name: name.into(),
-            layer,
-        };
-        Ok(LayerSpec::Sequential {
-            children: vec![
-                named("features", indexed(features)),
-                named(
-                    "avgpool",
-                    LayerSpec::AdaptiveAvgPool2d {
-                        output_size: [pool, pool],
-                    },
-                ),
-                named("flatten", LayerSpec::Flatten),
-                named("classifier", indexed(classifier)),
-            ],
-        })
+        let mut g = GraphBuilder::new();
+        g.chain("features", features);
+        g.then(
+            "avgpool",
+            LayerSpec::AdaptiveAvgPool2d(AdaptiveAvgPool2dSpec {
+                output_size: [pool, pool],
+            }),
+        );
+        g.then("flatten", LayerSpec::flatten());
+        g.chain("classifier", classifier);
+        Ok(g.build())
     }
 
     /// Builds the model with torchvision's VGG initialisation on `device`.
     pub fn init(&self, device: &Device) -> Result<Model, ModelsError> {
         let spec = self.spec()?;
-        let Layer::Sequential(mut net) = Layer::from_spec(&spec, InitScheme::Vgg, device) else {
-            unreachable!("spec() returns a Sequential")
-        };
+        let mut net = Graph::from_spec(&spec, InitScheme::Vgg, device);
         if self.head == VggHead::Small {
-            let classifier = net.layer("classifier")?.spec();
-            let fresh = Layer::from_spec(&classifier, InitScheme::PyTorchDefault, device);
-            net.replace("classifier", fresh)?;
+            for node in net
+                .nodes
+                .iter_mut()
+                .filter(|n| n.name.starts_with("classifier."))
+            {
+                node.layer =
+                    Layer::from_spec(&node.layer.spec(), InitScheme::PyTorchDefault, device);
+            }
         }
         Ok(Model::new(self.name(), self.input_shape.to_vec(), net)?)
     }

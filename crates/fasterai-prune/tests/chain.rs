@@ -3,16 +3,17 @@
 //! FC SVD (percent_removed 0.5) → 61,430,022; outputs unchanged by the prune and fold steps.
 
 use burn::tensor::{Distribution, Tensor};
+use fasterai_core::graph::ops::Conv2dSpec;
 use fasterai_core::prelude::*;
 use fasterai_core::summary::count_parameters;
 use fasterai_core::testing::{randomize_batch_norms, relative_max_diff, tiny_cnn};
 use fasterai_decompose::linear::{LinearRank, LinearSvdConfig, factorize_linears};
 use fasterai_fold::fold_batch_norms;
 use fasterai_models::{VggConfig, VggDepth};
-use fasterai_prune::{PruneError, prune_zeroed};
+use fasterai_prune::prune_zeroed;
 use fasterai_sparsify::{Granularity, Sparsifier, SparsifyConfig};
 
-fn outputs(net: &Sequential, x: &Tensor<4>) -> Tensor<2> {
+fn outputs(net: &Graph, x: &Tensor<4>) -> Tensor<2> {
     net.forward(x.clone()).flatten()
 }
 
@@ -110,12 +111,12 @@ fn pruning_a_trained_style_small_model_is_lossless() {
 }
 
 #[test]
-fn a_grouped_conv_after_removed_channels_is_an_error() {
+fn zeros_read_by_a_grouped_conv_stay_and_the_report_says_why() {
     let device = parse_device("flex").unwrap();
     let specs = [
         LayerSpec::conv3x3(3, 4),
-        LayerSpec::ReLU,
-        LayerSpec::Conv2d {
+        LayerSpec::relu(),
+        LayerSpec::Conv2d(Conv2dSpec {
             in_channels: 4,
             out_channels: 4,
             kernel_size: [3, 3],
@@ -124,9 +125,9 @@ fn a_grouped_conv_after_removed_channels_is_an_error() {
             dilation: [1, 1],
             groups: 2,
             bias: true,
-        },
+        }),
     ];
-    let net = Sequential::indexed(
+    let net = Graph::indexed(
         specs
             .iter()
             .map(|s| Layer::from_spec(s, InitScheme::PyTorchDefault, &device)),
@@ -138,9 +139,15 @@ fn a_grouped_conv_after_removed_channels_is_an_error() {
         .unwrap()
         .prune(&mut model.net, 0.5)
         .unwrap();
-    let err = prune_zeroed(&model).unwrap_err();
+    let (same, report) = prune_zeroed(&model).unwrap();
+    assert!(report.layers.is_empty(), "{report}");
+    assert_eq!(count_parameters(&same.net), count_parameters(&model.net));
     assert!(
-        matches!(err, PruneError::Unsupported { ref path, .. } if path == "2"),
-        "{err}"
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("2 zero channel(s) made by 0")
+                && n.contains("mixes channels in groups")),
+        "{report}"
     );
 }

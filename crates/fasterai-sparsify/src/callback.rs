@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use fasterai_core::graph::Sequential;
+use fasterai_core::graph::Graph;
 use fasterai_train::learner::{Callback, EpochRecord, TrainConfig, TrainState};
 use fasterai_train::{Result as TrainResult, TrainError};
 use serde::Serialize;
@@ -72,7 +72,7 @@ impl SparsifyCallback {
 }
 
 impl Callback for SparsifyCallback {
-    fn before_fit(&mut self, net: &Sequential, _config: &TrainConfig) -> TrainResult<()> {
+    fn before_fit(&mut self, net: &Graph, _config: &TrainConfig) -> TrainResult<()> {
         if !(0.0..1.0).contains(&self.target) {
             return Err(TrainError::Config(format!(
                 "sparsity {} must be in [0, 1)",
@@ -85,7 +85,7 @@ impl Callback for SparsifyCallback {
         Ok(())
     }
 
-    fn before_batch(&mut self, net: &mut Sequential, state: &TrainState) {
+    fn before_batch(&mut self, net: &mut Graph, state: &TrainState) {
         let wanted = self.schedule.at(self.target, state.progress());
         if (wanted - self.current).abs() < 1e-12 {
             return;
@@ -109,13 +109,13 @@ impl Callback for SparsifyCallback {
         }
     }
 
-    fn after_step(&mut self, net: &mut Sequential, _state: &TrainState) {
+    fn after_step(&mut self, net: &mut Graph, _state: &TrainState) {
         if let Some(s) = &self.sparsifier {
             s.apply(net).expect("paths checked");
         }
     }
 
-    fn after_epoch(&mut self, net: &mut Sequential, record: &EpochRecord) {
+    fn after_epoch(&mut self, net: &mut Graph, record: &EpochRecord) {
         if let (Some(Lottery::RewindToEpoch(e)), Some(s)) = (self.lottery, &self.sparsifier)
             && e == record.epoch
         {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use burn::module::{Module, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{Int, Tensor, TensorData};
-use fasterai_core::graph::{Activation, Layer, Sequential};
+use fasterai_core::graph::{Activation, Graph, Layer};
 use fasterai_core::linalg::host_values;
 use serde::Serialize;
 
@@ -148,7 +148,7 @@ fn scale_param(param: &mut Param<Tensor<1>>, keep: &Tensor<1>) {
 
 impl Sparsifier {
     /// Checks the layers and granularity against `net` and records the initial weights.
-    pub fn new(net: &Sequential, config: SparsifyConfig) -> Result<Self> {
+    pub fn new(net: &Graph, config: SparsifyConfig) -> Result<Self> {
         let paths: Vec<String> = if config.layers.is_empty() {
             net.leaves()
                 .into_iter()
@@ -206,7 +206,7 @@ impl Sparsifier {
 
     /// Computes masks for `sparsity` and applies them to `net`. Call again with a higher
     /// target to prune further (already-pruned weights score lowest and stay pruned).
-    pub fn prune(&mut self, net: &mut Sequential, sparsity: f64) -> Result<Vec<LayerSparsity>> {
+    pub fn prune(&mut self, net: &mut Graph, sparsity: f64) -> Result<Vec<LayerSparsity>> {
         check_sparsity(sparsity)?;
         let g = self.config.granularity;
         let mut scored = Vec::new();
@@ -263,7 +263,7 @@ impl Sparsifier {
     /// Multiplies the weights by their masks; where a conv filter is entirely masked, also
     /// zeroes its bias and the following BatchNorm's γ and β for that channel, so the channel
     /// outputs exactly zero (and pruning it away is lossless).
-    pub fn apply(&self, net: &mut Sequential) -> Result<()> {
+    pub fn apply(&self, net: &mut Graph) -> Result<()> {
         let leaves: Vec<String> = net.leaves().into_iter().map(|(p, _)| p).collect();
         for (path, mask) in &self.masks {
             let layer = net.get_mut(path).expect("checked in new");
@@ -309,7 +309,7 @@ impl Sparsifier {
 
     /// Records, for [`Criterion::Wanda`], the RMS of every input channel (or feature) each
     /// sparsified layer receives when `net` runs on `images` (model input).
-    pub fn calibrate(&mut self, net: &Sequential, images: Tensor<4>) {
+    pub fn calibrate(&mut self, net: &Graph, images: Tensor<4>) {
         let mut norms = BTreeMap::new();
         net.forward_inspect(images, &mut |path, _, input| {
             if !self.paths.iter().any(|p| p == path) {
@@ -335,7 +335,7 @@ impl Sparsifier {
     /// (`images`, `targets`) with respect to every sparsified weight.
     pub fn calibrate_gradients(
         &mut self,
-        net: &Sequential,
+        net: &Graph,
         images: Tensor<4>,
         targets: Tensor<1, Int>,
     ) -> Result<()> {
@@ -362,7 +362,7 @@ impl Sparsifier {
     }
 
     /// The current weights of the sparsified layers (PyTorch layout), e.g. to rewind to later.
-    pub fn snapshot(&self, net: &Sequential) -> Result<BTreeMap<String, Vec<f32>>> {
+    pub fn snapshot(&self, net: &Graph) -> Result<BTreeMap<String, Vec<f32>>> {
         self.paths
             .iter()
             .map(|p| {
@@ -381,7 +381,7 @@ impl Sparsifier {
 
     /// Lottery-ticket rewinding: sets the surviving weights to their values in `to` (the
     /// initial weights, or a snapshot), masked.
-    pub fn rewind(&self, net: &mut Sequential, to: &BTreeMap<String, Vec<f32>>) -> Result<()> {
+    pub fn rewind(&self, net: &mut Graph, to: &BTreeMap<String, Vec<f32>>) -> Result<()> {
         for path in &self.paths {
             let Some(reference) = to.get(path) else {
                 continue;
@@ -397,7 +397,7 @@ impl Sparsifier {
     }
 
     /// Sparsity of every selected layer as it is now.
-    pub fn report(&self, net: &Sequential) -> Result<Vec<LayerSparsity>> {
+    pub fn report(&self, net: &Graph) -> Result<Vec<LayerSparsity>> {
         let g = self.config.granularity;
         self.paths
             .iter()

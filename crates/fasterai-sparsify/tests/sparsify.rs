@@ -3,6 +3,7 @@
 
 use burn::module::Param;
 use burn::tensor::{Tensor, TensorData};
+use fasterai_core::graph::ops::{Conv2dSpec, LinearSpec};
 use fasterai_core::prelude::*;
 use fasterai_models::{VggConfig, VggDepth};
 use fasterai_sparsify::mask::{Groups, groups_to_remove};
@@ -12,9 +13,9 @@ use fasterai_sparsify::{
 };
 
 /// A conv [out 4, in 3, 2, 2] whose weight at [o, i, h, w] is `value(o, i, h, w)`.
-fn conv_net(value: impl Fn(usize, usize, usize, usize) -> f32) -> Sequential {
+fn conv_net(value: impl Fn(usize, usize, usize, usize) -> f32) -> Graph {
     let device = parse_device("flex").unwrap();
-    let spec = LayerSpec::Conv2d {
+    let spec = LayerSpec::Conv2d(Conv2dSpec {
         in_channels: 3,
         out_channels: 4,
         kernel_size: [2, 2],
@@ -23,7 +24,7 @@ fn conv_net(value: impl Fn(usize, usize, usize, usize) -> f32) -> Sequential {
         dilation: [1, 1],
         groups: 1,
         bias: false,
-    };
+    });
     let Layer::Conv2d(mut conv) = Layer::from_spec(&spec, InitScheme::PyTorchDefault, &device)
     else {
         unreachable!()
@@ -42,17 +43,17 @@ fn conv_net(value: impl Fn(usize, usize, usize, usize) -> f32) -> Sequential {
         TensorData::new(data, [4, 3, 2, 2]),
         &device,
     ));
-    Sequential::indexed([Layer::Conv2d(conv)])
+    Graph::indexed([Layer::Conv2d(conv)])
 }
 
-fn weights(net: &Sequential) -> Vec<f32> {
+fn weights(net: &Graph) -> Vec<f32> {
     match net.layer("0").unwrap() {
         Layer::Conv2d(c) => c.weight.val().into_data().try_to_vec::<f32>().unwrap(),
         _ => unreachable!(),
     }
 }
 
-fn zeroed(net: &Sequential, o: usize, i: usize, h: usize, w: usize) -> bool {
+fn zeroed(net: &Graph, o: usize, i: usize, h: usize, w: usize) -> bool {
     weights(net)[((o * 3 + i) * 2 + h) * 2 + w] == 0.0
 }
 
@@ -268,14 +269,14 @@ fn wanda_and_taylor_use_their_calibration() {
     let device = parse_device("flex").unwrap();
     // Flatten → Linear(4 → 2) with equal weights: only the inputs' scales tell columns apart.
     let specs = [
-        LayerSpec::Flatten,
-        LayerSpec::Linear {
+        LayerSpec::flatten(),
+        LayerSpec::Linear(LinearSpec {
             in_features: 4,
             out_features: 2,
             bias: true,
-        },
+        }),
     ];
-    let mut net = Sequential::indexed(
+    let mut net = Graph::indexed(
         specs
             .iter()
             .map(|s| Layer::from_spec(s, InitScheme::PyTorchDefault, &device)),

@@ -4,7 +4,7 @@ use std::fmt;
 
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::Device;
-use fasterai_core::graph::Sequential;
+use fasterai_core::graph::Graph;
 use serde::Serialize;
 
 use crate::data::{ImageSet, Normalize};
@@ -25,7 +25,7 @@ pub struct EvalReport {
 
 /// Runs `net` (evaluation mode: use a plain, non-autodiff device) over `set` in batches.
 pub fn evaluate(
-    net: &Sequential,
+    net: &Graph,
     set: &ImageSet,
     normalize: &Normalize,
     batch_size: usize,

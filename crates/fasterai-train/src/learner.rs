@@ -17,7 +17,7 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::{Device, Int, Tensor};
-use fasterai_core::graph::{Activation, Sequential};
+use fasterai_core::graph::{Activation, Graph};
 use fasterai_core::io::save_model;
 use fasterai_core::model::Model;
 use fasterai_core::schedule::LrSchedule;
@@ -141,7 +141,7 @@ impl TrainState {
 /// A batch after the forward pass, with the loss a callback may replace.
 pub struct LossContext<'a> {
     /// The model being trained (autodiff device).
-    pub net: &'a Sequential,
+    pub net: &'a Graph,
     /// The normalised input images.
     pub images: &'a Tensor<4>,
     /// The class indices.
@@ -160,7 +160,7 @@ pub struct LossContext<'a> {
 pub trait Callback {
     /// Called once before training, with the model on the training device: check paths,
     /// build adapters. Errors stop training before it starts.
-    fn before_fit(&mut self, _net: &Sequential, _config: &TrainConfig) -> Result<()> {
+    fn before_fit(&mut self, _net: &Graph, _config: &TrainConfig) -> Result<()> {
         Ok(())
     }
 
@@ -170,20 +170,20 @@ pub trait Callback {
     }
 
     /// Before the forward pass of each batch.
-    fn before_batch(&mut self, _net: &mut Sequential, _state: &TrainState) {}
+    fn before_batch(&mut self, _net: &mut Graph, _state: &TrainState) {}
 
     /// After the task loss is computed: change `ctx.loss` to change what is optimised.
     fn after_loss(&mut self, _ctx: &mut LossContext<'_>) {}
 
     /// After each optimiser step (sparsifying re-applies its masks here).
-    fn after_step(&mut self, _net: &mut Sequential, _state: &TrainState) {}
+    fn after_step(&mut self, _net: &mut Graph, _state: &TrainState) {}
 
     /// After each epoch's validation.
-    fn after_epoch(&mut self, _net: &mut Sequential, _record: &EpochRecord) {}
+    fn after_epoch(&mut self, _net: &mut Graph, _record: &EpochRecord) {}
 
     /// Modules owned by the callback that train with the model (a FitNet adapter): the
     /// callback's own parameters, updated with the same optimiser settings.
-    fn trainable(&mut self) -> Option<&mut Sequential> {
+    fn trainable(&mut self) -> Option<&mut Graph> {
         None
     }
 }

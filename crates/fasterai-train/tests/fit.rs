@@ -29,18 +29,18 @@ struct Counter {
 }
 
 impl Callback for Counter {
-    fn before_batch(&mut self, _: &mut Sequential, _: &TrainState) {
+    fn before_batch(&mut self, _: &mut Graph, _: &TrainState) {
         self.batches += 1;
     }
     fn after_loss(&mut self, ctx: &mut LossContext<'_>) {
         self.losses += 1;
         assert_eq!(ctx.logits.dims()[1], 5);
     }
-    fn after_step(&mut self, _: &mut Sequential, state: &TrainState) {
+    fn after_step(&mut self, _: &mut Graph, state: &TrainState) {
         self.steps += 1;
         self.last_progress = state.progress();
     }
-    fn after_epoch(&mut self, _: &mut Sequential, _: &EpochRecord) {
+    fn after_epoch(&mut self, _: &mut Graph, _: &EpochRecord) {
         self.epochs += 1;
     }
 }

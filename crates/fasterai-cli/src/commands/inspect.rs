@@ -36,7 +36,7 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// The graph of a built-in model with lazily initialised (never materialised) weights.
-fn config_graph(config: &fasterai::models::VggConfig) -> Result<fasterai::core::graph::Sequential> {
+fn config_graph(config: &fasterai::models::VggConfig) -> Result<fasterai::core::graph::Graph> {
     Ok(config
         .init(&fasterai::core::device::parse_device("flex")?)?
         .net)

@@ -1,370 +1,367 @@
-//! The live layer enum: Burn modules (with trainable `Param`s) plus the stateless steps between.
+//! The op registry: [`LayerSpec`] (hyper-parameters, what files store) and [`Layer`] (live, with
+//! weights), one variant per op. Adding an op: a file in `ops/` and one line here.
 
 use burn::module::{Devices, Module, ModuleMapper, ModuleVisitor};
-use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
-use burn::nn::{
-    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig,
-    PaddingConfig2d,
-};
-use burn::tensor::activation::relu;
-use burn::tensor::{Device, Tensor};
+use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, Dropout, Linear};
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
 
-use super::sequential::Sequential;
-use super::spec::{LayerSpec, NamedSpec};
+use super::activation::Activation;
+use super::op::{Arity, Channels, InitScheme, LiveOp, Op};
+use super::ops::activation::{DropoutSpec, Hardsigmoid, Hardswish, ReLU, ReLU6, SiLU, Sigmoid};
+use super::ops::batch_norm::BatchNorm2dSpec;
+use super::ops::conv::Conv2dSpec;
+use super::ops::linear::LinearSpec;
+use super::ops::merge::{Add, Concat, Mul};
+use super::ops::pool::{AdaptiveAvgPool2dSpec, AvgPool2dSpec, MaxPool2dSpec};
+use super::ops::shape::{Flatten, Identity};
+use crate::error::{CoreError, Result};
 
-/// What flows between layers: an image batch `[N, C, H, W]` or a flat batch `[N, F]`.
-#[derive(Debug, Clone)]
-pub enum Activation {
-    /// `[N, C, H, W]`.
-    Spatial(Tensor<4>),
-    /// `[N, F]`.
-    Flat(Tensor<2>),
-}
-
-impl Activation {
-    /// Shape including the batch dimension.
-    pub fn dims(&self) -> Vec<usize> {
-        match self {
-            Activation::Spatial(x) => x.dims().to_vec(),
-            Activation::Flat(x) => x.dims().to_vec(),
+macro_rules! registry {
+    (
+        with_weights { $($(#[$wdoc:meta])* $wvar:ident($wspec:ty => $wlive:ty),)* }
+        stateless { $($(#[$sdoc:meta])* $svar:ident($sspec:ty),)* }
+    ) => {
+        /// One op with its hyper-parameters. Serialised as `{"type": "Conv2d", ...fields}`.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "type")]
+        pub enum LayerSpec {
+            $($(#[$wdoc])* $wvar($wspec),)*
+            $($(#[$sdoc])* $svar($sspec),)*
         }
-    }
 
-    /// The flat tensor (`[N, F]`), or `None` for an image batch.
-    pub fn into_flat(self) -> Option<Tensor<2>> {
-        match self {
-            Activation::Flat(x) => Some(x),
-            Activation::Spatial(_) => None,
+        /// One live op. Ops with weights hold the Burn module (trainable `Param`s); the others
+        /// hold their spec. Parameters are addressed with PyTorch's dotted paths: the enum adds
+        /// no path segment, so a convolution at `features.0` owns `features.0.weight`.
+        #[derive(Debug, Clone)]
+        pub enum Layer {
+            $($(#[$wdoc])* $wvar($wlive),)*
+            $($(#[$sdoc])* $svar($sspec),)*
         }
-    }
 
-    /// The image tensor (`[N, C, H, W]`), or `None` for a flat batch.
-    pub fn into_spatial(self) -> Option<Tensor<4>> {
-        match self {
-            Activation::Spatial(x) => Some(x),
-            Activation::Flat(_) => None,
-        }
-    }
-
-    /// Both kinds flattened to `[N, F]` (a no-op for flat batches).
-    pub fn flatten(self) -> Tensor<2> {
-        match self {
-            Activation::Spatial(x) => x.flatten(1, 3),
-            Activation::Flat(x) => x,
-        }
-    }
-}
-
-impl From<Tensor<4>> for Activation {
-    fn from(x: Tensor<4>) -> Self {
-        Activation::Spatial(x)
-    }
-}
-
-impl From<Tensor<2>> for Activation {
-    fn from(x: Tensor<2>) -> Self {
-        Activation::Flat(x)
-    }
-}
-
-/// One layer of a model graph. Stateless steps (`Relu`, `Flatten`) carry no data.
-///
-/// Parameters are addressed with PyTorch's dotted paths: the enum adds no path segment, so a
-/// convolution at `features.0` owns `features.0.weight` and `features.0.bias`.
-#[derive(Debug, Clone)]
-pub enum Layer {
-    /// 2-D convolution (`weight: [out, in / groups, kh, kw]`).
-    Conv2d(Conv2d),
-    /// Batch normalisation over channels (`gamma`, `beta`, running mean and variance).
-    BatchNorm2d(BatchNorm),
-    /// Fully connected layer. Burn stores `weight` as `[in, out]` (PyTorch: `[out, in]`).
-    Linear(Linear),
-    /// Rectified linear unit.
-    Relu,
-    /// Max pooling.
-    MaxPool2d(MaxPool2d),
-    /// Adaptive average pooling to a fixed output size.
-    AdaptiveAvgPool2d(AdaptiveAvgPool2d),
-    /// Dropout (identity in evaluation mode).
-    Dropout(Dropout),
-    /// `[N, C, H, W]` to `[N, C·H·W]`.
-    Flatten,
-    /// A nested container.
-    Sequential(Sequential),
-}
-
-/// How a freshly built layer's weights are drawn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum InitScheme {
-    /// PyTorch's defaults (Kaiming-uniform with `a = √5` for conv and linear weights).
-    #[default]
-    PyTorchDefault,
-    /// torchvision's VGG scheme: conv weights Kaiming-normal (fan-out, ReLU gain), linear
-    /// weights `N(0, 0.01)`, all biases zero.
-    Vgg,
-}
-
-impl Layer {
-    /// Builds a layer with fresh weights from its specification.
-    ///
-    /// The spec should have passed [`LayerSpec::validate`]; Burn panics on zero sizes.
-    pub fn from_spec(spec: &LayerSpec, scheme: InitScheme, device: &Device) -> Layer {
-        match spec {
-            &LayerSpec::Conv2d {
-                in_channels,
-                out_channels,
-                kernel_size,
-                stride,
-                padding,
-                dilation,
-                groups,
-                bias,
-            } => {
-                let mut config = Conv2dConfig::new([in_channels, out_channels], kernel_size)
-                    .with_stride(stride)
-                    .with_dilation(dilation)
-                    .with_groups(groups)
-                    .with_bias(bias)
-                    .with_padding(PaddingConfig2d::Explicit(
-                        padding[0], padding[1], padding[0], padding[1],
-                    ));
-                if scheme == InitScheme::Vgg {
-                    config = config.with_initializer(Initializer::KaimingNormal {
-                        gain: std::f64::consts::SQRT_2,
-                        fan_out_only: true,
-                    });
+        impl LayerSpec {
+            /// The op's behaviour (shapes, parameters, MACs, channel flow).
+            pub fn op(&self) -> &dyn Op {
+                match self {
+                    $(LayerSpec::$wvar(s) => s,)*
+                    $(LayerSpec::$svar(s) => s,)*
                 }
-                let mut conv = config.init(device);
-                if scheme == InitScheme::Vgg {
-                    conv.bias = conv.bias.map(|b| b.map(|b| b.zeros_like()));
-                }
-                Layer::Conv2d(conv)
-            }
-            &LayerSpec::BatchNorm2d {
-                num_features,
-                eps,
-                momentum,
-            } => Layer::BatchNorm2d(
-                BatchNormConfig::new(num_features)
-                    .with_epsilon(eps)
-                    .with_momentum(momentum)
-                    .init(device),
-            ),
-            &LayerSpec::Linear {
-                in_features,
-                out_features,
-                bias,
-            } => {
-                let mut config = LinearConfig::new(in_features, out_features).with_bias(bias);
-                if scheme == InitScheme::Vgg {
-                    config = config.with_initializer(Initializer::Normal {
-                        mean: 0.0,
-                        std: 0.01,
-                    });
-                }
-                let mut linear = config.init(device);
-                if scheme == InitScheme::Vgg {
-                    linear.bias = linear.bias.map(|b| b.map(|b| b.zeros_like()));
-                }
-                Layer::Linear(linear)
-            }
-            LayerSpec::ReLU => Layer::Relu,
-            &LayerSpec::MaxPool2d {
-                kernel_size,
-                stride,
-                padding,
-                dilation,
-                ceil_mode,
-            } => Layer::MaxPool2d(
-                MaxPool2dConfig::new(kernel_size)
-                    .with_strides(stride)
-                    .with_dilation(dilation)
-                    .with_ceil_mode(ceil_mode)
-                    .with_padding(PaddingConfig2d::Explicit(
-                        padding[0], padding[1], padding[0], padding[1],
-                    ))
-                    .init(),
-            ),
-            &LayerSpec::AdaptiveAvgPool2d { output_size } => {
-                Layer::AdaptiveAvgPool2d(AdaptiveAvgPool2dConfig::new(output_size).init())
-            }
-            &LayerSpec::Dropout { p } => Layer::Dropout(DropoutConfig::new(p).init()),
-            LayerSpec::Flatten => Layer::Flatten,
-            LayerSpec::Sequential { children } => {
-                let mut seq = Sequential::new();
-                for NamedSpec { name, layer } in children {
-                    seq.push(name.clone(), Layer::from_spec(layer, scheme, device));
-                }
-                Layer::Sequential(seq)
             }
         }
+
+        impl Layer {
+            /// The live op's behaviour (forward, channel surgery).
+            pub fn live(&self) -> &dyn LiveOp {
+                match self {
+                    $(Layer::$wvar(m) => m,)*
+                    $(Layer::$svar(s) => s,)*
+                }
+            }
+
+            /// Mutable access to the live op.
+            pub fn live_mut(&mut self) -> &mut dyn LiveOp {
+                match self {
+                    $(Layer::$wvar(m) => m,)*
+                    $(Layer::$svar(s) => s,)*
+                }
+            }
+        }
+
+        // Hand-written rather than derived so that the enum adds no segment to parameter paths.
+        impl Module for Layer {
+            fn collect_devices(&self, devices: Devices) -> Devices {
+                match self {
+                    $(Layer::$wvar(m) => m.collect_devices(devices),)*
+                    _ => devices,
+                }
+            }
+            fn fork(self, device: &Device) -> Self {
+                match self {
+                    $(Layer::$wvar(m) => Layer::$wvar(m.fork(device)),)*
+                    other => other,
+                }
+            }
+            fn to_device(self, device: &Device) -> Self {
+                match self {
+                    $(Layer::$wvar(m) => Layer::$wvar(m.to_device(device)),)*
+                    other => other,
+                }
+            }
+            fn train(self) -> Self {
+                match self {
+                    $(Layer::$wvar(m) => Layer::$wvar(m.train()),)*
+                    other => other,
+                }
+            }
+            fn valid(&self) -> Self {
+                match self {
+                    $(Layer::$wvar(m) => Layer::$wvar(m.valid()),)*
+                    other => other.clone(),
+                }
+            }
+            fn materialize(self) -> Self {
+                match self {
+                    $(Layer::$wvar(m) => Layer::$wvar(m.materialize()),)*
+                    other => other,
+                }
+            }
+            fn visit<V: ModuleVisitor>(&self, visitor: &mut V) {
+                match self {
+                    $(Layer::$wvar(m) => m.visit(visitor),)*
+                    _ => {}
+                }
+            }
+            fn map<M: ModuleMapper>(self, mapper: &mut M) -> Self {
+                match self {
+                    $(Layer::$wvar(m) => Layer::$wvar(m.map(mapper)),)*
+                    other => other,
+                }
+            }
+        }
+    };
+}
+
+registry! {
+    with_weights {
+        /// 2-D convolution, grouped and depthwise included (`weight: [out, in / groups, kh, kw]`).
+        Conv2d(Conv2dSpec => Conv2d),
+        /// Batch normalisation over channels (`gamma`, `beta`, running mean and variance).
+        BatchNorm2d(BatchNorm2dSpec => BatchNorm),
+        /// Fully connected layer.
+        Linear(LinearSpec => Linear),
+        /// Dropout (identity in evaluation mode).
+        Dropout(DropoutSpec => Dropout),
+    }
+    stateless {
+        /// Rectified linear unit.
+        ReLU(ReLU),
+        /// ReLU clipped at 6.
+        ReLU6(ReLU6),
+        /// `x · σ(x)`.
+        SiLU(SiLU),
+        /// Logistic sigmoid.
+        Sigmoid(Sigmoid),
+        /// Piecewise-linear sigmoid.
+        Hardsigmoid(Hardsigmoid),
+        /// `x · hardsigmoid(x)`.
+        Hardswish(Hardswish),
+        /// Max pooling.
+        MaxPool2d(MaxPool2dSpec),
+        /// Average pooling.
+        AvgPool2d(AvgPool2dSpec),
+        /// Adaptive average pooling to a fixed output size (global when 1×1).
+        AdaptiveAvgPool2d(AdaptiveAvgPool2dSpec),
+        /// `[N, C, H, W]` to `[N, C·H·W]`.
+        Flatten(Flatten),
+        /// Passes its input on.
+        Identity(Identity),
+        /// Element-wise sum.
+        Add(Add),
+        /// Element-wise product (broadcast over H×W).
+        Mul(Mul),
+        /// Channel concatenation.
+        Concat(Concat),
+    }
+}
+
+impl LayerSpec {
+    /// `Conv2d(in, out, kernel_size=3, padding=1)` with bias: VGG's convolution.
+    pub fn conv3x3(in_channels: usize, out_channels: usize) -> Self {
+        LayerSpec::Conv2d(Conv2dSpec::new(in_channels, out_channels, 3, 1).with_bias(true))
     }
 
-    /// The layer's specification, read off its current weights (so it follows any surgery).
-    pub fn spec(&self) -> LayerSpec {
-        match self {
-            Layer::Conv2d(conv) => {
-                let [out_channels, in_per_group, kh, kw] = conv.weight.dims();
-                LayerSpec::Conv2d {
-                    in_channels: in_per_group * conv.groups,
-                    out_channels,
-                    kernel_size: [kh, kw],
-                    stride: conv.stride,
-                    padding: symmetric_padding(&conv.padding),
-                    dilation: conv.dilation,
-                    groups: conv.groups,
-                    bias: conv.bias.is_some(),
-                }
-            }
-            Layer::BatchNorm2d(bn) => LayerSpec::BatchNorm2d {
-                num_features: bn.gamma.dims()[0],
-                eps: bn.epsilon,
-                momentum: bn.momentum,
-            },
-            Layer::Linear(linear) => {
-                let [in_features, out_features] = linear.weight.dims();
-                LayerSpec::Linear {
-                    in_features,
-                    out_features,
-                    bias: linear.bias.is_some(),
-                }
-            }
-            Layer::Relu => LayerSpec::ReLU,
-            Layer::MaxPool2d(pool) => LayerSpec::MaxPool2d {
-                kernel_size: pool.kernel_size,
-                stride: pool.stride,
-                padding: symmetric_padding(&pool.padding),
-                dilation: pool.dilation,
-                ceil_mode: pool.ceil_mode,
-            },
-            Layer::AdaptiveAvgPool2d(pool) => LayerSpec::AdaptiveAvgPool2d {
-                output_size: pool.output_size,
-            },
-            Layer::Dropout(dropout) => LayerSpec::Dropout { p: dropout.prob },
-            Layer::Flatten => LayerSpec::Flatten,
-            Layer::Sequential(seq) => seq.spec(),
-        }
+    /// A convolution with `padding = kernel / 2` and no bias.
+    pub fn conv(in_channels: usize, out_channels: usize, kernel: usize, stride: usize) -> Self {
+        LayerSpec::Conv2d(Conv2dSpec::new(in_channels, out_channels, kernel, stride))
+    }
+
+    /// `BatchNorm2d(num_features)` with PyTorch's defaults (ε = 1e-5, momentum 0.1).
+    pub fn batch_norm(num_features: usize) -> Self {
+        LayerSpec::BatchNorm2d(BatchNorm2dSpec::new(num_features))
+    }
+
+    /// `MaxPool2d(kernel_size=2, stride=2)`, optionally with `ceil_mode`.
+    pub fn max_pool2(ceil_mode: bool) -> Self {
+        LayerSpec::MaxPool2d(MaxPool2dSpec {
+            ceil_mode,
+            ..MaxPool2dSpec::new(2, 2, 0)
+        })
+    }
+
+    /// `Linear(in, out)` with bias.
+    pub fn linear(in_features: usize, out_features: usize) -> Self {
+        LayerSpec::Linear(LinearSpec::new(in_features, out_features))
+    }
+
+    /// `ReLU`.
+    pub fn relu() -> Self {
+        LayerSpec::ReLU(ReLU {})
+    }
+
+    /// `Flatten`.
+    pub fn flatten() -> Self {
+        LayerSpec::Flatten(Flatten {})
+    }
+
+    /// `Dropout(p)`.
+    pub fn dropout(p: f64) -> Self {
+        LayerSpec::Dropout(DropoutSpec { p })
+    }
+
+    /// Global average pooling (`AdaptiveAvgPool2d(1)`).
+    pub fn global_avg_pool() -> Self {
+        LayerSpec::AdaptiveAvgPool2d(AdaptiveAvgPool2dSpec {
+            output_size: [1, 1],
+        })
     }
 
     /// Type name, as PyTorch prints it.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Layer::Conv2d(_) => "Conv2d",
-            Layer::BatchNorm2d(_) => "BatchNorm2d",
-            Layer::Linear(_) => "Linear",
-            Layer::Relu => "ReLU",
-            Layer::MaxPool2d(_) => "MaxPool2d",
-            Layer::AdaptiveAvgPool2d(_) => "AdaptiveAvgPool2d",
-            Layer::Dropout(_) => "Dropout",
-            Layer::Flatten => "Flatten",
-            Layer::Sequential(_) => "Sequential",
-        }
+        self.op().kind()
     }
 
-    /// Runs the layer.
-    ///
-    /// # Panics
-    /// If the activation kind does not suit the layer (a `Linear` fed an image batch). Check
-    /// shapes first with [`LayerSpec::output_shape`] or use
-    /// [`Sequential::try_forward`](super::Sequential::try_forward).
-    pub fn forward(&self, x: Activation) -> Activation {
-        use Activation::{Flat, Spatial};
-        match (self, x) {
-            (Layer::Conv2d(m), Spatial(x)) => Spatial(m.forward(x)),
-            (Layer::BatchNorm2d(m), Spatial(x)) => Spatial(m.forward(x)),
-            (Layer::Linear(m), Flat(x)) => Flat(m.forward(x)),
-            (Layer::Relu, Spatial(x)) => Spatial(relu(x)),
-            (Layer::Relu, Flat(x)) => Flat(relu(x)),
-            (Layer::MaxPool2d(m), Spatial(x)) => Spatial(m.forward(x)),
-            (Layer::AdaptiveAvgPool2d(m), Spatial(x)) => Spatial(m.forward(x)),
-            (Layer::Dropout(m), Spatial(x)) => Spatial(m.forward(x)),
-            (Layer::Dropout(m), Flat(x)) => Flat(m.forward(x)),
-            (Layer::Flatten, Spatial(x)) => Flat(x.flatten(1, 3)),
-            (Layer::Sequential(m), x) => m.forward(x),
-            (layer, x) => panic!(
-                "{} cannot take an activation of shape {:?}",
-                layer.kind(),
-                x.dims()
-            ),
+    /// Number of inputs the op takes.
+    pub fn arity(&self) -> Arity {
+        self.op().arity()
+    }
+
+    /// How channels flow through the op.
+    pub fn channels(&self) -> Channels {
+        self.op().channels()
+    }
+
+    /// Trainable parameters of this op.
+    pub fn own_params(&self) -> usize {
+        self.op().params()
+    }
+
+    /// Checks the hyper-parameters; errors name the node.
+    pub fn validate(&self, path: &str) -> Result<()> {
+        self.op()
+            .validate()
+            .map_err(|reason| CoreError::InvalidLayer {
+                path: path.to_string(),
+                reason,
+            })
+    }
+
+    /// Output shape (no batch dimension) and multiply-accumulates per sample for inputs of
+    /// shapes `inputs`; errors name the node.
+    pub fn output_shape(&self, path: &str, inputs: &[&[usize]]) -> Result<(Vec<usize>, u64)> {
+        let op = self.op();
+        let mismatch = |reason: String| CoreError::ShapeMismatch {
+            path: path.to_string(),
+            kind: op.kind(),
+            got: inputs.first().map(|s| s.to_vec()).unwrap_or_default(),
+            reason,
+        };
+        let count_ok = match op.arity() {
+            Arity::One => inputs.len() == 1,
+            Arity::Many => inputs.len() >= 2,
+        };
+        if !count_ok {
+            return Err(mismatch(format!(
+                "takes {} input(s), got {}",
+                if op.arity() == Arity::One {
+                    "one"
+                } else {
+                    "two or more"
+                },
+                inputs.len()
+            )));
         }
+        let output = op.output_shape(inputs).map_err(mismatch)?;
+        let macs = op.macs(inputs, &output);
+        Ok((output, macs))
     }
 }
 
-/// Reads `[pad_h, pad_w]` back from the explicit symmetric padding this crate creates.
-fn symmetric_padding(padding: &PaddingConfig2d) -> [usize; 2] {
-    match padding {
-        PaddingConfig2d::Explicit(top, left, _, _) => [*top, *left],
-        // Layers are only built through `Layer::from_spec`, which always uses explicit padding.
-        PaddingConfig2d::Valid => [0, 0],
-        PaddingConfig2d::Same => panic!("`Same` padding is not representable in a fasterai model"),
+impl Layer {
+    /// Builds a layer with fresh weights from its specification (which should have passed
+    /// [`LayerSpec::validate`]: Burn panics on zero sizes).
+    pub fn from_spec(spec: &LayerSpec, scheme: InitScheme, device: &Device) -> Layer {
+        spec.op().build(scheme, device)
+    }
+
+    /// The layer's specification, read off its current weights.
+    pub fn spec(&self) -> LayerSpec {
+        self.live().spec()
+    }
+
+    /// Type name, as PyTorch prints it.
+    pub fn kind(&self) -> &'static str {
+        self.spec().kind()
+    }
+
+    /// Runs the op on already shape-checked inputs.
+    pub fn forward(&self, inputs: Vec<Activation>) -> Activation {
+        self.live().forward(inputs)
+    }
+
+    /// Runs a one-input op.
+    pub fn forward_one(&self, x: impl Into<Activation>) -> Activation {
+        self.live().forward(vec![x.into()])
     }
 }
 
-/// Applies `$body` to the Burn module inside each data-carrying variant; `$empty` otherwise.
-macro_rules! each_module {
-    ($layer:expr, $m:ident => $body:expr, $empty:expr) => {
-        match $layer {
-            Layer::Conv2d($m) => $body,
-            Layer::BatchNorm2d($m) => $body,
-            Layer::Linear($m) => $body,
-            Layer::MaxPool2d($m) => $body,
-            Layer::AdaptiveAvgPool2d($m) => $body,
-            Layer::Dropout($m) => $body,
-            Layer::Sequential($m) => $body,
-            Layer::Relu | Layer::Flatten => $empty,
-        }
-    };
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Like [`each_module!`] but rebuilds the same variant from the transformed module.
-macro_rules! map_module {
-    ($layer:expr, $m:ident => $body:expr) => {
-        match $layer {
-            Layer::Conv2d($m) => Layer::Conv2d($body),
-            Layer::BatchNorm2d($m) => Layer::BatchNorm2d($body),
-            Layer::Linear($m) => Layer::Linear($body),
-            Layer::MaxPool2d($m) => Layer::MaxPool2d($body),
-            Layer::AdaptiveAvgPool2d($m) => Layer::AdaptiveAvgPool2d($body),
-            Layer::Dropout($m) => Layer::Dropout($body),
-            Layer::Sequential($m) => Layer::Sequential($body),
-            stateless @ (Layer::Relu | Layer::Flatten) => stateless,
-        }
-    };
-}
-
-// Hand-written rather than derived so that the enum adds no segment to parameter paths.
-impl Module for Layer {
-    fn collect_devices(&self, devices: Devices) -> Devices {
-        each_module!(self, m => m.collect_devices(devices), devices)
+    #[test]
+    fn json_round_trip_keeps_pytorch_names_and_unknown_type_is_an_error() {
+        let specs = vec![
+            LayerSpec::linear(4, 2),
+            LayerSpec::relu(),
+            LayerSpec::conv3x3(3, 8),
+        ];
+        let json = serde_json::to_string(&specs).unwrap();
+        assert!(json.contains(r#"{"type":"ReLU"}"#), "{json}");
+        assert!(
+            json.contains(r#""type":"Linear","in_features":4"#),
+            "{json}"
+        );
+        assert_eq!(
+            serde_json::from_str::<Vec<LayerSpec>>(&json).unwrap(),
+            specs
+        );
+        let err = serde_json::from_str::<LayerSpec>(r#"{"type":"Conv3d"}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown variant `Conv3d`"),
+            "{err}"
+        );
+        let err = serde_json::from_str::<LayerSpec>(r#"{"type":"ReLU","x":1}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
     }
 
-    fn fork(self, device: &Device) -> Self {
-        map_module!(self, m => m.fork(device))
-    }
-
-    fn to_device(self, device: &Device) -> Self {
-        map_module!(self, m => m.to_device(device))
-    }
-
-    fn train(self) -> Self {
-        map_module!(self, m => m.train())
-    }
-
-    fn valid(&self) -> Self {
-        // Cloning a layer clones tensor handles, not tensor data.
-        map_module!(self.clone(), m => m.valid())
-    }
-
-    fn materialize(self) -> Self {
-        map_module!(self, m => m.materialize())
-    }
-
-    fn visit<V: ModuleVisitor>(&self, visitor: &mut V) {
-        each_module!(self, m => m.visit(visitor), ())
-    }
-
-    fn map<M: ModuleMapper>(self, mapper: &mut M) -> Self {
-        map_module!(self, m => m.map(mapper))
+    #[test]
+    fn shape_errors_name_the_layer() {
+        let conv = LayerSpec::conv3x3(3, 8);
+        let err = conv
+            .output_shape("features.0", &[&[1, 28, 28]])
+            .unwrap_err();
+        assert!(err.to_string().contains("features.0"), "{err}");
+        let (out, macs) = conv.output_shape("features.0", &[&[3, 32, 32]]).unwrap();
+        assert_eq!(out, vec![8, 32, 32]);
+        assert_eq!(macs, 8 * 32 * 32 * 27);
+        let add = LayerSpec::Add(Add {});
+        let err = add
+            .output_shape("layer1.0.add", &[&[8, 4, 4], &[8, 2, 2]])
+            .unwrap_err();
+        assert!(err.to_string().contains("layer1.0.add"), "{err}");
+        let err = add.output_shape("a", &[&[8, 4, 4]]).unwrap_err();
+        assert!(err.to_string().contains("two or more"), "{err}");
+        let mul = LayerSpec::Mul(Mul {});
+        assert_eq!(
+            mul.output_shape("se", &[&[8, 4, 4], &[8, 1, 1]]).unwrap().0,
+            vec![8, 4, 4]
+        );
+        let cat = LayerSpec::Concat(Concat {});
+        assert_eq!(
+            cat.output_shape("c", &[&[8, 4, 4], &[3, 4, 4]]).unwrap().0,
+            vec![11, 4, 4]
+        );
+        assert!(cat.output_shape("c", &[&[8, 4, 4], &[3, 2, 4]]).is_err());
     }
 }

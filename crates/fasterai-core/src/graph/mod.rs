@@ -1,10 +1,30 @@
-//! The rewritable model graph: a [`Layer`] enum of Burn modules and a nestable, named
-//! [`Sequential`] container, plus the serialisable [`LayerSpec`] that describes them.
+//! The rewritable model graph: a DAG of named nodes ([`Graph`]), each an op ([`Layer`]) that
+//! reads named values, and its serialisable description ([`GraphSpec`], [`LayerSpec`]).
+//!
+//! Every op lives in one file under [`ops`] and answers the questions passes ask through the
+//! [`Op`] and [`LiveOp`] traits: shapes, parameters, MACs, how its channels couple, how to
+//! remove channels. [`coupling`] derives, from the graph alone, which channels must be removed
+//! together.
 
+mod activation;
+pub mod coupling;
+mod dag;
 mod layer;
-mod sequential;
+mod op;
+pub mod ops;
 mod spec;
 
-pub use layer::{Activation, InitScheme, Layer};
-pub use sequential::{Child, Sequential};
-pub use spec::{LayerSpec, NamedSpec, join};
+pub use activation::Activation;
+pub use dag::{Graph, Node};
+pub use layer::{Layer, LayerSpec};
+pub use op::{Arity, Channels, InitScheme, LiveOp, Op};
+pub use spec::{GraphBuilder, GraphSpec, INPUT, NodeSpec, Shapes};
+
+/// Joins a parent path and a child name with a dot (`""` + `"features"` = `"features"`).
+pub fn join(parent: &str, name: &str) -> String {
+    if parent.is_empty() {
+        name.to_string()
+    } else {
+        format!("{parent}.{name}")
+    }
+}

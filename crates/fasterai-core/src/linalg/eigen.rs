@@ -24,6 +24,7 @@ pub fn symmetric_eigen(a: &Array2<f32>) -> Result<(Vec<f32>, Array2<f32>)> {
     let (jobz, uplo) = (b'V' as _, b'L' as _);
     let mut values = vec![0f32; n];
     let mut info: c_int = 0;
+    let _turn = super::lapack_lock();
     let mut call =
         |work: &mut [f32], lwork: c_int, iwork: &mut [c_int], liwork: c_int, info: &mut c_int| {
             // SAFETY: `matrix` is n×n, `values` n long; `work`/`iwork` hold at least `lwork`/

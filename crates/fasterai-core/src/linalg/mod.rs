@@ -92,6 +92,14 @@ fn check_finite(a: &Array2<f32>, what: &str) -> Result<()> {
     }
 }
 
+/// Held around every LAPACK call. OpenBLAS 0.3.21 (Debian 12) is not safe when several
+/// threads call LAPACK at once (`ssyevd` then fails to converge at random); each call already
+/// uses every core, so taking turns costs nothing.
+pub fn lapack_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn lapack(err: impl std::fmt::Display) -> CoreError {
     CoreError::InvalidLayer {
         path: "<linalg>".into(),
@@ -102,7 +110,11 @@ fn lapack(err: impl std::fmt::Display) -> CoreError {
 /// Singular values of `a`, descending.
 pub fn singular_values(a: &Array2<f32>) -> Result<Vec<f64>> {
     check_finite(a, "<matrix>")?;
-    let (_, s, _) = a.mapv(f64::from).svddc(JobSvd::None).map_err(lapack)?;
+    let a = a.mapv(f64::from);
+    let (_, s, _) = {
+        let _turn = lapack_lock();
+        a.svddc(JobSvd::None).map_err(lapack)?
+    };
     Ok(s.to_vec())
 }
 
@@ -161,7 +173,10 @@ pub fn truncated_svd_by(
 type Choose<'a> = &'a mut dyn FnMut(&[f64]) -> Result<usize>;
 
 fn full(a: &Array2<f32>, choose: Choose<'_>) -> Result<(Array2<f32>, Array2<f32>, Vec<f64>)> {
-    let (u, s, vt) = a.svddc(JobSvd::Some).map_err(lapack)?;
+    let (u, s, vt) = {
+        let _turn = lapack_lock();
+        a.svddc(JobSvd::Some).map_err(lapack)?
+    };
     let (u, vt) = (u.expect("requested U"), vt.expect("requested Vt"));
     let k = choose(&s.iter().map(|&v| v as f64).collect::<Vec<_>>())?;
     let left = u.slice(s![.., ..k]).to_owned();

@@ -1,0 +1,471 @@
+//! Channel coupling, derived from the graph (no tracing): which channels must be removed
+//! together so that every op still gets inputs it can take.
+//!
+//! A *space* is a set of channels made by one op: a `Conv2d`/`Linear`'s outputs (or the model
+//! input). Per-channel ops (batch norm, activations, pooling, depthwise convolutions) pass a
+//! space through; `Add` and `Mul` unify the spaces of their inputs (so a residual stage is one
+//! group); `Concat` lays spaces side by side; `Flatten` spreads each channel over `H·W`
+//! features. A [`Group`] is a set of unified spaces: removing its channel `c` removes output
+//! `c` of every producer, entry `c` of every carrier (batch norm, depthwise filter) and input
+//! `c` (or its `H·W` columns) of every consumer.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use super::dag::Graph;
+use super::op::Channels;
+use super::spec::INPUT;
+use crate::error::{CoreError, Result};
+
+/// A run of channels in a value: all channels of one space, each repeated `spread` times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Segment {
+    /// The space (index into the analysis' spaces).
+    pub space: usize,
+    /// Features per channel (`H·W` after a flatten, else 1).
+    pub spread: usize,
+}
+
+/// A node that reads a group's channels as inputs (weight dim 1), at an offset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Consumer {
+    /// Node name.
+    pub node: String,
+    /// First input channel (feature) of the node that belongs to the group.
+    pub offset: usize,
+    /// Features per group channel (`H·W` through a flatten).
+    pub spread: usize,
+}
+
+/// Channels that are removed together.
+#[derive(Debug, Clone, Serialize)]
+pub struct Group {
+    /// Index in [`Coupling::groups`].
+    pub id: usize,
+    /// Channels in the group.
+    pub channels: usize,
+    /// Nodes whose output channels (weight dim 0, bias) form the group.
+    pub producers: Vec<String>,
+    /// Per-channel nodes with parameters the group passes through (batch norms, depthwise
+    /// convolutions).
+    pub carriers: Vec<String>,
+    /// Nodes reading the group's channels.
+    pub consumers: Vec<Consumer>,
+    /// Why the group cannot be pruned (`None`: it can).
+    pub locked: Option<String>,
+}
+
+impl Group {
+    /// Whether channels of this group may be removed.
+    pub fn prunable(&self) -> bool {
+        self.locked.is_none()
+    }
+}
+
+/// The coupling analysis of one graph.
+#[derive(Debug, Clone, Serialize)]
+pub struct Coupling {
+    /// The groups, in order of their first producer.
+    pub groups: Vec<Group>,
+    /// Per node, the layout of its output value.
+    #[serde(skip)]
+    pub layouts: Vec<Vec<Segment>>,
+    /// Per node, the layouts of its inputs.
+    #[serde(skip)]
+    pub input_layouts: Vec<Vec<Vec<Segment>>>,
+    /// Group of each space.
+    #[serde(skip)]
+    pub space_group: Vec<usize>,
+}
+
+struct UnionFind(Vec<usize>);
+
+impl UnionFind {
+    fn find(&mut self, mut x: usize) -> usize {
+        while self.0[x] != x {
+            self.0[x] = self.0[self.0[x]];
+            x = self.0[x];
+        }
+        x
+    }
+    fn union(&mut self, a: usize, b: usize) {
+        let (a, b) = (self.find(a), self.find(b));
+        if a != b {
+            self.0[a.max(b)] = a.min(b);
+        }
+    }
+}
+
+impl Coupling {
+    /// Analyses `graph` for inputs of shape `input` (no batch dimension).
+    pub fn new(graph: &Graph, input: &[usize]) -> Result<Self> {
+        let graph_spec = graph.spec();
+        let shapes = graph_spec.check(input)?;
+        let mut sizes: Vec<usize> = vec![input.first().copied().unwrap_or(1)];
+        let mut locks: Vec<Option<String>> = vec![Some("the model input".into())];
+        let mut producer_of: Vec<Option<usize>> = vec![None];
+        let input_layout = vec![Segment {
+            space: 0,
+            spread: 1,
+        }];
+        let index = graph_spec.index();
+        let mut layouts: Vec<Vec<Segment>> = Vec::with_capacity(graph.nodes.len());
+        let mut input_layouts = Vec::with_capacity(graph.nodes.len());
+        let mut unions: Vec<(usize, usize)> = Vec::new();
+        let new_space = |size: usize,
+                         lock: Option<String>,
+                         producer: Option<usize>,
+                         sizes: &mut Vec<usize>,
+                         locks: &mut Vec<Option<String>>,
+                         producer_of: &mut Vec<Option<usize>>| {
+            sizes.push(size);
+            locks.push(lock);
+            producer_of.push(producer);
+            sizes.len() - 1
+        };
+        for (i, node) in graph.nodes.iter().enumerate() {
+            let ins: Vec<Vec<Segment>> = node
+                .inputs
+                .iter()
+                .map(|n| match index.get(n.as_str()) {
+                    Some(&j) if n != INPUT => layouts[j].clone(),
+                    _ => input_layout.clone(),
+                })
+                .collect();
+            let out_shape = &shapes.outputs[i];
+            let spec = node.layer.spec();
+            let layout = match spec.channels() {
+                Channels::Transform => {
+                    let s = new_space(
+                        out_shape[0],
+                        None,
+                        Some(i),
+                        &mut sizes,
+                        &mut locks,
+                        &mut producer_of,
+                    );
+                    vec![Segment {
+                        space: s,
+                        spread: 1,
+                    }]
+                }
+                Channels::PerChannel => ins[0].clone(),
+                Channels::Elementwise => {
+                    let first = &ins[0];
+                    for other in &ins[1..] {
+                        let aligned = other.len() == first.len()
+                            && other.iter().zip(first).all(|(a, b)| {
+                                a.spread == b.spread && sizes[a.space] == sizes[b.space]
+                            });
+                        if aligned {
+                            unions.extend(other.iter().zip(first).map(|(a, b)| (a.space, b.space)));
+                        } else {
+                            let why = format!(
+                                "`{}` joins values whose channel layouts differ",
+                                node.name
+                            );
+                            for s in first.iter().chain(other) {
+                                locks[s.space].get_or_insert(why.clone());
+                            }
+                        }
+                    }
+                    first.clone()
+                }
+                Channels::Concat => ins.concat(),
+                Channels::Flatten => {
+                    let hw: usize = shapes.inputs_of(&graph_spec, i)[0][1..].iter().product();
+                    ins[0]
+                        .iter()
+                        .map(|s| Segment {
+                            spread: s.spread * hw,
+                            ..*s
+                        })
+                        .collect()
+                }
+                Channels::Opaque => {
+                    let why = format!(
+                        "read by `{}` ({}), which mixes channels in groups",
+                        node.name,
+                        spec.detail_or_kind()
+                    );
+                    for s in &ins[0] {
+                        locks[s.space].get_or_insert(why.clone());
+                    }
+                    let s = new_space(
+                        out_shape[0],
+                        Some(format!("made by `{}`, a grouped convolution", node.name)),
+                        Some(i),
+                        &mut sizes,
+                        &mut locks,
+                        &mut producer_of,
+                    );
+                    vec![Segment {
+                        space: s,
+                        spread: 1,
+                    }]
+                }
+            };
+            layouts.push(layout);
+            input_layouts.push(ins);
+        }
+        if let Some(out) = layouts.last() {
+            for s in out {
+                locks[s.space].get_or_insert("the model output".into());
+            }
+        }
+        let mut uf = UnionFind((0..sizes.len()).collect());
+        for (a, b) in unions {
+            uf.union(a, b);
+        }
+        // Groups in order of their root space; a lock on any space locks the group.
+        let mut group_of_root: BTreeMap<usize, usize> = BTreeMap::new();
+        let mut space_group = vec![0; sizes.len()];
+        for s in 0..sizes.len() {
+            let root = uf.find(s);
+            let next = group_of_root.len();
+            space_group[s] = *group_of_root.entry(root).or_insert(next);
+        }
+        let mut groups: Vec<Group> = (0..group_of_root.len())
+            .map(|id| Group {
+                id,
+                channels: 0,
+                producers: Vec::new(),
+                carriers: Vec::new(),
+                consumers: Vec::new(),
+                locked: None,
+            })
+            .collect();
+        for s in 0..sizes.len() {
+            let g = &mut groups[space_group[s]];
+            g.channels = sizes[s];
+            if g.locked.is_none() {
+                g.locked = locks[s].clone();
+            }
+            if let Some(p) = producer_of[s] {
+                g.producers.push(graph.nodes[p].name.clone());
+            }
+        }
+        for (i, node) in graph.nodes.iter().enumerate() {
+            let channels = node.layer.spec().channels();
+            let has_weights = node.layer.spec().own_params() > 0;
+            match channels {
+                Channels::Transform | Channels::Opaque => {
+                    let mut offset = 0;
+                    for seg in &input_layouts[i][0] {
+                        let g = &mut groups[space_group[seg.space]];
+                        g.consumers.push(Consumer {
+                            node: node.name.clone(),
+                            offset,
+                            spread: seg.spread,
+                        });
+                        offset += sizes[seg.space] * seg.spread;
+                    }
+                }
+                Channels::PerChannel if has_weights => {
+                    for seg in &input_layouts[i][0] {
+                        let g = &mut groups[space_group[seg.space]];
+                        if !g.carriers.contains(&node.name) {
+                            g.carriers.push(node.name.clone());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(Coupling {
+            groups,
+            layouts,
+            input_layouts,
+            space_group,
+        })
+    }
+
+    /// Per-feature keep mask of a layout, from per-group channel masks.
+    pub fn expand(&self, layout: &[Segment], keep: &[Vec<bool>]) -> Vec<bool> {
+        layout
+            .iter()
+            .flat_map(|seg| {
+                keep[self.space_group[seg.space]]
+                    .iter()
+                    .flat_map(move |&k| std::iter::repeat_n(k, seg.spread))
+            })
+            .collect()
+    }
+
+    /// Removes the channels where `keep[group][c]` is false from every member of every group.
+    /// `keep` has one mask per group (all `true` for groups left alone). A mask of the wrong
+    /// length, one that empties a group, or one that touches a locked group is an error and
+    /// leaves `graph` as it was.
+    pub fn remove_channels(&self, graph: &mut Graph, keep: &[Vec<bool>]) -> Result<()> {
+        let bad = |reason: String| {
+            Err(CoreError::InvalidLayer {
+                path: "<channel groups>".into(),
+                reason,
+            })
+        };
+        if keep.len() != self.groups.len() {
+            return bad(format!(
+                "{} masks for {} groups",
+                keep.len(),
+                self.groups.len()
+            ));
+        }
+        for (g, k) in self.groups.iter().zip(keep) {
+            let kept = k.iter().filter(|k| **k).count();
+            if k.len() != g.channels {
+                return bad(format!(
+                    "group {}: a mask of {} for {} channels",
+                    g.id,
+                    k.len(),
+                    g.channels
+                ));
+            }
+            if kept == 0 && g.channels > 0 {
+                return bad(format!(
+                    "group {} would lose all {} channels",
+                    g.id, g.channels
+                ));
+            }
+            if let (Some(why), true) = (&g.locked, kept < g.channels) {
+                return bad(format!("group {} is locked: {why}", g.id));
+            }
+        }
+        for (i, node) in graph.nodes.iter_mut().enumerate() {
+            let channels = node.layer.spec().channels();
+            let input_mask = || self.expand(&self.input_layouts[i][0], keep);
+            let trimmed = |m: Vec<bool>| (!m.iter().all(|k| *k)).then_some(m);
+            match channels {
+                Channels::Transform => {
+                    let inputs = trimmed(input_mask());
+                    let outputs = trimmed(self.expand(&self.layouts[i], keep));
+                    if inputs.is_some() || outputs.is_some() {
+                        node.layer
+                            .live_mut()
+                            .select_channels(inputs.as_deref(), outputs.as_deref());
+                    }
+                }
+                Channels::PerChannel => {
+                    if let Some(m) = trimmed(input_mask()) {
+                        node.layer.live_mut().select_channels(Some(&m), Some(&m));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Which channels of each group carry exactly zero to every reader, for every input:
+    /// removing them changes no output. Locked groups are answered too: the caller decides.
+    pub fn zero_channels(&self, graph: &Graph, input: &[usize]) -> Result<Vec<Vec<bool>>> {
+        let spec = graph.spec();
+        let shapes = spec.check(input)?;
+        let index = spec.index();
+        let input_channels = input.first().copied().unwrap_or(0);
+        let unknown_input: Vec<Option<f32>> = vec![None; input_channels];
+        let mut constants: Vec<Vec<Option<f32>>> = Vec::with_capacity(graph.nodes.len());
+        // What each node reads, per input feature, so consumers can be checked afterwards.
+        let mut read: Vec<Vec<Option<f32>>> = Vec::with_capacity(graph.nodes.len());
+        for (i, node) in graph.nodes.iter().enumerate() {
+            let ins: Vec<Vec<Option<f32>>> = node
+                .inputs
+                .iter()
+                .map(|n| match index.get(n.as_str()) {
+                    Some(&j) => constants[j].clone(),
+                    None => unknown_input.clone(),
+                })
+                .collect();
+            let in_shapes = shapes.inputs_of(&spec, i);
+            let out = node
+                .layer
+                .live()
+                .constant_channels(&ins, &in_shapes, &shapes.outputs[i]);
+            read.push(ins.into_iter().next().unwrap_or_default());
+            constants.push(out);
+        }
+        let positions: BTreeMap<&str, usize> = graph
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.as_str(), i))
+            .collect();
+        Ok(self
+            .groups
+            .iter()
+            .map(|g| {
+                if g.consumers.is_empty() {
+                    return vec![false; g.channels];
+                }
+                (0..g.channels)
+                    .map(|c| {
+                        g.consumers.iter().all(|r| {
+                            let seen = &read[positions[r.node.as_str()]];
+                            let start = r.offset + c * r.spread;
+                            seen[start..start + r.spread]
+                                .iter()
+                                .all(|v| *v == Some(0.0))
+                        })
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+}
+
+trait DetailOrKind {
+    fn detail_or_kind(&self) -> String;
+}
+
+impl DetailOrKind for super::layer::LayerSpec {
+    fn detail_or_kind(&self) -> String {
+        let d = self.op().detail();
+        if d.is_empty() {
+            self.kind().to_string()
+        } else {
+            d
+        }
+    }
+}
+
+impl fmt::Display for Coupling {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let prunable = self.groups.iter().filter(|g| g.prunable()).count();
+        writeln!(
+            f,
+            "{} channel groups ({prunable} prunable)",
+            self.groups.len()
+        )?;
+        for g in &self.groups {
+            let consumers: Vec<String> = g
+                .consumers
+                .iter()
+                .map(|c| match (c.offset, c.spread) {
+                    (0, 1) => c.node.clone(),
+                    (o, 1) => format!("{}[{o}..]", c.node),
+                    (o, s) => format!("{}[{o}.., ×{s}]", c.node),
+                })
+                .collect();
+            writeln!(
+                f,
+                "group {:>3}  {:>5} ch  {}",
+                g.id,
+                g.channels,
+                g.locked
+                    .as_deref()
+                    .map_or(String::new(), |why| format!("locked: {why}"))
+            )?;
+            if !g.producers.is_empty() {
+                writeln!(f, "    made by   {}", g.producers.join(", "))?;
+            }
+            if !g.carriers.is_empty() {
+                writeln!(f, "    through   {}", g.carriers.join(", "))?;
+            }
+            if !consumers.is_empty() {
+                writeln!(f, "    read by   {}", consumers.join(", "))?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,151 @@
+//! `Linear`.
+
+use burn::module::Param;
+use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use super::select_dim;
+use crate::graph::activation::Activation;
+use crate::graph::layer::{Layer, LayerSpec};
+use crate::graph::op::{Channels, InitScheme, LiveOp, Op};
+use crate::linalg::host_values;
+
+/// `torch.nn.Linear`. Burn stores the weight as `[in, out]` (PyTorch: `[out, in]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)] // PyTorch's names and meanings
+pub struct LinearSpec {
+    pub in_features: usize,
+    pub out_features: usize,
+    #[serde(default = "yes")]
+    pub bias: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl LinearSpec {
+    /// `Linear(in, out)` with bias.
+    pub fn new(in_features: usize, out_features: usize) -> Self {
+        Self {
+            in_features,
+            out_features,
+            bias: true,
+        }
+    }
+
+    /// With or without a bias.
+    pub fn with_bias(mut self, bias: bool) -> Self {
+        self.bias = bias;
+        self
+    }
+}
+
+impl Op for LinearSpec {
+    fn kind(&self) -> &'static str {
+        "Linear"
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.in_features == 0 || self.out_features == 0 {
+            return Err(format!(
+                "features must be positive, got {}→{}",
+                self.in_features, self.out_features
+            ));
+        }
+        Ok(())
+    }
+
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
+        if inputs[0] != [self.in_features] {
+            return Err(format!(
+                "expected [{}] (flatten the image first)",
+                self.in_features
+            ));
+        }
+        Ok(vec![self.out_features])
+    }
+
+    fn macs(&self, _inputs: &[&[usize]], _output: &[usize]) -> u64 {
+        (self.in_features * self.out_features) as u64
+    }
+
+    fn params(&self) -> usize {
+        self.in_features * self.out_features + if self.bias { self.out_features } else { 0 }
+    }
+
+    fn detail(&self) -> String {
+        let bias = if self.bias { "" } else { ", no bias" };
+        format!("{}→{}{bias}", self.in_features, self.out_features)
+    }
+
+    fn channels(&self) -> Channels {
+        Channels::Transform
+    }
+
+    fn build(&self, scheme: InitScheme, device: &Device) -> Layer {
+        let mut config =
+            LinearConfig::new(self.in_features, self.out_features).with_bias(self.bias);
+        if scheme != InitScheme::PyTorchDefault {
+            config = config.with_initializer(Initializer::Normal {
+                mean: 0.0,
+                std: 0.01,
+            });
+        }
+        let mut linear = config.init(device);
+        if scheme != InitScheme::PyTorchDefault {
+            linear.bias = linear.bias.map(|b| b.map(|b| b.zeros_like()));
+        }
+        Layer::Linear(linear)
+    }
+}
+
+impl LiveOp for Linear {
+    fn spec(&self) -> LayerSpec {
+        let [in_features, out_features] = self.weight.dims();
+        LayerSpec::Linear(LinearSpec {
+            in_features,
+            out_features,
+            bias: self.bias.is_some(),
+        })
+    }
+
+    fn forward(&self, inputs: Vec<Activation>) -> Activation {
+        let x = inputs.into_iter().next().and_then(Activation::into_flat);
+        Activation::Flat(Linear::forward(self, x.expect("shape checked: flat batch")))
+    }
+
+    fn select_channels(&mut self, inputs: Option<&[bool]>, outputs: Option<&[bool]>) {
+        let mut weight = self.weight.val();
+        if let Some(keep) = inputs {
+            weight = select_dim(weight, 0, keep);
+        }
+        if let Some(keep) = outputs {
+            weight = select_dim(weight, 1, keep);
+            if let Some(b) = &self.bias {
+                self.bias = Some(Param::from_tensor(select_dim(b.val(), 0, keep)));
+            }
+        }
+        self.weight = Param::from_tensor(weight);
+    }
+
+    fn constant_channels(
+        &self,
+        inputs: &[Vec<Option<f32>>],
+        _shapes: &[&[usize]],
+        _output: &[usize],
+    ) -> Vec<Option<f32>> {
+        let [n_in, n_out] = self.weight.dims();
+        let w = host_values(self.weight.val()); // [in, out]
+        let bias = self.bias.as_ref().map(|b| host_values(b.val()));
+        (0..n_out)
+            .map(|o| {
+                let silent =
+                    (0..n_in).all(|i| inputs[0][i] == Some(0.0) || w[i * n_out + o] == 0.0);
+                silent.then(|| bias.as_ref().map_or(0.0, |b| b[o]))
+            })
+            .collect()
+    }
+}

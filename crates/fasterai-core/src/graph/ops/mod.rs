@@ -1,0 +1,38 @@
+//! One file per op family: hyper-parameters ([`Op`](super::Op)), live behaviour
+//! ([`LiveOp`](super::LiveOp)), channel surgery.
+
+pub mod activation;
+pub mod batch_norm;
+pub mod conv;
+pub mod linear;
+pub mod merge;
+pub mod pool;
+pub mod shape;
+
+pub use activation::{DropoutSpec, Hardsigmoid, Hardswish, ReLU, ReLU6, SiLU, Sigmoid};
+pub use batch_norm::{BatchNorm2dSpec, BatchNormAffine};
+pub use conv::Conv2dSpec;
+pub use linear::LinearSpec;
+pub use merge::{Add, Concat, Mul};
+pub use pool::{AdaptiveAvgPool2dSpec, AvgPool2dSpec, MaxPool2dSpec};
+pub use shape::{Flatten, Identity};
+
+use burn::tensor::{Int, Tensor, TensorData};
+
+/// Keeps the entries of `t` along `dim` where `keep` is true.
+pub fn select_dim<const D: usize>(t: Tensor<D>, dim: usize, keep: &[bool]) -> Tensor<D> {
+    let idx: Vec<i64> = (0..keep.len() as i64)
+        .filter(|&i| keep[i as usize])
+        .collect();
+    let device = t.device();
+    let n = idx.len();
+    t.select(
+        dim,
+        Tensor::<1, Int>::from_data(TensorData::new(idx, [n]), &device),
+    )
+}
+
+/// Whether `slice` is all zeros.
+pub(crate) fn all_zero(slice: &[f32]) -> bool {
+    slice.iter().all(|&x| x == 0.0)
+}
