@@ -73,7 +73,11 @@ fn main() -> anyhow::Result<()> {
 
     step("vgg16_bn", &model.net)?;
     let mut sparse = model.clone();
-    let mut sparsifier = Sparsifier::new(&sparse.net, SparsifyConfig::new(Granularity::Filter))?;
+    let mut sparsifier = Sparsifier::new(
+        &sparse.net,
+        &sparse.input_shape,
+        SparsifyConfig::new(Granularity::Filter),
+    )?;
     sparsifier.prune(&mut sparse.net, 0.4)?;
     step("+ sparsify 40 % filters", &sparse.net)?;
     let (pruned, prune_report) = prune_zeroed(&sparse)?;

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use fasterai::core::device::parse_device;
 use fasterai::core::io::load_model;
 use fasterai::core::model::Model;
-use fasterai::models::{BUILTIN_HELP, VggConfig, VggHead};
+use fasterai::models::{BUILTIN_HELP, Builtin};
 use fasterai::prelude::Device;
 
 /// `3x224x224` → `[3, 224, 224]`.
@@ -27,13 +27,15 @@ pub fn parse_shape(s: &str) -> Result<[usize; 3], String> {
 /// Options that pick and shape a model.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// A built-in architecture (e.g. vgg16_bn, vgg11_small) or a fasterai model file.
+    /// A built-in architecture (vgg16_bn, vgg11_small, resnet18, resnet20, mobilenet_v2, …) or
+    /// a fasterai model file.
     #[arg(value_name = "MODEL")]
     pub model: String,
-    /// Number of classes of a built-in model [default: 1000, or 10 for `_small`].
+    /// Number of classes of a built-in model [default: 1000, or 10 for `_small` and CIFAR
+    /// ResNets].
     #[arg(long)]
     pub num_classes: Option<usize>,
-    /// Channel multiplier of a built-in model's convolutions (0.25 keeps a quarter).
+    /// Channel multiplier of a built-in VGG or mobilenet_v2 (0.25 keeps a quarter).
     #[arg(long)]
     pub width: Option<f64>,
 }
@@ -80,9 +82,9 @@ impl DeviceArgs {
 }
 
 impl ModelArgs {
-    /// The built-in configuration this names, or `None` for a file. `input` overrides the
-    /// default input shape (3x224x224, or 3x32x32 for `_small`).
-    pub fn builtin(&self, input: Option<[usize; 3]>) -> Result<Option<VggConfig>> {
+    /// The built-in model this names, or `None` for a file. `input` overrides the default
+    /// input shape (3x224x224, or 3x32x32 for `_small` VGGs and CIFAR ResNets).
+    pub fn builtin(&self, input: Option<[usize; 3]>) -> Result<Option<Builtin>> {
         if Path::new(&self.model).is_file() {
             if self.num_classes.is_some() || self.width.is_some() {
                 bail!(
@@ -92,24 +94,22 @@ impl ModelArgs {
             }
             return Ok(None);
         }
-        let mut config: VggConfig = self.model.parse().map_err(|_| {
+        let mut builtin: Builtin = self.model.parse().map_err(|_| {
             anyhow::anyhow!(
                 "`{}` is neither an existing model file nor a built-in model ({BUILTIN_HELP})",
                 self.model
             )
         })?;
         if let Some(n) = self.num_classes {
-            config.num_classes = n;
+            builtin = builtin.with_num_classes(n);
         }
         if let Some(w) = self.width {
-            config.width = w;
+            builtin = builtin.with_width(w)?;
         }
         if let Some(shape) = input {
-            config.input_shape = shape;
-        } else if config.head == VggHead::Small {
-            config.input_shape = [3, 32, 32];
+            builtin = builtin.with_input_shape(shape);
         }
-        Ok(Some(config))
+        Ok(Some(builtin))
     }
 
     /// Builds (built-in, fresh weights) or loads (file) the model on `device`, for samples of

@@ -146,7 +146,7 @@ fn bad_inputs_are_clear_errors() {
         "--features cuda",
     );
     fails_with(
-        &fasterai(&["inspect", "resnet50"]),
+        &fasterai(&["inspect", "resnet51"]),
         "neither an existing model file nor a built-in model",
     );
     fails_with(&fasterai(&["inspect", "vgg16", "--width=-1"]), "width");
@@ -625,5 +625,77 @@ fn sparsify_then_prune_a_saved_model() {
             "nope",
         ]),
         "nope",
+    );
+}
+
+#[test]
+fn groups_of_a_resnet_and_pruning_it_by_importance() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
+    let out = fasterai(&["inspect", "resnet20", "--groups"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The stem and every block of stage 1 make one group through the residual additions.
+    assert!(
+        text.contains("made by   conv1, layer1.0.conv2, layer1.1.conv2, layer1.2.conv2"),
+        "{text}"
+    );
+    assert!(text.contains("locked: the model output"), "{text}");
+
+    let out = fasterai(&[
+        "prune",
+        "resnet20",
+        "--ratio",
+        "0.5",
+        "--context",
+        "global",
+        "--criterion",
+        "l1",
+        "-o",
+        &d("half.safetensors"),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (before, after) = (
+        report["macs_before"].as_u64().unwrap(),
+        report["macs_after"].as_u64().unwrap(),
+    );
+    assert!(after < before, "{report}");
+    write_npy(
+        &dir.path().join("x.npy"),
+        &[2, 3, 32, 32],
+        &[0.25; 2 * 3 * 1024],
+    );
+    let out = fasterai(&[
+        "predict",
+        &d("half.safetensors"),
+        "--input",
+        &d("x.npy"),
+        "--output",
+        &d("y.npy"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(read_npy(&dir.path().join("y.npy")).0, [2, 10]);
+    fails_with(
+        &fasterai(&[
+            "prune",
+            "resnet20",
+            "--ratio",
+            "0.3",
+            "--context",
+            "everywhere",
+            "-o",
+            &d("z.safetensors"),
+        ]),
+        "expected one of local, global",
     );
 }

@@ -171,3 +171,34 @@ fn try_forward_rejects_wrong_input_shapes() {
     let err = net.try_forward(x).unwrap_err();
     assert!(err.to_string().contains("`9`"), "{err}"); // the first Linear sees 16·2·2 features
 }
+
+#[test]
+fn files_written_by_the_version_one_format_still_load_and_compute_the_same() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let model = load_model(&fixtures.join("v1_vgg11_bn_small.safetensors"), &device()).unwrap();
+    assert_eq!(model.name, "vgg11_bn_small_w0.0625+sparse+pruned");
+    assert_eq!(model.num_params(), 21_617);
+    // Version 1 paths survive as node names.
+    assert!(model.net.get("features.0").is_some() && model.net.get("classifier.0").is_some());
+
+    let n = 2 * 3 * 32 * 32;
+    let x: Vec<f32> = (0..n).map(|i| (0.37 * i as f64).sin() as f32).collect();
+    let x = Tensor::<4>::from_data(burn::tensor::TensorData::new(x, [2, 3, 32, 32]), &device());
+    let y = model.net.try_forward(x).unwrap().flatten();
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures.join("v1_vgg11_bn_small.outputs.json")).unwrap(),
+    )
+    .unwrap();
+    let expected: Vec<f32> = expected["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    assert_eq!(y.dims(), [2, 3]);
+    let got = y.into_data().try_to_vec::<f32>().unwrap();
+    let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
+    for (g, e) in got.iter().zip(&expected) {
+        assert!((g - e).abs() <= 1e-4 * scale, "{got:?} vs {expected:?}");
+    }
+}

@@ -139,7 +139,12 @@ fn feature_shapes(
 }
 
 impl Callback for Distiller {
-    fn before_fit(&mut self, net: &Graph, _config: &TrainConfig) -> Result<()> {
+    fn before_fit(
+        &mut self,
+        net: &Graph,
+        _input_shape: &[usize],
+        _config: &TrainConfig,
+    ) -> Result<()> {
         let device = self
             .teacher
             .net

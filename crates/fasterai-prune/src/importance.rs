@@ -73,6 +73,9 @@ pub struct GroupPruneConfig {
     pub context: PruneContext,
     /// Keep a multiple of this many channels per group.
     pub round_to: usize,
+    /// Nodes whose output channels stay (Torch-Pruning's `ignored_layers`): a group made by
+    /// any of them is left whole.
+    pub ignored: Vec<String>,
 }
 
 impl GroupPruneConfig {
@@ -85,6 +88,7 @@ impl GroupPruneConfig {
             normalize: true,
             context: PruneContext::Local,
             round_to: 1,
+            ignored: Vec::new(),
         }
     }
 }
@@ -208,12 +212,16 @@ pub fn prune_groups(model: &Model, config: &GroupPruneConfig) -> Result<(Model, 
     if config.round_to == 0 {
         return Err(PruneError::Config("round_to must be at least 1".into()));
     }
+    for name in &config.ignored {
+        model.net.layer(name)?;
+    }
     let coupling = Coupling::new(&model.net, &model.input_shape)?;
+    let ignored = |g: &Group| g.producers.iter().any(|p| config.ignored.contains(p));
     let scores: Vec<Option<Vec<f32>>> = coupling
         .groups
         .iter()
         .map(|g| {
-            (g.prunable() && !g.consumers.is_empty())
+            (g.prunable() && !g.consumers.is_empty() && !ignored(g))
                 .then(|| group_importance(&model.net, g, config))
         })
         .collect();

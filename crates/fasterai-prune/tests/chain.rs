@@ -1,16 +1,21 @@
 //! Seed 004's chain on VGG16-bn (10 classes, 224²), exactly: sparsify 40 % of filters (local,
 //! L1; a layer of n filters loses floor(0.4·n)) and prune → 83,975,344 → fold → 83,970,260 →
 //! FC SVD (percent_removed 0.5) → 61,430,022; outputs unchanged by the prune and fold steps.
+//! Then the branched families: coupled filter sparsity pruned losslessly, group-importance
+//! pruning, the Conv → ReLU → BN leak, and bad requests.
 
-use burn::tensor::{Distribution, Tensor};
+use burn::module::Param;
+use burn::tensor::{Distribution, Tensor, TensorData};
+use fasterai_core::graph::GraphBuilder;
+use fasterai_core::graph::coupling::Coupling;
 use fasterai_core::graph::ops::Conv2dSpec;
 use fasterai_core::prelude::*;
 use fasterai_core::summary::count_parameters;
-use fasterai_core::testing::{randomize_batch_norms, relative_max_diff, tiny_cnn};
+use fasterai_core::testing::{random_graph, randomize_batch_norms, relative_max_diff, tiny_cnn};
 use fasterai_decompose::linear::{LinearRank, LinearSvdConfig, factorize_linears};
 use fasterai_fold::fold_batch_norms;
-use fasterai_models::{VggConfig, VggDepth};
-use fasterai_prune::prune_zeroed;
+use fasterai_models::{Builtin, VggConfig, VggDepth};
+use fasterai_prune::{GroupCriterion, GroupPruneConfig, PruneContext, prune_groups, prune_zeroed};
 use fasterai_sparsify::{Granularity, Sparsifier, SparsifyConfig};
 
 fn outputs(net: &Graph, x: &Tensor<4>) -> Tensor<2> {
@@ -27,8 +32,12 @@ fn seed_004_parameter_chain_is_exact_and_lossless() {
     randomize_batch_norms(&mut model.net, &device);
     assert_eq!(count_parameters(&model.net), 134_309_962);
 
-    let mut sparsifier =
-        Sparsifier::new(&model.net, SparsifyConfig::new(Granularity::Filter)).unwrap();
+    let mut sparsifier = Sparsifier::new(
+        &model.net,
+        &model.input_shape,
+        SparsifyConfig::new(Granularity::Filter),
+    )
+    .unwrap();
     let report = sparsifier.prune(&mut model.net, 0.4).unwrap();
     for layer in &report {
         assert_eq!(layer.zero_groups, layer.groups * 2 / 5, "{}", layer.path);
@@ -69,7 +78,7 @@ fn pruning_a_trained_style_small_model_is_lossless() {
     let mut model = Model::new("tiny", vec![3, 16, 16], net).unwrap();
     let mut config = SparsifyConfig::new(Granularity::Filter);
     config.layers = vec!["0".into(), "4".into()];
-    let mut sparsifier = Sparsifier::new(&model.net, config).unwrap();
+    let mut sparsifier = Sparsifier::new(&model.net, &model.input_shape, config).unwrap();
     sparsifier.prune(&mut model.net, 0.5).unwrap();
     // Zero one hidden unit of the first Linear (weights and bias): its row goes too.
     if let Some(Layer::Linear(l)) = model.net.get_mut("9") {
@@ -135,7 +144,7 @@ fn zeros_read_by_a_grouped_conv_stay_and_the_report_says_why() {
     let mut model = Model::new("g", vec![3, 8, 8], net).unwrap();
     let mut config = SparsifyConfig::new(Granularity::Filter);
     config.layers = vec!["0".into()];
-    Sparsifier::new(&model.net, config)
+    Sparsifier::new(&model.net, &model.input_shape, config)
         .unwrap()
         .prune(&mut model.net, 0.5)
         .unwrap();
@@ -150,4 +159,184 @@ fn zeros_read_by_a_grouped_conv_stay_and_the_report_says_why() {
                 && n.contains("mixes channels in groups")),
         "{report}"
     );
+}
+
+/// A built-in family for 32×32 inputs and 10 classes, random weights, non-trivial BN statistics.
+fn family(name: &str, device: &Device) -> Model {
+    let mut model = name
+        .parse::<Builtin>()
+        .unwrap()
+        .with_num_classes(10)
+        .with_input_shape([3, 32, 32])
+        .init(device)
+        .unwrap();
+    randomize_batch_norms(&mut model.net, device);
+    model
+}
+
+#[test]
+fn coupled_filter_sparsity_prunes_every_family_losslessly() {
+    let device = parse_device("flex").unwrap();
+    device.seed(10);
+    let x = Tensor::<4>::random([2, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+    for name in [
+        "resnet20",
+        "resnet18",
+        "resnet50",
+        "mobilenet_v2",
+        "mobilenet_v3_small",
+        "efficientnet_b0",
+    ] {
+        let mut model = family(name, &device);
+        let mut sparsifier = Sparsifier::new(
+            &model.net,
+            &model.input_shape,
+            SparsifyConfig::new(Granularity::Filter),
+        )
+        .unwrap();
+        sparsifier.prune(&mut model.net, 0.3).unwrap();
+        let sparse_y = outputs(&model.net, &x);
+        let (pruned, report) = prune_zeroed(&model).unwrap();
+        // Every prunable group with a sparsified producer lost its 30 %.
+        let coupling = Coupling::new(&model.net, &model.input_shape).unwrap();
+        for g in coupling.groups.iter().filter(|g| g.prunable()) {
+            let removed = report
+                .groups
+                .iter()
+                .find(|r| r.0 == g.id)
+                .map_or(0, |r| r.2);
+            let convs = g
+                .producers
+                .iter()
+                .all(|p| model.net.layer(p).unwrap().kind() == "Conv2d");
+            if convs {
+                assert_eq!(
+                    removed,
+                    g.channels * 3 / 10,
+                    "{name}: group {} {:?}",
+                    g.id,
+                    g.producers
+                );
+            }
+        }
+        assert!(report.params_after < report.params_before, "{name}");
+        assert!(report.macs_after < report.macs_before, "{name}");
+        assert_eq!(count_parameters(&pruned.net), report.params_after);
+        let e = relative_max_diff(outputs(&pruned.net, &x), sparse_y);
+        assert!(e < 1e-4, "{name}: pruning changed outputs by {e}");
+    }
+}
+
+#[test]
+fn a_zero_filter_before_relu_then_batch_norm_stays_until_the_norm_is_zero() {
+    let device = parse_device("flex").unwrap();
+    let mut g = GraphBuilder::new();
+    g.then("conv", LayerSpec::conv(3, 6, 3, 1));
+    g.then("relu", LayerSpec::relu());
+    g.then("bn", LayerSpec::batch_norm(6));
+    g.then("conv2", LayerSpec::conv(6, 4, 3, 1));
+    g.then("pool", LayerSpec::global_avg_pool());
+    g.then("flatten", LayerSpec::flatten());
+    g.then("fc", LayerSpec::linear(4, 2));
+    let net = random_graph(&g.build(), &device);
+    let mut model = Model::new("leak", vec![3, 8, 8], net).unwrap();
+    let x = Tensor::<4>::random([3, 3, 8, 8], Distribution::Normal(0.0, 1.0), &device);
+    // Zero filter 2 of `conv` only: the BN turns it into β − μγ/√(σ²+ε) ≠ 0.
+    let keep = |n: usize, dead: usize| {
+        Tensor::<1>::from_data(
+            TensorData::new(
+                (0..n).map(|c| f32::from(c != dead)).collect::<Vec<_>>(),
+                [n],
+            ),
+            &device,
+        )
+    };
+    if let Some(Layer::Conv2d(c)) = model.net.get_mut("conv") {
+        c.weight = Param::from_tensor(c.weight.val() * keep(6, 2).reshape([6, 1, 1, 1]));
+    }
+    let y = outputs(&model.net, &x);
+    let (same, report) = prune_zeroed(&model).unwrap();
+    assert!(report.layers.is_empty(), "{report}");
+    assert!(relative_max_diff(outputs(&same.net, &x), y.clone()) < 1e-6);
+    // With γ and β of that channel zero too, it carries zero and goes.
+    if let Some(Layer::BatchNorm2d(bn)) = model.net.get_mut("bn") {
+        bn.gamma = Param::from_tensor(bn.gamma.val() * keep(6, 2));
+        bn.beta = Param::from_tensor(bn.beta.val() * keep(6, 2));
+    }
+    let y = outputs(&model.net, &x);
+    let (pruned, report) = prune_zeroed(&model).unwrap();
+    let Layer::Conv2d(conv2) = pruned.net.layer("conv2").unwrap() else {
+        panic!()
+    };
+    assert_eq!(conv2.weight.dims(), [4, 5, 3, 3], "{report}");
+    assert!(relative_max_diff(outputs(&pruned.net, &x), y) < 1e-5);
+}
+
+#[test]
+fn group_pruning_shrinks_branched_models_and_keeps_their_interfaces() {
+    let device = parse_device("flex").unwrap();
+    device.seed(11);
+    let x = Tensor::<4>::random([2, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+    let cases = [
+        (0.3, PruneContext::Local, GroupCriterion::L1),
+        (0.5, PruneContext::Global, GroupCriterion::L2),
+    ];
+    for name in ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small"] {
+        let model = family(name, &device);
+        for (ratio, context, criterion) in cases {
+            let config = GroupPruneConfig {
+                context,
+                criterion,
+                ..GroupPruneConfig::new(ratio)
+            };
+            let (pruned, report) = prune_groups(&model, &config).unwrap();
+            let what = format!("{name} {ratio} {context:?} {criterion:?}");
+            assert!(report.params_after < report.params_before, "{what}");
+            assert!(report.macs_after < report.macs_before, "{what}");
+            assert_eq!(
+                pruned.net.output_shape(&[3, 32, 32]).unwrap(),
+                vec![10],
+                "{what}"
+            );
+            assert_eq!(outputs(&pruned.net, &x).dims(), [2, 10], "{what}");
+            if context == PruneContext::Local {
+                // Every prunable group lost floor(30 %) of its channels.
+                let coupling = Coupling::new(&model.net, &model.input_shape).unwrap();
+                let prunable = coupling.groups.iter().filter(|g| g.prunable()).count();
+                assert_eq!(report.groups.len(), prunable, "{what}");
+                for (id, _, removed, of) in &report.groups {
+                    assert_eq!(*removed, of * 3 / 10, "{what}: group {id}");
+                }
+            }
+        }
+    }
+    // A ratio that would empty every group, and an unknown layer to ignore, are errors.
+    let model = family("resnet20", &device);
+    let err = prune_groups(&model, &GroupPruneConfig::new(1.0)).unwrap_err();
+    assert!(err.to_string().contains("ratio 1"), "{err}");
+    let config = GroupPruneConfig {
+        ignored: vec!["layer9.conv".into()],
+        ..GroupPruneConfig::new(0.3)
+    };
+    let err = prune_groups(&model, &config).unwrap_err();
+    assert!(err.to_string().contains("layer9.conv"), "{err}");
+}
+
+#[test]
+fn ignored_layers_keep_their_channels() {
+    let device = parse_device("flex").unwrap();
+    let model = family("resnet20", &device);
+    let config = GroupPruneConfig {
+        ignored: vec!["conv1".into()],
+        ..GroupPruneConfig::new(0.5)
+    };
+    let (pruned, _) = prune_groups(&model, &config).unwrap();
+    let Layer::Conv2d(stem) = pruned.net.layer("conv1").unwrap() else {
+        panic!()
+    };
+    assert_eq!(stem.weight.dims()[0], 16);
+    let Layer::Conv2d(inner) = pruned.net.layer("layer1.0.conv1").unwrap() else {
+        panic!()
+    };
+    assert_eq!(inner.weight.dims()[0], 8);
 }

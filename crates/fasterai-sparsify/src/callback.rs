@@ -72,14 +72,19 @@ impl SparsifyCallback {
 }
 
 impl Callback for SparsifyCallback {
-    fn before_fit(&mut self, net: &Graph, _config: &TrainConfig) -> TrainResult<()> {
+    fn before_fit(
+        &mut self,
+        net: &Graph,
+        input_shape: &[usize],
+        _config: &TrainConfig,
+    ) -> TrainResult<()> {
         if !(0.0..1.0).contains(&self.target) {
             return Err(TrainError::Config(format!(
                 "sparsity {} must be in [0, 1)",
                 self.target
             )));
         }
-        let sparsifier = Sparsifier::new(net, self.config.clone())
+        let sparsifier = Sparsifier::new(net, input_shape, self.config.clone())
             .map_err(|e| TrainError::Config(e.to_string()))?;
         self.sparsifier = Some(sparsifier);
         Ok(())

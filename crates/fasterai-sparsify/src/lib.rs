@@ -23,7 +23,7 @@
 //!
 //! let device = parse_device("flex")?;
 //! let mut model = VggConfig::new(VggDepth::Vgg16, true, 10).init(&device)?;
-//! let mut sparsifier = Sparsifier::new(&model.net, SparsifyConfig::new(Granularity::Filter))?;
+//! let mut sparsifier = Sparsifier::new(&model.net, &model.input_shape, SparsifyConfig::new(Granularity::Filter))?;
 //! for layer in sparsifier.prune(&mut model.net, 0.4)? {
 //!     println!("{}: {} of {} filters zeroed", layer.path, layer.zero_groups, layer.groups);
 //! }

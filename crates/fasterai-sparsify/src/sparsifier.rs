@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use burn::module::{Module, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{Int, Tensor, TensorData};
+use fasterai_core::graph::coupling::Coupling;
 use fasterai_core::graph::{Activation, Graph, Layer};
 use fasterai_core::linalg::host_values;
 use serde::Serialize;
@@ -82,6 +83,8 @@ pub struct LayerSparsity {
 pub struct Sparsifier {
     config: SparsifyConfig,
     paths: Vec<String>,
+    /// Layers masked as one: every path is in exactly one unit.
+    units: Vec<Unit>,
     /// Element masks in PyTorch layout, per path.
     masks: BTreeMap<String, Vec<f32>>,
     initial: BTreeMap<String, Vec<f32>>,
@@ -90,6 +93,17 @@ pub struct Sparsifier {
     input_norms: BTreeMap<String, Vec<f32>>,
     /// Per layer: loss gradient of the weight on the calibration batch (Taylor).
     gradients: BTreeMap<String, Vec<f32>>,
+}
+
+/// Layers whose groups are scored and masked together: the producers of one channel group
+/// (with the filter granularity: every conv whose outputs a residual `Add` or a gate joins),
+/// and the per-channel layers that group passes through, zeroed with a dead channel.
+#[derive(Debug, Clone)]
+struct Unit {
+    /// Conv2d / Linear layers whose output channels are masked alike.
+    producers: Vec<String>,
+    /// Batch norms and depthwise convs whose channels die with the producers'.
+    carriers: Vec<String>,
 }
 
 /// The weight values of a Conv2d or Linear in PyTorch layout (empty for other layers).
@@ -140,6 +154,32 @@ fn leaf<const D: usize>(t: Tensor<D>) -> Tensor<D> {
     }
 }
 
+/// Multiplies a layer's per-output-channel parameters by `keep`: biases, batch-norm γ and β,
+/// and, for a `carrier` (a depthwise conv), its filters too.
+fn zero_channels(layer: &mut Layer, keep: &Tensor<1>, carrier: bool) {
+    match layer {
+        Layer::Conv2d(c) => {
+            if let Some(b) = c.bias.as_mut() {
+                scale_param(b, keep);
+            }
+            if carrier {
+                let per_filter = keep.clone().reshape([-1, 1, 1, 1]);
+                c.weight = c.weight.clone().map(|t| leaf((t * per_filter).detach()));
+            }
+        }
+        Layer::Linear(l) => {
+            if let Some(b) = l.bias.as_mut() {
+                scale_param(b, keep);
+            }
+        }
+        Layer::BatchNorm2d(bn) => {
+            scale_param(&mut bn.gamma, keep);
+            scale_param(&mut bn.beta, keep);
+        }
+        _ => {}
+    }
+}
+
 /// `param · keep`, as a fresh leaf with the same id.
 fn scale_param(param: &mut Param<Tensor<1>>, keep: &Tensor<1>) {
     let keep = keep.clone();
@@ -147,9 +187,18 @@ fn scale_param(param: &mut Param<Tensor<1>>, keep: &Tensor<1>) {
 }
 
 impl Sparsifier {
-    /// Checks the layers and granularity against `net` and records the initial weights.
-    pub fn new(net: &Graph, config: SparsifyConfig) -> Result<Self> {
-        let paths: Vec<String> = if config.layers.is_empty() {
+    /// Checks the layers and granularity against `net` (which takes inputs of `input_shape`,
+    /// without the batch) and records the initial weights.
+    ///
+    /// With [`Granularity::Filter`], masks act on channel groups (see
+    /// [`Coupling`]): the convs whose outputs a residual `Add` or a gate joins lose the same
+    /// filters, and the batch norms and depthwise convs on the way lose those channels too, so
+    /// `fasterai_prune::prune_zeroed` removes them without changing the outputs. Coupled
+    /// producers are added to the selected layers; depthwise convs leave them (they follow
+    /// their group). A group that cannot be pruned (read by a grouped conv, or the model
+    /// output) falls back to per-layer masks.
+    pub fn new(net: &Graph, input_shape: &[usize], config: SparsifyConfig) -> Result<Self> {
+        let mut paths: Vec<String> = if config.layers.is_empty() {
             net.leaves()
                 .into_iter()
                 .filter(|(_, l)| matches!(l, Layer::Conv2d(_)))
@@ -158,6 +207,48 @@ impl Sparsifier {
         } else {
             config.layers.clone()
         };
+        for path in &paths {
+            net.layer(path)?;
+        }
+        let mut units = Vec::new();
+        if config.granularity == Granularity::Filter {
+            let coupling = Coupling::new(net, input_shape)?;
+            for g in &coupling.groups {
+                if g.prunable()
+                    && !g.consumers.is_empty()
+                    && g.producers
+                        .iter()
+                        .chain(&g.carriers)
+                        .any(|p| paths.contains(p))
+                {
+                    units.push(Unit {
+                        producers: g.producers.clone(),
+                        carriers: g.carriers.clone(),
+                    });
+                }
+            }
+            // A depthwise conv follows its group's mask instead of having its own.
+            paths.retain(|p| !units.iter().any(|u| u.carriers.contains(p)));
+            for p in units.iter().flat_map(|u| &u.producers) {
+                if !paths.contains(p) {
+                    paths.push(p.clone());
+                }
+            }
+        }
+        for path in &paths {
+            if !units.iter().any(|u| u.producers.contains(path)) {
+                let carriers = net
+                    .readers(path)
+                    .into_iter()
+                    .filter(|&i| matches!(net.nodes[i].layer, Layer::BatchNorm2d(_)))
+                    .map(|i| net.nodes[i].name.clone())
+                    .collect();
+                units.push(Unit {
+                    producers: vec![path.clone()],
+                    carriers,
+                });
+            }
+        }
         let mut initial = BTreeMap::new();
         for path in &paths {
             let layer = net.layer(path)?;
@@ -187,6 +278,7 @@ impl Sparsifier {
             previous: initial.clone(),
             initial,
             paths,
+            units,
             masks: BTreeMap::new(),
             input_norms: BTreeMap::new(),
             gradients: BTreeMap::new(),
@@ -209,7 +301,7 @@ impl Sparsifier {
     pub fn prune(&mut self, net: &mut Graph, sparsity: f64) -> Result<Vec<LayerSparsity>> {
         check_sparsity(sparsity)?;
         let g = self.config.granularity;
-        let mut scored = Vec::new();
+        let mut scored = BTreeMap::new();
         for path in &self.paths {
             let (shape, w) = torch_weight(net.layer(path)?).expect("checked in new");
             let inputs = ScoreInputs {
@@ -224,61 +316,99 @@ impl Sparsifier {
                 scores.iter_mut().zip(mask).for_each(|(s, m)| *s *= m);
             }
             let groups = Groups::new(&shape, g.reduced_dims(shape.len())?);
-            scored.push((path.clone(), shape, w, scores, groups));
+            scored.insert(path.clone(), (shape, w, scores, groups));
         }
-        let removals: Vec<usize> = match (self.config.n_of_m, self.config.context) {
-            (Some(_), _) => vec![0; scored.len()],
-            (None, Context::Local) => scored
+        let mut new_masks = BTreeMap::new();
+        if let Some((n, m)) = self.config.n_of_m {
+            for (path, (shape, _, scores, _)) in &scored {
+                let mask = n_of_m(scores, shape, n, m).map_err(|e| SparsifyError::Layer {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+                new_masks.insert(path.clone(), mask);
+            }
+        } else {
+            // A unit's score per group: the mean over its producers (coupled filters align).
+            let unit_scores: Vec<Vec<f64>> = self
+                .units
                 .iter()
-                .map(|(path, _, _, _, groups)| {
-                    let s = self.config.per_layer.get(path).copied().unwrap_or(sparsity);
-                    groups_to_remove(groups.count(), s, self.config.round_to)
+                .map(|u| {
+                    let per_layer: Vec<Vec<f64>> = u
+                        .producers
+                        .iter()
+                        .map(|p| {
+                            let (_, _, scores, groups) = &scored[p];
+                            groups.mean_scores(scores)
+                        })
+                        .collect();
+                    let n = per_layer.len() as f64;
+                    (0..per_layer[0].len())
+                        .map(|c| per_layer.iter().map(|s| s[c]).sum::<f64>() / n)
+                        .collect()
                 })
-                .collect(),
-            (None, Context::Global) => global_removals(
-                &scored
+                .collect();
+            let removals: Vec<usize> = match self.config.context {
+                Context::Local => self
+                    .units
                     .iter()
-                    .map(|(_, _, _, s, g)| g.mean_scores(s))
-                    .collect::<Vec<_>>(),
-                sparsity,
-            ),
-        };
-        for ((path, shape, w, scores, groups), remove) in scored.into_iter().zip(removals) {
-            let mask = match self.config.n_of_m {
-                Some((n, m)) => {
-                    n_of_m(&scores, &shape, n, m).map_err(|e| SparsifyError::Layer {
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    })?
-                }
-                None => groups.expand(&keep_best(&groups.mean_scores(&scores), remove)),
+                    .zip(&unit_scores)
+                    .map(|(u, scores)| {
+                        let s = u
+                            .producers
+                            .iter()
+                            .find_map(|p| self.config.per_layer.get(p).copied())
+                            .unwrap_or(sparsity);
+                        groups_to_remove(scores.len(), s, self.config.round_to)
+                    })
+                    .collect(),
+                Context::Global => global_removals(&unit_scores, sparsity),
             };
-            self.previous.insert(path.clone(), w);
-            self.masks.insert(path, mask);
+            for ((u, scores), remove) in self.units.iter().zip(&unit_scores).zip(removals) {
+                let keep = keep_best(scores, remove);
+                for p in &u.producers {
+                    new_masks.insert(p.clone(), scored[p].3.expand(&keep));
+                }
+            }
         }
+        for (path, (_, w, _, _)) in scored {
+            self.previous.insert(path, w);
+        }
+        self.masks = new_masks;
         self.apply(net)?;
         self.report(net)
     }
 
-    /// Multiplies the weights by their masks; where a conv filter is entirely masked, also
-    /// zeroes its bias and the following BatchNorm's γ and β for that channel, so the channel
-    /// outputs exactly zero (and pruning it away is lossless).
+    /// Multiplies the weights by their masks. Where a channel's filters are masked in every
+    /// producer of its unit, also zeroes their biases and the channel in the batch norms (γ, β)
+    /// and depthwise convs it passes through, so it carries exactly zero (and pruning it away
+    /// is lossless).
     pub fn apply(&self, net: &mut Graph) -> Result<()> {
-        let leaves: Vec<String> = net.leaves().into_iter().map(|(p, _)| p).collect();
         for (path, mask) in &self.masks {
             let layer = net.get_mut(path).expect("checked in new");
-            let (shape, w) = torch_weight(layer).expect("checked in new");
+            let (_, w) = torch_weight(layer).expect("checked in new");
             let masked: Vec<f32> = w.iter().zip(mask).map(|(w, m)| w * m).collect();
             set_torch_weight(layer, masked);
-            if let Layer::Conv2d(conv) = layer {
-                let per_filter: usize = shape[1..].iter().product();
-                let dead: Vec<bool> = mask
-                    .chunks(per_filter)
-                    .map(|c| c.iter().all(|&m| m == 0.0))
-                    .collect();
-                if !dead.iter().any(|&d| d) {
+        }
+        for unit in &self.units {
+            let mut dead: Option<Vec<bool>> = None;
+            for p in &unit.producers {
+                let Some(mask) = self.masks.get(p) else {
                     continue;
-                }
+                };
+                let out = torch_weight(net.layer(p)?).expect("checked in new").0[0];
+                let layer_dead = mask
+                    .chunks(mask.len() / out)
+                    .map(|c| c.iter().all(|&m| m == 0.0));
+                dead = Some(match dead {
+                    None => layer_dead.collect(),
+                    Some(d) => d.iter().zip(layer_dead).map(|(a, b)| *a && b).collect(),
+                });
+            }
+            let Some(dead) = dead.filter(|d| d.iter().any(|&d| d)) else {
+                continue;
+            };
+            for name in unit.producers.iter().chain(&unit.carriers) {
+                let layer = net.get_mut(name).expect("from the graph");
                 let keep = Tensor::<1>::from_data(
                     TensorData::new(
                         dead.iter()
@@ -286,22 +416,9 @@ impl Sparsifier {
                             .collect::<Vec<_>>(),
                         [dead.len()],
                     ),
-                    &conv.weight.device(),
+                    &layer.devices()[0],
                 );
-                if let Some(b) = conv.bias.as_mut() {
-                    scale_param(b, &keep);
-                }
-                let next = leaves
-                    .iter()
-                    .position(|p| p == path)
-                    .and_then(|i| leaves.get(i + 1))
-                    .cloned();
-                if let Some(Layer::BatchNorm2d(bn)) = next.and_then(|p| net.get_mut(&p))
-                    && bn.gamma.dims()[0] == dead.len()
-                {
-                    scale_param(&mut bn.gamma, &keep);
-                    scale_param(&mut bn.beta, &keep);
-                }
+                zero_channels(layer, &keep, unit.carriers.contains(name));
             }
         }
         Ok(())

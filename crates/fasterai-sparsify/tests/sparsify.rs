@@ -103,7 +103,7 @@ fn each_granularity_zeroes_exactly_its_weakest_groups() {
         } else {
             1.0 / groups as f64 + 1e-9
         };
-        let mut s = Sparsifier::new(&net, SparsifyConfig::new(g)).unwrap();
+        let mut s = Sparsifier::new(&net, &[3, 4, 4], SparsifyConfig::new(g)).unwrap();
         let report = s.prune(&mut net, sparsity).unwrap();
         if groups == 1 {
             assert_eq!(report[0].zero_groups, 0, "{g}");
@@ -149,7 +149,7 @@ fn local_and_global_reach_their_targets() {
         .unwrap();
     let mut config = SparsifyConfig::new(Granularity::Filter);
     config.round_to = 1;
-    let mut s = Sparsifier::new(&model.net, config.clone()).unwrap();
+    let mut s = Sparsifier::new(&model.net, &model.input_shape, config.clone()).unwrap();
     for layer in s.prune(&mut model.net, 0.3).unwrap() {
         assert_eq!(
             layer.zero_groups,
@@ -164,7 +164,7 @@ fn local_and_global_reach_their_targets() {
         .with_width(0.25)
         .init(&device)
         .unwrap();
-    let mut s = Sparsifier::new(&model.net, global).unwrap();
+    let mut s = Sparsifier::new(&model.net, &model.input_shape, global).unwrap();
     let report = s.prune(&mut model.net, 0.5).unwrap();
     let total: usize = report.iter().map(|l| l.groups).sum();
     let zero: usize = report.iter().map(|l| l.zero_groups).sum();
@@ -176,7 +176,7 @@ fn local_and_global_reach_their_targets() {
         .with_width(0.25)
         .init(&device)
         .unwrap();
-    let mut s = Sparsifier::new(&model.net, rounded).unwrap();
+    let mut s = Sparsifier::new(&model.net, &model.input_shape, rounded).unwrap();
     for layer in s.prune(&mut model.net, 0.3).unwrap() {
         assert_eq!((layer.groups - layer.zero_groups) % 8, 0, "{}", layer.path);
     }
@@ -190,7 +190,7 @@ fn n_of_m_keeps_the_two_largest_of_every_four() {
     let mut config = SparsifyConfig::new(Granularity::Weight);
     config.n_of_m = Some((2, 4));
     let before = weights(&net);
-    Sparsifier::new(&net, config)
+    Sparsifier::new(&net, &[3, 4, 4], config)
         .unwrap()
         .prune(&mut net, 0.0)
         .unwrap();
@@ -207,7 +207,7 @@ fn n_of_m_keeps_the_two_largest_of_every_four() {
     let mut bad = SparsifyConfig::new(Granularity::Weight);
     bad.n_of_m = Some((8, 16));
     let mut net = conv_net(|_, _, _, _| 1.0);
-    let err = Sparsifier::new(&net, bad)
+    let err = Sparsifier::new(&net, &[3, 4, 4], bad)
         .unwrap()
         .prune(&mut net, 0.0)
         .unwrap_err();
@@ -243,7 +243,8 @@ fn schedules_follow_their_formulas() {
 #[test]
 fn bad_requests_are_clear_errors() {
     let mut net = conv_net(|_, _, _, _| 1.0);
-    let mut s = Sparsifier::new(&net, SparsifyConfig::new(Granularity::Filter)).unwrap();
+    let mut s =
+        Sparsifier::new(&net, &[3, 4, 4], SparsifyConfig::new(Granularity::Filter)).unwrap();
     assert!(matches!(
         s.prune(&mut net, 1.0),
         Err(SparsifyError::Config(_))
@@ -251,10 +252,10 @@ fn bad_requests_are_clear_errors() {
     assert!(s.prune(&mut net, -0.1).is_err());
     let mut unknown = SparsifyConfig::new(Granularity::Filter);
     unknown.layers = vec!["features.3".into()];
-    assert!(Sparsifier::new(&net, unknown).is_err());
+    assert!(Sparsifier::new(&net, &[3, 4, 4], unknown).is_err());
     let mut init = SparsifyConfig::new(Granularity::Filter);
     init.criterion = Criterion::Taylor;
-    let mut s = Sparsifier::new(&net, init).unwrap();
+    let mut s = Sparsifier::new(&net, &[3, 4, 4], init).unwrap();
     assert!(
         s.prune(&mut net, 0.5)
             .unwrap_err()
@@ -292,7 +293,7 @@ fn wanda_and_taylor_use_their_calibration() {
     let mut config = SparsifyConfig::new(Granularity::Column);
     config.criterion = Criterion::Wanda;
     config.layers = vec!["1".into()];
-    let mut s = Sparsifier::new(&net, config.clone()).unwrap();
+    let mut s = Sparsifier::new(&net, &[4, 1, 1], config.clone()).unwrap();
     assert!(
         s.prune(&mut net.clone(), 0.25).is_err(),
         "Wanda without calibration must fail"
@@ -303,7 +304,7 @@ fn wanda_and_taylor_use_their_calibration() {
     assert_eq!(s.masks()["1"], vec![1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0]);
 
     config.criterion = Criterion::Taylor;
-    let mut s = Sparsifier::new(&net, config).unwrap();
+    let mut s = Sparsifier::new(&net, &[4, 1, 1], config).unwrap();
     let targets = Tensor::<1, Int>::from_data(
         TensorData::new(vec![0i64, 1, 0, 1, 0, 1, 0, 1], [8]),
         &device,

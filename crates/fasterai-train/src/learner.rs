@@ -158,9 +158,15 @@ pub struct LossContext<'a> {
 
 /// Hooks into the training loop. Every method has a do-nothing default.
 pub trait Callback {
-    /// Called once before training, with the model on the training device: check paths,
-    /// build adapters. Errors stop training before it starts.
-    fn before_fit(&mut self, _net: &Graph, _config: &TrainConfig) -> Result<()> {
+    /// Called once before training, with the model on the training device and the shape of
+    /// one input (no batch): check paths, build adapters. Errors stop training before it
+    /// starts.
+    fn before_fit(
+        &mut self,
+        _net: &Graph,
+        _input_shape: &[usize],
+        _config: &TrainConfig,
+    ) -> Result<()> {
         Ok(())
     }
 
@@ -244,7 +250,7 @@ pub fn fit(
     ad.seed(config.seed);
     let mut net = model.net.clone().fork(&ad).train();
     for cb in callbacks.iter_mut() {
-        cb.before_fit(&net, config)?;
+        cb.before_fit(&net, &model.input_shape, config)?;
     }
     let paths: Vec<Vec<String>> = callbacks.iter().map(|c| c.feature_paths()).collect();
     let all_paths: Vec<String> = paths.concat();

@@ -1,43 +1,51 @@
-//! `fasterai inspect MODEL`: the layer table and totals.
+//! `fasterai inspect MODEL`: the layer table and totals, or the channel groups.
 
 use anyhow::Result;
+use fasterai::core::graph::coupling::Coupling;
+use fasterai::core::model::Model;
 use fasterai::core::summary::Summary;
 
 use crate::model_arg::{ModelArgs, parse_shape};
 
-/// Print every layer (path, type, output shape, parameters, MACs) and the totals.
+/// Print every layer (path, type, output shape, parameters, MACs) and the totals, or with
+/// `--groups` the channel groups that pruning removes together.
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// Input shape CxHxW [default: 3x224x224, 3x32x32 for `_small`, a file's own].
+    /// Input shape CxHxW [default: 3x224x224, 3x32x32 for `_small` and CIFAR ResNets, a
+    /// file's own].
     #[arg(long, value_parser = parse_shape)]
     input: Option<[usize; 3]>,
+    /// Print the channel coupling groups (what is pruned together, and what is locked).
+    #[arg(long)]
+    groups: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let summary = match args.model.builtin(args.input)? {
-        // A built-in architecture needs no weights to be described.
-        Some(config) => Summary::new(&config.name(), &config_graph(&config)?, &config.input_shape)?,
-        None => args
-            .model
-            .load(args.input, &fasterai::core::device::parse_device("flex")?)?
-            .summary()?,
+    let device = fasterai::core::device::parse_device("flex")?;
+    // A built-in architecture's weights are lazy: describing it allocates nothing.
+    let model: Model = match args.model.builtin(args.input)? {
+        Some(builtin) => builtin.init(&device)?,
+        None => args.model.load(args.input, &device)?,
     };
+    if args.groups {
+        let coupling = Coupling::new(&model.net, &model.input_shape)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&coupling.groups)?);
+        } else {
+            print!("{coupling}");
+        }
+        return Ok(());
+    }
+    let summary = Summary::new(&model.name, &model.net, &model.input_shape)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         println!("{summary}");
     }
     Ok(())
-}
-
-/// The graph of a built-in model with lazily initialised (never materialised) weights.
-fn config_graph(config: &fasterai::models::VggConfig) -> Result<fasterai::core::graph::Graph> {
-    Ok(config
-        .init(&fasterai::core::device::parse_device("flex")?)?
-        .net)
 }

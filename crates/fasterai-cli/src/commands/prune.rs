@@ -1,26 +1,44 @@
-//! `fasterai prune MODEL -o OUT`: remove zeroed filters for real.
+//! `fasterai prune MODEL -o OUT`: remove channels for real, by zeros or by importance.
 
 use anyhow::Result;
-use fasterai::prune::prune_zeroed;
-use fasterai::sparsify::{Criterion, Granularity, Sparsifier, SparsifyConfig};
+use fasterai::prune::{
+    GroupCriterion, GroupPruneConfig, PruneContext, Reduction, prune_groups, prune_zeroed,
+};
 
 use crate::model_arg::{DeviceArgs, ModelArgs, OutputArgs};
 
-/// Remove zeroed filters (and the batch-norm entries and input channels that go with them),
-/// losslessly; with --ratio, first zero that fraction of each conv's filters by --criterion
-/// (structured pruning in one step). Prints the per-layer table.
+/// Remove channels physically, with everything coupled to them (batch norms, the next convs,
+/// a whole residual stage, depthwise convs and gates). Without --ratio: the channels that are
+/// exactly zero (after `sparsify`), losslessly. With --ratio: that fraction of each channel
+/// group (or of all channels, --context global), weakest first by group importance. Prints the
+/// per-layer table, parameters and MACs.
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
     out: OutputArgs,
-    /// Zero this fraction of every conv's filters first, in [0, 1).
+    /// Remove this fraction of channels, in [0, 1), by importance.
     #[arg(long)]
     ratio: Option<f64>,
-    /// Filter importance for --ratio.
-    #[arg(long, default_value = "l1", requires = "ratio")]
-    criterion: Criterion,
+    /// Per-layer importance of a channel: l1 (Σ|w|) or l2 (Σw²).
+    #[arg(long, default_value = "l2", requires = "ratio")]
+    criterion: GroupCriterion,
+    /// How a group's layers combine their scores: mean, sum or max.
+    #[arg(long, default_value = "mean", requires = "ratio")]
+    reduction: Reduction,
+    /// local (each group loses --ratio) or global (the weakest --ratio of all channels).
+    #[arg(long, default_value = "local", requires = "ratio")]
+    context: PruneContext,
+    /// Do not divide each group's scores by their mean before a global ranking.
+    #[arg(long, requires = "ratio")]
+    no_normalize: bool,
+    /// Keep a multiple of this many channels in every group.
+    #[arg(long, default_value_t = 1, requires = "ratio")]
+    round_to: usize,
+    /// Never remove the output channels of this layer (repeatable).
+    #[arg(long, value_name = "LAYER", requires = "ratio")]
+    ignore: Vec<String>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -31,13 +49,22 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     args.out.check(&[std::path::Path::new(&args.model.model)])?;
     let device = args.device.device()?;
-    let mut model = args.model.load(None, &device)?;
-    if let Some(ratio) = args.ratio {
-        let mut config = SparsifyConfig::new(Granularity::Filter);
-        config.criterion = args.criterion;
-        Sparsifier::new(&model.net, config)?.prune(&mut model.net, ratio)?;
-    }
-    let (mut pruned, report) = prune_zeroed(&model)?;
+    let model = args.model.load(None, &device)?;
+    let (mut pruned, report) = match args.ratio {
+        Some(ratio) => {
+            let config = GroupPruneConfig {
+                criterion: args.criterion,
+                reduction: args.reduction,
+                normalize: !args.no_normalize,
+                context: args.context,
+                round_to: args.round_to,
+                ignored: args.ignore,
+                ..GroupPruneConfig::new(ratio)
+            };
+            prune_groups(&model, &config)?
+        }
+        None => prune_zeroed(&model)?,
+    };
     pruned.name = format!("{}+pruned", model.name);
     args.out.save(&pruned)?;
     if args.json {

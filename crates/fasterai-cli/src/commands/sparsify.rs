@@ -175,7 +175,7 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     let criterion = config.criterion;
-    let mut sparsifier = Sparsifier::new(&model.net, config)?;
+    let mut sparsifier = Sparsifier::new(&model.net, &model.input_shape, config)?;
     if matches!(criterion, Criterion::Wanda | Criterion::Taylor) {
         // A calibration batch: the first 128 training images.
         let Some(spec) = args.data.clone() else {

@@ -221,12 +221,13 @@ impl Coupling {
         }
         // Groups in order of their root space; a lock on any space locks the group.
         let mut group_of_root: BTreeMap<usize, usize> = BTreeMap::new();
-        let mut space_group = vec![0; sizes.len()];
-        for s in 0..sizes.len() {
-            let root = uf.find(s);
-            let next = group_of_root.len();
-            space_group[s] = *group_of_root.entry(root).or_insert(next);
-        }
+        let space_group: Vec<usize> = (0..sizes.len())
+            .map(|s| {
+                let root = uf.find(s);
+                let next = group_of_root.len();
+                *group_of_root.entry(root).or_insert(next)
+            })
+            .collect();
         let mut groups: Vec<Group> = (0..group_of_root.len())
             .map(|id| Group {
                 id,
