@@ -294,9 +294,24 @@ fn factorize(
     })
 }
 
+/// Why `method` does not apply to a conv with `groups` groups and a `kernel`, if it does not.
+fn not_applicable(method: ConvMethod, groups: usize, kernel: [usize; 2]) -> Option<String> {
+    if groups != 1 {
+        return Some(format!(
+            "grouped conv (groups = {groups}): each group has its own small weight, not one \
+             tensor to factorise"
+        ));
+    }
+    let spatial = matches!(method, ConvMethod::Cp | ConvMethod::SpatialSvd);
+    (spatial && kernel == [1, 1]).then(|| {
+        format!("1×1 kernel: {method:?} factorises the kernel's extent; use Tucker-2 for 1×1 convs")
+    })
+}
+
 /// Replaces the selected `Conv2d` layers (every conv when `layers` is empty) by the chain of
-/// `config.method`. Grouped convolutions are an error; a layer whose chain would not have
-/// fewer parameters is kept and reported. With a `probe`, output errors are measured.
+/// `config.method`. Grouped (and depthwise) convs, and 1×1 convs for the methods that split
+/// the kernel, are skipped with the reason; a layer whose chain would not have fewer
+/// parameters is kept and reported. With a `probe`, output errors are measured.
 pub fn decompose_convs(
     net: &Graph,
     config: &ConvConfig,
@@ -312,14 +327,21 @@ pub fn decompose_convs(
         let Layer::Conv2d(conv) = net.layer(path)? else {
             unreachable!("select_layers checked the type")
         };
-        if conv.groups != 1 {
-            return Err(DecomposeError::Unsupported {
+        let dims = conv.weight.dims();
+        if let Some(reason) = not_applicable(config.method, conv.groups, [dims[2], dims[3]]) {
+            let params = count_parameters(conv);
+            rows.push(LayerReport {
                 path: path.clone(),
-                reason: format!(
-                    "grouped convolutions (groups = {}) cannot be decomposed",
-                    conv.groups
-                ),
+                action: format!("skipped: {reason}"),
+                weight_shape: dims.to_vec(),
+                rank: 0,
+                params_before: params,
+                params_after: params,
+                weight_error: 0.0,
+                output_error: None,
+                decomposed: false,
             });
+            continue;
         }
         let w = to_array4(conv.weight.val());
         if w.iter().any(|v| !v.is_finite()) {

@@ -19,14 +19,6 @@ pub enum DecomposeError {
         /// The type the decomposition works on.
         expected: &'static str,
     },
-    /// A layer this decomposition cannot handle.
-    #[error("`{path}`: {reason}")]
-    Unsupported {
-        /// The layer.
-        path: String,
-        /// Why.
-        reason: String,
-    },
     /// Graph, shape or linear-algebra error (unknown path, non-finite weight, …).
     #[error(transparent)]
     Core(#[from] CoreError),

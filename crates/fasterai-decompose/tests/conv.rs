@@ -6,6 +6,7 @@ use burn::tensor::{Distribution, Tensor};
 use fasterai_core::graph::ops::Conv2dSpec;
 use fasterai_core::graph::{Activation, Graph, InitScheme, Layer, LayerSpec};
 use fasterai_core::testing::{Reference, relative_max_diff};
+use fasterai_core::summary::count_parameters;
 use fasterai_decompose::DecomposeError;
 use fasterai_decompose::conv::{ConvConfig, ConvMethod, ConvRank, decompose_convs};
 use fasterai_decompose::cp::{CpConfig, cp_als};
@@ -391,7 +392,62 @@ fn bad_conv_requests_are_clear_errors() {
         bias: false,
     });
     let grouped = Graph::indexed([Layer::from_spec(&spec, InitScheme::PyTorchDefault, &d)]);
-    let err = decompose_convs(&grouped, &config, &[], None).unwrap_err();
-    assert!(matches!(err, DecomposeError::Unsupported { .. }), "{err}");
+    let (same, report) = decompose_convs(&grouped, &config, &[], None).unwrap();
+    assert!(!report.layers[0].decomposed, "{report}");
+    assert!(
+        report.layers[0]
+            .action
+            .contains("grouped conv (groups = 2)"),
+        "{report}"
+    );
+    assert_eq!(count_parameters(&same), count_parameters(&grouped));
     assert!(cp_als(&Array4::zeros((2, 2, 3, 3)), 2, CpConfig::default()).is_err());
+}
+
+#[test]
+fn branched_models_decompose_and_skip_what_does_not_apply() {
+    let d = device();
+    let build = |name: &str| {
+        name.parse::<fasterai_models::Builtin>()
+            .unwrap()
+            .with_num_classes(10)
+            .with_input_shape([3, 32, 32])
+            .init(&d)
+            .unwrap()
+    };
+    let x = Tensor::<4>::random([2, 3, 32, 32], Distribution::Normal(0.0, 1.0), &d);
+    let cases = [
+        (
+            "mobilenet_v3_small",
+            ConvMethod::Tucker2,
+            ConvRank::Ratio(0.5),
+            "grouped conv",
+        ),
+        ("resnet20", ConvMethod::Cp, ConvRank::Fixed(8), "1×1 kernel"),
+    ];
+    for (name, method, rank, skip) in cases {
+        let model = build(name);
+        let config = ConvConfig {
+            max_iter: 10,
+            ..ConvConfig::new(method, rank)
+        };
+        let (out, report) = decompose_convs(&model.net, &config, &[], None).unwrap();
+        let skipped: Vec<_> = report
+            .layers
+            .iter()
+            .filter(|l| l.action.starts_with("skipped"))
+            .collect();
+        assert!(
+            !skipped.is_empty() && skipped.iter().all(|l| l.action.contains(skip)),
+            "{report}"
+        );
+        let done: Vec<_> = report.layers.iter().filter(|l| l.decomposed).collect();
+        assert!(!done.is_empty(), "{report}");
+        // Each decomposed conv became a chain `path.0`, `path.1`, … read where it was read.
+        for l in &done {
+            assert!(out.get(&l.path).is_none() && out.get(&format!("{}.0", l.path)).is_some());
+        }
+        assert!(report.params_after < report.params_before, "{report}");
+        assert_eq!(out.forward(x.clone()).flatten().dims(), [2, 10]);
+    }
 }
