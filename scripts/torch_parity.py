@@ -1,6 +1,8 @@
 """PyTorch side of `cargo xtask parity`.
 
   python torch_parity.py make DIR      writes DIR/vgg16_bn.{pth,safetensors}, DIR/x.npy, DIR/y_torch.npy
+  python torch_parity.py families DIR  writes DIR/NAME.pth, DIR/NAME_x.npy, DIR/NAME_y.npy for every
+                                       branched family (torchvision's, and the CIFAR ResNet-20)
   python torch_parity.py compare A B   exits non-zero unless max|A-B| <= 1e-4 * max|A|
   python torch_parity.py latency CxHxW [RUNS]   VGG16-bn (10 classes) batch-1 latency in torch
 
@@ -66,6 +68,85 @@ def make(out_dir: str) -> None:
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads): wrote checkpoint, x {tuple(x.shape)}, y {tuple(y.shape)}")
 
 
+class CifarBlock(nn.Module):
+    """He et al. 2016 basic block with a 1x1 projection shortcut (option B)."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class CifarResNet(nn.Module):
+    def __init__(self, n: int, num_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.relu = nn.ReLU(inplace=True)
+        cin = 16
+        for s, planes in enumerate([16, 32, 64]):
+            blocks = []
+            for b in range(n):
+                blocks.append(CifarBlock(cin, planes, 2 if (s > 0 and b == 0) else 1))
+                cin = planes
+            setattr(self, f"layer{s + 1}", nn.Sequential(*blocks))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(64, num_classes)
+
+    def forward(self, x):
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+# name, input side; every model has 10 classes.
+FAMILIES = [
+    ("resnet18", 64), ("resnet34", 64), ("resnet50", 64), ("resnet20", 32), ("resnet56", 32),
+    ("mobilenet_v2", 64), ("mobilenet_v3_small", 64), ("mobilenet_v3_large", 64), ("efficientnet_b0", 64),
+]
+
+
+def family(name: str) -> nn.Module:
+    if name == "resnet20":
+        return CifarResNet(3)
+    if name == "resnet56":
+        return CifarResNet(9)
+    import torchvision
+    return getattr(torchvision.models, name)(num_classes=10)
+
+
+def families(out_dir: str) -> None:
+    for name, side in FAMILIES:
+        torch.manual_seed(0)
+        model = family(name)
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.normal_(0.0, 0.2)
+                    m.running_mean.normal_(0.0, 0.5)
+                    m.running_var.uniform_(0.5, 2.0)
+        model.eval()
+        x = torch.randn(2, 3, side, side)
+        with torch.no_grad():
+            y = model(x)
+        torch.save(model.state_dict(), f"{out_dir}/{name}.pth")
+        np.save(f"{out_dir}/{name}_x.npy", x.numpy())
+        np.save(f"{out_dir}/{name}_y.npy", y.numpy())
+        params = sum(p.numel() for p in model.parameters())
+        print(f"{name}: {params:,} parameters, x {tuple(x.shape)} -> y {tuple(y.shape)}")
+
+
 def compare(expected_path: str, actual_path: str) -> None:
     expected, actual = np.load(expected_path), np.load(actual_path)
     if expected.shape != actual.shape:
@@ -99,6 +180,8 @@ def latency(shape: str, runs: int = 20) -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "make":
         make(sys.argv[2])
+    elif len(sys.argv) == 3 and sys.argv[1] == "families":
+        families(sys.argv[2])
     elif len(sys.argv) == 4 and sys.argv[1] == "compare":
         compare(sys.argv[2], sys.argv[3])
     elif len(sys.argv) in (3, 4) and sys.argv[1] == "latency":

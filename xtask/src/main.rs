@@ -268,6 +268,7 @@ fn parity() -> Result<()> {
             "-q",
             "--disable-pip-version-check",
             "torch==2.9.0",
+            "torchvision==0.24.0",
             "numpy",
             "safetensors",
         ],
@@ -311,6 +312,56 @@ fn parity() -> Result<()> {
                 "compare",
                 &format!("{work_str}/y_torch.npy"),
                 &output,
+            ],
+        )?;
+    }
+    // Every branched family: torchvision's state dict imported by name, same outputs.
+    run(python, &["scripts/torch_parity.py", "families", work_str])?;
+    for name in [
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "resnet20",
+        "resnet56",
+        "mobilenet_v2",
+        "mobilenet_v3_small",
+        "mobilenet_v3_large",
+        "efficientnet_b0",
+    ] {
+        let file = |suffix: &str| format!("{work_str}/{name}{suffix}");
+        run(
+            cli,
+            &[
+                "import",
+                name,
+                "--num-classes",
+                "10",
+                "--weights",
+                &file(".pth"),
+                "-o",
+                &file(".safetensors"),
+                "--force",
+            ],
+        )?;
+        run(
+            cli,
+            &[
+                "predict",
+                &file(".safetensors"),
+                "--input",
+                &file("_x.npy"),
+                "--output",
+                &file("_fasterai.npy"),
+                "--force",
+            ],
+        )?;
+        run(
+            python,
+            &[
+                "scripts/torch_parity.py",
+                "compare",
+                &file("_y.npy"),
+                &file("_fasterai.npy"),
             ],
         )?;
     }
