@@ -645,8 +645,8 @@ fn groups_of_a_resnet_and_pruning_it_by_importance() {
     let out = fasterai(&[
         "prune",
         "resnet20",
-        "--ratio",
-        "0.5",
+        "--speedup",
+        "2",
         "--context",
         "global",
         "--criterion",

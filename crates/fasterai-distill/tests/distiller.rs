@@ -258,3 +258,47 @@ fn mismatched_teacher_and_student_fail_before_training() {
     .unwrap_err();
     assert!(err.to_string().contains("[0, 1]"), "{err}");
 }
+
+#[test]
+fn branched_teacher_and_student_pair_features_by_node_name() {
+    let device = parse_device("flex").unwrap();
+    device.seed(6);
+    let train = synthetic(64, 10, [3, 32, 32], 1).unwrap();
+    let norm = Normalize::uniform(3, 0.5, 0.25);
+    let build = |name: &str| {
+        name.parse::<fasterai_models::Builtin>()
+            .unwrap()
+            .with_num_classes(10)
+            .with_input_shape([3, 32, 32])
+    };
+    let teacher = build("resnet20").init(&device).unwrap();
+    let student = build("mobilenet_v2")
+        .with_width(0.25)
+        .unwrap()
+        .init(&device)
+        .unwrap();
+    // Student's first residual sum [8, 16, 16]; teacher's last stage-2 block output [32, 16, 16].
+    let pairs = vec![("features.1.add".to_string(), "layer2.2.relu_1".to_string())];
+    for loss in [
+        KdLoss::Attention {
+            pairs: pairs.clone(),
+            p: 2.0,
+        },
+        KdLoss::FitNet {
+            pairs: pairs.clone(),
+        },
+    ] {
+        let mut kd = Distiller::new(teacher.clone(), loss, KdWeight::Constant(0.5));
+        let (_, history) = fit(
+            &student,
+            &train,
+            &train,
+            &norm,
+            &config(),
+            &mut [&mut kd],
+            &device,
+        )
+        .unwrap();
+        assert!(history.epochs[0].train_loss.is_finite(), "{history:?}");
+    }
+}

@@ -270,6 +270,51 @@ pub fn prune_groups(model: &Model, config: &GroupPruneConfig) -> Result<(Model, 
     remove_channels(model, &coupling, &keep, Vec::new())
 }
 
+/// Prunes by group importance (as [`prune_groups`], with `config`'s rule) to at least
+/// `speedup`× fewer MACs: the smallest ratio that gets there, found by bisection (to 1e-3).
+/// `config.ratio` is ignored. An unreachable speedup is an error that says the best one.
+pub fn prune_to_speedup(
+    model: &Model,
+    config: &GroupPruneConfig,
+    speedup: f64,
+) -> Result<(Model, PruneReport)> {
+    if !(speedup.is_finite() && speedup >= 1.0) {
+        return Err(PruneError::Config(format!(
+            "speedup {speedup} must be at least 1 (2 halves the MACs)"
+        )));
+    }
+    let at = |ratio: f64| {
+        prune_groups(
+            model,
+            &GroupPruneConfig {
+                ratio,
+                ..config.clone()
+            },
+        )
+    };
+    let gain = |r: &PruneReport| r.macs_before as f64 / r.macs_after.max(1) as f64;
+    let (mut low, mut high) = (0.0, 0.99);
+    let mut best = at(high)?;
+    if gain(&best.1) < speedup {
+        return Err(PruneError::Config(format!(
+            "a {speedup}× speedup is out of reach: removing 99 % of the prunable channels gives \
+             {:.2}×",
+            gain(&best.1)
+        )));
+    }
+    while high - low > 1e-3 {
+        let mid = (low + high) / 2.0;
+        let pruned = at(mid)?;
+        if gain(&pruned.1) >= speedup {
+            high = mid;
+            best = pruned;
+        } else {
+            low = mid;
+        }
+    }
+    Ok(best)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,8 @@
 //!   whose batch norm turns it into a non-zero constant (`β − μγ/√(σ²+ε)`, e.g. in
 //!   Conv → ReLU → BN) is kept: removing it would change the outputs.
 //! - [`prune_groups`]: structured pruning by group importance (a criterion per member, reduced
-//!   over the group's coupled layers, optionally normalised), local or global, with `round_to`.
+//!   over the group's coupled layers, optionally normalised), local or global, with `round_to`;
+//!   [`prune_to_speedup`] finds the ratio that reaches a MACs target.
 //!
 //! ```no_run
 //! use fasterai_core::prelude::*;
@@ -37,7 +38,9 @@ use fasterai_core::model::Model;
 use fasterai_core::summary::{count_parameters, si, thousands};
 use serde::Serialize;
 
-pub use importance::{GroupCriterion, GroupPruneConfig, PruneContext, Reduction, prune_groups};
+pub use importance::{
+    GroupCriterion, GroupPruneConfig, PruneContext, Reduction, prune_groups, prune_to_speedup,
+};
 
 /// Everything that can go wrong while pruning.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,8 @@
 
 use anyhow::Result;
 use fasterai::prune::{
-    GroupCriterion, GroupPruneConfig, PruneContext, Reduction, prune_groups, prune_zeroed,
+    GroupCriterion, GroupPruneConfig, PruneContext, Reduction, prune_groups, prune_to_speedup,
+    prune_zeroed,
 };
 
 use crate::model_arg::{DeviceArgs, ModelArgs, OutputArgs};
@@ -10,9 +11,11 @@ use crate::model_arg::{DeviceArgs, ModelArgs, OutputArgs};
 /// Remove channels physically, with everything coupled to them (batch norms, the next convs,
 /// a whole residual stage, depthwise convs and gates). Without --ratio: the channels that are
 /// exactly zero (after `sparsify`), losslessly. With --ratio: that fraction of each channel
-/// group (or of all channels, --context global), weakest first by group importance. Prints the
-/// per-layer table, parameters and MACs.
+/// group (or of all channels, --context global), weakest first by group importance; with
+/// --speedup: as few as give that MACs reduction. Prints the per-layer table, parameters and
+/// MACs.
 #[derive(clap::Args)]
+#[command(group = clap::ArgGroup::new("by_importance").args(["ratio", "speedup"]))]
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
@@ -21,23 +24,27 @@ pub struct Args {
     /// Remove this fraction of channels, in [0, 1), by importance.
     #[arg(long)]
     ratio: Option<f64>,
+    /// Instead of --ratio: remove the fewest channels that give this many times fewer MACs
+    /// (2 halves them).
+    #[arg(long, conflicts_with = "ratio")]
+    speedup: Option<f64>,
     /// Per-layer importance of a channel: l1 (Σ|w|) or l2 (Σw²).
-    #[arg(long, default_value = "l2", requires = "ratio")]
+    #[arg(long, default_value = "l2", requires = "by_importance")]
     criterion: GroupCriterion,
     /// How a group's layers combine their scores: mean, sum or max.
-    #[arg(long, default_value = "mean", requires = "ratio")]
+    #[arg(long, default_value = "mean", requires = "by_importance")]
     reduction: Reduction,
     /// local (each group loses --ratio) or global (the weakest --ratio of all channels).
-    #[arg(long, default_value = "local", requires = "ratio")]
+    #[arg(long, default_value = "local", requires = "by_importance")]
     context: PruneContext,
     /// Do not divide each group's scores by their mean before a global ranking.
-    #[arg(long, requires = "ratio")]
+    #[arg(long, requires = "by_importance")]
     no_normalize: bool,
     /// Keep a multiple of this many channels in every group.
-    #[arg(long, default_value_t = 1, requires = "ratio")]
+    #[arg(long, default_value_t = 1, requires = "by_importance")]
     round_to: usize,
     /// Never remove the output channels of this layer (repeatable).
-    #[arg(long, value_name = "LAYER", requires = "ratio")]
+    #[arg(long, value_name = "LAYER", requires = "by_importance")]
     ignore: Vec<String>,
     /// Print the report as JSON.
     #[arg(long)]
@@ -50,20 +57,19 @@ pub fn run(args: Args) -> Result<()> {
     args.out.check(&[std::path::Path::new(&args.model.model)])?;
     let device = args.device.device()?;
     let model = args.model.load(None, &device)?;
-    let (mut pruned, report) = match args.ratio {
-        Some(ratio) => {
-            let config = GroupPruneConfig {
-                criterion: args.criterion,
-                reduction: args.reduction,
-                normalize: !args.no_normalize,
-                context: args.context,
-                round_to: args.round_to,
-                ignored: args.ignore,
-                ..GroupPruneConfig::new(ratio)
-            };
-            prune_groups(&model, &config)?
-        }
-        None => prune_zeroed(&model)?,
+    let config = GroupPruneConfig {
+        criterion: args.criterion,
+        reduction: args.reduction,
+        normalize: !args.no_normalize,
+        context: args.context,
+        round_to: args.round_to,
+        ignored: args.ignore,
+        ..GroupPruneConfig::new(args.ratio.unwrap_or(0.0))
+    };
+    let (mut pruned, report) = match (args.ratio, args.speedup) {
+        (Some(_), _) => prune_groups(&model, &config)?,
+        (None, Some(speedup)) => prune_to_speedup(&model, &config, speedup)?,
+        (None, None) => prune_zeroed(&model)?,
     };
     pruned.name = format!("{}+pruned", model.name);
     args.out.save(&pruned)?;
