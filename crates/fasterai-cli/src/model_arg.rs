@@ -57,6 +57,23 @@ impl OutputArgs {
         crate::files::refuse_overwrite(&self.output, inputs, self.force)
     }
 
+    /// The same checks for a second file the command writes (e.g. `--history`): never over an
+    /// input or OUTPUT, and an existing file only with --force.
+    pub fn check_also(&self, extra: Option<&Path>, inputs: &[&Path]) -> Result<()> {
+        let Some(extra) = extra else {
+            return Ok(());
+        };
+        if extra == self.output {
+            bail!(
+                "--history and the model output are both {}",
+                extra.display()
+            );
+        }
+        let mut protect = inputs.to_vec();
+        protect.push(&self.output);
+        crate::files::refuse_overwrite(extra, &protect, self.force)
+    }
+
     /// Saves `model` to OUTPUT, atomically.
     pub fn save(&self, model: &Model) -> Result<()> {
         Ok(fasterai::core::io::save_model(

@@ -699,3 +699,102 @@ fn groups_of_a_resnet_and_pruning_it_by_importance() {
         "expected one of local, global",
     );
 }
+
+#[test]
+fn inputs_are_never_overwritten_and_odd_models_are_handled() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let d = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
+    let model = d("tiny.safetensors");
+    let before = std::fs::read(&model).unwrap();
+    fails_with(
+        &fasterai(&[
+            "predict",
+            &model,
+            "--input",
+            &d("x.npy"),
+            "--output",
+            &model,
+            "--force",
+        ]),
+        "refusing to write the output over the input",
+    );
+    fails_with(
+        &fasterai(&[
+            "train",
+            &model,
+            "--data",
+            "synthetic:16",
+            "--epochs",
+            "1",
+            "-o",
+            &d("t.safetensors"),
+            "--history",
+            &model,
+            "--force",
+        ]),
+        "refusing to write the output over the input",
+    );
+    assert_eq!(std::fs::read(&model).unwrap(), before);
+
+    // A model on flat inputs: decompose probes it with vectors.
+    let device = parse_device("flex").unwrap();
+    let mut g = GraphBuilder::new();
+    g.then("fc1", LayerSpec::linear(8, 32));
+    g.then("relu", LayerSpec::relu());
+    g.then("fc2", LayerSpec::linear(32, 4));
+    let net = Graph::from_spec(&g.build(), InitScheme::default(), &device);
+    save_model(
+        &Model::new("flat", vec![8], net).unwrap(),
+        &dir.path().join("flat.safetensors"),
+        false,
+    )
+    .unwrap();
+    let out = fasterai(&[
+        "decompose",
+        &d("flat.safetensors"),
+        "-o",
+        &d("flat_svd.safetensors"),
+        "--fc",
+        "0.5",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A layer that lost every filter: pruning keeps one channel and says so.
+    let out = fasterai(&[
+        "sparsify",
+        "vgg11_bn_small",
+        "--width",
+        "0.0625",
+        "--sparsity",
+        "0.5",
+        "--granularity",
+        "layer",
+        "--context",
+        "global",
+        "-o",
+        &d("dead.safetensors"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = fasterai(&[
+        "prune",
+        &d("dead.safetensors"),
+        "-o",
+        &d("dead_pruned.safetensors"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("are zero: one is kept"), "{text}");
+}

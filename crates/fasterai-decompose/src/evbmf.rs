@@ -38,8 +38,10 @@ pub fn evbmf(singular_values: &[f64], rows: usize, cols: usize, xatol: f64) -> E
     // Bracket for σ² (upper: all energy is noise; lower: the tail beyond the largest possible
     // signal rank is noise).
     let upper = s.iter().map(|v| v * v).sum::<f64>() / (l * m);
-    let eh_ub = ((l / (1.0 + alpha)).ceil() - 1.0).min(h as f64) as usize - 1;
-    let tail = &s[(eh_ub + 1).min(h)..];
+    // Largest possible signal rank, minus one; −1 for a single row or column (the whole
+    // spectrum is then the tail, as in the reference).
+    let eh_ub = ((l / (1.0 + alpha)).ceil() - 1.0).min(h as f64) as isize - 1;
+    let tail = &s[((eh_ub + 1) as usize).min(h)..];
     let lower = if tail.is_empty() {
         0.0
     } else {

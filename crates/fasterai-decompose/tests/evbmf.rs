@@ -105,3 +105,14 @@ fn conv_weight_unfoldings_give_ranks_12_and_6() {
         &summary("conv_unfold1_32x576"),
     );
 }
+
+#[test]
+fn a_single_row_is_all_noise_not_a_panic() {
+    // One singular value: the whole spectrum is the tail, σ² = s²/M, and the threshold
+    // s·√xubar lies above s (as the reference computes for L = 1).
+    for (rows, cols) in [(1, 9), (9, 1)] {
+        let e = evbmf(&[3.0], rows, cols, DEFAULT_XATOL);
+        assert_eq!(e.rank, 0);
+        assert!((e.sigma2 - 1.0).abs() < 1e-6, "{}", e.sigma2);
+    }
+}

@@ -100,15 +100,21 @@ pub fn run(args: Args) -> Result<()> {
     };
     let device = args.device.device()?;
     let mut model = args.model.load(None, &device)?;
+    // The probe batch follows the model's input: images, or flat feature vectors.
     let probe = (args.probe > 0).then(|| {
-        let mut shape = vec![args.probe];
-        shape.extend(&model.input_shape);
-        let shape: [usize; 4] = shape.try_into().expect("image models have CxHxW inputs");
-        Activation::Spatial(Tensor::<4>::random(
-            shape,
-            Distribution::Normal(0.0, 1.0),
-            &device,
-        ))
+        let distribution = Distribution::Normal(0.0, 1.0);
+        match model.input_shape[..] {
+            [c, h, w] => Activation::Spatial(Tensor::<4>::random(
+                [args.probe, c, h, w],
+                distribution,
+                &device,
+            )),
+            _ => Activation::Flat(Tensor::<2>::random(
+                [args.probe, model.input_shape.iter().product()],
+                distribution,
+                &device,
+            )),
+        }
     });
     // A path list names layers of both kinds; each pass takes the ones of its own kind.
     let of_kind = |kind: &str| -> Vec<String> {

@@ -105,6 +105,10 @@ impl Args {
 pub fn run(args: Args) -> Result<()> {
     args.out
         .check(&[&args.teacher, std::path::Path::new(&args.student)])?;
+    args.out.check_also(
+        args.history.as_deref(),
+        &[&args.teacher, std::path::Path::new(&args.student)],
+    )?;
     let loss = args.loss()?;
     let device = args.device.device()?;
     let teacher = load_model(&args.teacher, &device)

@@ -1,6 +1,6 @@
 //! `fasterai predict MODEL --input X.npy --output Y.npy`: run a model on a NumPy array.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use fasterai::burn::tensor::{Tensor, TensorData};
@@ -27,7 +27,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    refuse_overwrite(&args.output, &[&args.images], args.force)?;
+    // Neither input, --force or not.
+    let model_path = Path::new(&args.model.model);
+    refuse_overwrite(&args.output, &[&args.images, model_path], args.force)?;
     let array = read_npy(&args.images)?;
     let shape: [usize; 4] = match array.shape[..] {
         [n, c, h, w] => [n, c, h, w],
@@ -63,7 +65,7 @@ pub fn run(args: Args) -> Result<()> {
         &args.output,
         &out_shape,
         &values,
-        &[&args.images],
+        &[&args.images, model_path],
         args.force,
     )?;
     println!(

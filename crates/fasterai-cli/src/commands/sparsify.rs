@@ -102,6 +102,10 @@ enum ContextArg {
 
 pub fn run(args: Args) -> Result<()> {
     args.out.check(&[std::path::Path::new(&args.model.model)])?;
+    args.out.check_also(
+        args.history.as_deref(),
+        &[std::path::Path::new(&args.model.model)],
+    )?;
     let device = args.device.device()?;
     let mut model = args.model.load(None, &device)?;
     let mut config = SparsifyConfig::new(args.granularity);

@@ -153,6 +153,10 @@ pub fn train_and_save(
 
 pub fn run(args: Args) -> Result<()> {
     args.out.check(&[std::path::Path::new(&args.model.model)])?;
+    args.out.check_also(
+        args.history.as_deref(),
+        &[std::path::Path::new(&args.model.model)],
+    )?;
     let device = args.device.device()?;
     let data = args.data.load()?;
     let mut model_args = args.model.clone();
