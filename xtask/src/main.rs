@@ -19,8 +19,10 @@ cargo xtask <command>
   setup    install the system packages the build and tests need (apt-get)
   demo     build the CLI (release) and run the demo on the flex backend
   test     run the test suite on flex, then the flex/wgpu parity test on software Vulkan
-  ci       what CI runs: setup, fmt check, clippy, then `test` (benches and examples included)
-  parity   PyTorch parity: torch writes a VGG16-bn checkpoint and outputs, fasterai must match
+  ci       what CI runs: setup, fmt check, clippy, then `test` with ../shared required (benches
+           and examples included); prints each stage's time
+  parity   PyTorch parity: torch writes VGG16-bn and every branched family's checkpoints and
+           outputs, fasterai must match
 ";
 
 fn main() -> Result<()> {
@@ -224,22 +226,43 @@ fn wgpu_parity() -> Result<()> {
 }
 
 fn ci() -> Result<()> {
-    setup()?;
+    let mut stages: Vec<(&str, std::time::Duration)> = Vec::new();
+    let mut stage = |name: &'static str, work: &dyn Fn() -> Result<()>| -> Result<()> {
+        let start = std::time::Instant::now();
+        let result = work();
+        stages.push((name, start.elapsed()));
+        eprintln!("\n== stage times ==");
+        for (name, time) in &stages {
+            eprintln!("{name:<10} {:>6.1} min", time.as_secs_f64() / 60.0);
+        }
+        result
+    };
     let cargo = cargo();
-    run(&cargo, &["fmt", "--all", "--", "--check"])?;
-    run(
-        &cargo,
-        &[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ],
-    )?;
-    // `--all-targets` in `test` also builds (and smoke-runs) the benches and examples.
-    test()
+    stage("setup", &setup)?;
+    stage("fmt", &|| run(&cargo, &["fmt", "--all", "--", "--check"]))?;
+    stage("clippy", &|| {
+        run(
+            &cargo,
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        )
+    })?;
+    // CI requires the reference vectors and datasets: their absence fails, never skips.
+    let shared = [("FASTERAI_REQUIRE_SHARED", "1")];
+    // `--all-targets` also builds (and smoke-runs) the benches and examples.
+    stage("tests", &|| {
+        run_env(&cargo, &["test", "--workspace", "--all-targets"], &shared)
+    })?;
+    stage("doc-tests", &|| {
+        run_env(&cargo, &["test", "--workspace", "--doc"], &shared)
+    })?;
+    stage("wgpu", &wgpu_parity)
 }
 
 /// PyTorch parity, end to end: a Python venv with torch (from PyPI) writes a VGG16-bn
