@@ -9,6 +9,7 @@ use fasterai_train::learner::{Callback, EpochRecord, TrainConfig, TrainState};
 use fasterai_train::{Result as TrainResult, TrainError};
 use serde::Serialize;
 
+use crate::criterion::Criterion;
 use crate::schedule::Schedule;
 use crate::sparsifier::{Sparsifier, SparsifyConfig};
 
@@ -76,7 +77,7 @@ impl Callback for SparsifyCallback {
         &mut self,
         net: &Graph,
         input_shape: &[usize],
-        _config: &TrainConfig,
+        config: &TrainConfig,
     ) -> TrainResult<()> {
         if !(0.0..1.0).contains(&self.target) {
             return Err(TrainError::Config(format!(
@@ -84,7 +85,36 @@ impl Callback for SparsifyCallback {
                 self.target
             )));
         }
+        let (start, end) = (self.schedule.start_pct, self.schedule.end_pct);
+        if !(0.0 <= start && start < end && end <= 1.0) {
+            return Err(TrainError::Config(format!(
+                "the schedule window must satisfy 0 ≤ start ({start}) < end ({end}) ≤ 1"
+            )));
+        }
+        if let Some(Lottery::RewindToEpoch(e)) = self.lottery
+            && e + 1 >= config.epochs
+        {
+            return Err(TrainError::Config(format!(
+                "rewinding to the end of epoch {e} (0-based) needs at least {} epochs to prune \
+                 after it; training has {}",
+                e + 2,
+                config.epochs
+            )));
+        }
+        if matches!(self.config.criterion, Criterion::Wanda | Criterion::Taylor) {
+            return Err(TrainError::Config(format!(
+                "criterion {} needs a calibration batch, which sparsifying while training does \
+                 not take: sparsify in one shot with --data, then fine-tune",
+                self.config.criterion.name()
+            )));
+        }
         let sparsifier = Sparsifier::new(net, input_shape, self.config.clone())
+            .map_err(|e| TrainError::Config(e.to_string()))?;
+        // A dry run at the final target on a copy: every error (N:M on a layer whose size does
+        // not allow it, a per-layer target out of range) shows before the first batch.
+        sparsifier
+            .clone()
+            .prune(&mut net.clone(), self.target)
             .map_err(|e| TrainError::Config(e.to_string()))?;
         self.sparsifier = Some(sparsifier);
         Ok(())

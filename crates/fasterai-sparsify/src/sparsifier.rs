@@ -274,6 +274,15 @@ impl Sparsifier {
         if config.round_to == 0 {
             return Err(SparsifyError::Config("round_to must be at least 1".into()));
         }
+        if config.context == Context::Global
+            && (!config.per_layer.is_empty() || config.round_to != 1)
+        {
+            return Err(SparsifyError::Config(
+                "per-layer targets and round_to apply to the local context; global ranks every \
+                 group against one threshold"
+                    .into(),
+            ));
+        }
         Ok(Self {
             previous: initial.clone(),
             initial,

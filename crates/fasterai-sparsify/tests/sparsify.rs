@@ -7,7 +7,7 @@ use fasterai_core::graph::ops::{Conv2dSpec, LinearSpec};
 use fasterai_core::prelude::*;
 use fasterai_models::{VggConfig, VggDepth};
 use fasterai_sparsify::mask::{Groups, groups_to_remove};
-use fasterai_sparsify::sparsifier::Context;
+use fasterai_sparsify::sparsifier::{Context, torch_weights};
 use fasterai_sparsify::{
     Criterion, Granularity, Schedule, ScheduleKind, Sparsifier, SparsifyConfig, SparsifyError,
 };
@@ -164,11 +164,52 @@ fn local_and_global_reach_their_targets() {
         .with_width(0.25)
         .init(&device)
         .unwrap();
-    let mut s = Sparsifier::new(&model.net, &model.input_shape, global).unwrap();
+    let mut s = Sparsifier::new(&model.net, &model.input_shape, global.clone()).unwrap();
+    // Every filter's mean |w| before, across all layers.
+    let paths = s.paths().to_vec();
+    let filter_scores = |net: &Graph| -> Vec<(String, Vec<f32>)> {
+        paths
+            .iter()
+            .map(|p| {
+                let w = torch_weights(net.layer(p).unwrap());
+                let out = match net.layer(p).unwrap() {
+                    Layer::Conv2d(c) => c.weight.dims()[0],
+                    _ => unreachable!(),
+                };
+                let per = w.len() / out;
+                let means = w
+                    .chunks(per)
+                    .map(|f| f.iter().map(|v| v.abs()).sum::<f32>() / per as f32);
+                (p.clone(), means.collect())
+            })
+            .collect()
+    };
+    let before = filter_scores(&model.net);
     let report = s.prune(&mut model.net, 0.5).unwrap();
     let total: usize = report.iter().map(|l| l.groups).sum();
     let zero: usize = report.iter().map(|l| l.zero_groups).sum();
     assert_eq!(zero, total / 2);
+    // One threshold for all layers: every removed filter scored below every kept one, and the
+    // layers lost different fractions (a local rule would take half of each).
+    let after = filter_scores(&model.net);
+    let (mut removed_max, mut kept_min) = (0f32, f32::MAX);
+    for ((_, b), (_, a)) in before.iter().zip(&after) {
+        for (score, now) in b.iter().zip(a) {
+            if *now == 0.0 {
+                removed_max = removed_max.max(*score);
+            } else {
+                kept_min = kept_min.min(*score);
+            }
+        }
+    }
+    assert!(removed_max <= kept_min, "{removed_max} > {kept_min}");
+    assert!(
+        report.iter().any(|l| l.zero_groups * 2 != l.groups),
+        "{report:?}"
+    );
+    global.round_to = 8;
+    let err = Sparsifier::new(&model.net, &model.input_shape, global).unwrap_err();
+    assert!(err.to_string().contains("local context"), "{err}");
     // round_to: the kept count is a multiple of 8.
     let mut rounded = config;
     rounded.round_to = 8;

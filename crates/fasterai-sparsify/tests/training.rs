@@ -88,3 +88,48 @@ fn lottery_reset_restores_surviving_initial_weights() {
         }
     }
 }
+
+#[test]
+fn bad_training_set_ups_fail_before_the_first_batch() {
+    let device = parse_device("flex").unwrap();
+    let train = synthetic(32, 5, [3, 16, 16], 1).unwrap();
+    let norm = Normalize::uniform(3, 0.5, 0.25);
+    let model = Model::new("tiny", vec![3, 16, 16], tiny_cnn(3, 5, &device)).unwrap();
+    let agp = || Schedule::new(ScheduleKind::Agp);
+    let filter = || SparsifyConfig::new(Granularity::Filter);
+    let wanda = SparsifyConfig {
+        criterion: fasterai_sparsify::Criterion::Wanda,
+        ..filter()
+    };
+    let n_of_m = SparsifyConfig {
+        n_of_m: Some((2, 5)), // rows of 27 (3·3·3) weights: not a multiple of 5
+        ..SparsifyConfig::new(Granularity::Weight)
+    };
+    let cases = [
+        (SparsifyCallback::new(wanda, 0.5, agp()), "calibration"),
+        (SparsifyCallback::new(n_of_m, 0.5, agp()), "multiple of 5"),
+        (
+            SparsifyCallback::new(filter(), 0.5, agp().window(0.6, 0.4)),
+            "window",
+        ),
+        (
+            SparsifyCallback::new(filter(), 0.5, agp()).with_lottery(Lottery::RewindToEpoch(1)),
+            "epochs",
+        ),
+    ];
+    for (mut cb, needle) in cases {
+        let err = fit(
+            &model,
+            &train,
+            &train,
+            &norm,
+            &config(),
+            &mut [&mut cb],
+            &device,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains(needle), "{err}");
+        assert!(cb.steps.is_empty(), "pruned before failing: {err}");
+    }
+}
