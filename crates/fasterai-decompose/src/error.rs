@@ -9,6 +9,9 @@ pub enum DecomposeError {
     /// A rank rule's parameter is out of range.
     #[error("invalid rank rule: {0}")]
     InvalidRank(String),
+    /// Nothing to do (e.g. FC SVD on a model without a `Linear`).
+    #[error("{0}")]
+    NothingToDo(String),
     /// A selected path names a layer of another type.
     #[error("`{path}` is a {kind}, not a {expected}")]
     WrongLayerType {

@@ -13,12 +13,18 @@ pub(crate) fn select_layers(
     kind: &'static str,
 ) -> Result<Vec<String>> {
     if requested.is_empty() {
-        return Ok(net
+        let all: Vec<String> = net
             .leaves()
             .into_iter()
             .filter(|(_, l)| l.kind() == kind)
             .map(|(p, _)| p)
-            .collect());
+            .collect();
+        if all.is_empty() {
+            return Err(DecomposeError::NothingToDo(format!(
+                "the model has no {kind} layer to decompose"
+            )));
+        }
+        return Ok(all);
     }
     requested
         .iter()

@@ -196,4 +196,15 @@ fn bad_requests_are_clear_errors() {
         err.to_string().contains("`2`") && err.to_string().contains("NaN"),
         "{err}"
     );
+    // A model without a Linear: an error, not an unchanged copy.
+    let convs = Graph::indexed([Layer::from_spec(
+        &LayerSpec::conv3x3(3, 4),
+        InitScheme::PyTorchDefault,
+        &device(),
+    )]);
+    let err = factorize_linears(&convs, &LinearSvdConfig::new(LinearRank::Rank(2)), None)
+        .map(|_| ())
+        .unwrap_err();
+    assert!(matches!(err, DecomposeError::NothingToDo(_)), "{err}");
+    assert!(err.to_string().contains("no Linear"), "{err}");
 }
