@@ -2,7 +2,7 @@
 
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use npyz::WriterBuilder;
@@ -66,7 +66,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Writes through `write` into a temporary sibling of `path`, then renames it into place, so
 /// `path` is never left half-written.
 fn atomically(path: &Path, write: impl FnOnce(&mut BufWriter<File>) -> Result<()>) -> Result<()> {
-    let tmp = temp_sibling(path);
+    let tmp = fasterai::core::io::temp_sibling(path);
     let result = (|| -> Result<()> {
         let mut out = BufWriter::new(File::create(&tmp)?);
         write(&mut out)?;
@@ -105,12 +105,4 @@ fn same_file(a: &Path, b: &Path) -> bool {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     }
-}
-
-fn temp_sibling(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }

@@ -33,15 +33,42 @@ pub fn save_model(model: &Model, path: &Path, overwrite: bool) -> Result<()> {
         return Err(CoreError::WouldOverwrite(path.to_path_buf()));
     }
     let arch = serde_json::to_string(&model.architecture()).expect("architecture serialises");
-    let mut store = SafetensorsStore::from_file(path)
-        .with_to_adapter(BurnToPyTorchAdapter)
-        .metadata(ARCHITECTURE_KEY, arch)
-        .metadata(CHECKSUM_KEY, format!("{:016x}", checksum(&model.net)))
-        .overwrite(overwrite);
-    model
-        .net
-        .save_into(&mut store)
-        .map_err(|e| CoreError::io(path, e))
+    // Written beside the target, flushed to disk, then renamed over it: a reader sees the old
+    // file or the new one, never half of one, and a failed save leaves no temporary behind.
+    let temp = temp_sibling(path);
+    let written = (|| -> Result<()> {
+        let mut store = SafetensorsStore::from_file(&temp)
+            .with_to_adapter(BurnToPyTorchAdapter)
+            .metadata(ARCHITECTURE_KEY, arch)
+            .metadata(CHECKSUM_KEY, format!("{:016x}", checksum(&model.net)))
+            .overwrite(false);
+        model
+            .net
+            .save_into(&mut store)
+            .map_err(|e| CoreError::io(path, e))?;
+        std::fs::File::open(&temp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| CoreError::io(path, e))?;
+        std::fs::rename(&temp, path).map_err(|e| CoreError::io(path, e))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // Makes the rename itself durable; not every file system allows it.
+            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        }
+        Ok(())
+    })();
+    if written.is_err() && temp.is_file() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
+}
+
+/// `dir/.name.PID.tmp` for `dir/name`.
+pub fn temp_sibling(path: &Path) -> std::path::PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
 /// Loads a model saved by [`save_model`] onto `device`.

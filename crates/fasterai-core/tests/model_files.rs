@@ -202,3 +202,31 @@ fn files_written_by_the_version_one_format_still_load_and_compute_the_same() {
         assert!((g - e).abs() <= 1e-4 * scale, "{got:?} vs {expected:?}");
     }
 }
+
+#[test]
+fn a_failed_save_leaves_the_previous_file_and_no_temporary() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, path) = saved_tiny(dir.path());
+    let before = std::fs::read(&path).unwrap();
+    // Block the temporary's name so the write fails midway.
+    let temp = fasterai_core::io::temp_sibling(&path);
+    std::fs::create_dir(&temp).unwrap();
+    let err = save_model(&model, &path, true).unwrap_err();
+    assert!(matches!(err, CoreError::Io { .. }), "{err}");
+    assert!(
+        std::fs::read(&path).unwrap() == before,
+        "the previous file changed"
+    );
+    std::fs::remove_dir(&temp).unwrap();
+    // A successful save leaves only the file.
+    save_model(&model, &path, true).unwrap();
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["tiny.safetensors"]);
+    assert_eq!(
+        outputs(&load_model(&path, &device()).unwrap()),
+        outputs(&model)
+    );
+}
