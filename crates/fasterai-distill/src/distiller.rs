@@ -219,14 +219,14 @@ impl Callback for Distiller {
             let same_size = ss.len() == 3 && ts.len() == 3 && ss[1..] == ts[1..];
             let ok = match &self.loss {
                 KdLoss::Attention { .. } | KdLoss::FitNet { .. } => same_size,
-                KdLoss::ActivationBoundaries { .. } => ss == ts,
+                KdLoss::ActivationBoundaries { .. } => ss.len() == 3 && ss == ts,
                 _ => true,
             };
             if !ok {
                 return Err(Self::bad(format!(
                     "student `{s}` gives {ss:?} and teacher `{t}` gives {ts:?}: this loss needs {}",
                     if matches!(self.loss, KdLoss::ActivationBoundaries { .. }) {
-                        "equal shapes"
+                        "image features ([C, H, W]) of equal shapes"
                     } else {
                         "image features of the same height and width"
                     }

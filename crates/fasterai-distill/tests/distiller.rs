@@ -241,6 +241,24 @@ fn mismatched_teacher_and_student_fail_before_training() {
         )
         .is_err()
     );
+    // Activation boundaries need image features: `9` is a Linear's [32] on both sides.
+    let twin = Model::new("twin", vec![3, 16, 16], tiny_cnn(3, 5, &device)).unwrap();
+    let flat = KdLoss::ActivationBoundaries {
+        pairs: vec![("9".into(), "9".into())],
+        margin: 1.0,
+    };
+    let mut kd = Distiller::new(teacher.clone(), flat, KdWeight::Constant(0.5));
+    let err = fit(
+        &twin,
+        &train,
+        &train,
+        &norm,
+        &config(),
+        &mut [&mut kd],
+        &device,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("[C, H, W]"), "{err}");
     let mut kd = Distiller::new(
         teacher,
         KdLoss::SoftTarget { temperature: 4.0 },
