@@ -435,7 +435,8 @@ impl Sparsifier {
 
     /// Records, for [`Criterion::Wanda`], the RMS of every input channel (or feature) each
     /// sparsified layer receives when `net` runs on `images` (model input).
-    pub fn calibrate(&mut self, net: &Graph, images: Tensor<4>) {
+    pub fn calibrate(&mut self, net: &Graph, images: Tensor<4>) -> Result<()> {
+        check_batch(net, &images, None)?;
         let mut norms = BTreeMap::new();
         net.forward_inspect(images, &mut |path, _, input| {
             if !self.paths.iter().any(|p| p == path) {
@@ -455,6 +456,7 @@ impl Sparsifier {
             norms.insert(path.to_string(), host_values(rms));
         });
         self.input_norms = norms;
+        Ok(())
     }
 
     /// Records, for [`Criterion::Taylor`], the gradient of the cross-entropy of `net` on
@@ -465,6 +467,7 @@ impl Sparsifier {
         images: Tensor<4>,
         targets: Tensor<1, Int>,
     ) -> Result<()> {
+        check_batch(net, &images, Some(&targets))?;
         let device = images.device().autodiff();
         let trainable = net.clone().fork(&device).train();
         let logits = trainable.try_forward(images.autodiff())?.flatten();
@@ -546,6 +549,33 @@ impl Sparsifier {
             })
             .collect()
     }
+}
+
+/// A calibration batch must fit the model: its image shape, and class indices below the
+/// number of outputs.
+fn check_batch(net: &Graph, images: &Tensor<4>, targets: Option<&Tensor<1, Int>>) -> Result<()> {
+    let [_, c, h, w] = images.dims();
+    let out = net.output_shape(&[c, h, w]).map_err(|e| {
+        SparsifyError::Config(format!(
+            "the calibration images ({c}×{h}×{w}) do not fit the model: {e}"
+        ))
+    })?;
+    if let Some(targets) = targets {
+        let classes: usize = out.iter().product();
+        let largest = targets
+            .clone()
+            .max()
+            .into_data()
+            .iter::<i64>()
+            .next()
+            .unwrap_or(0);
+        if largest < 0 || largest as usize >= classes {
+            return Err(SparsifyError::Config(format!(
+                "the calibration labels go up to {largest}, but the model has {classes} outputs"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn check_sparsity(s: f64) -> Result<()> {

@@ -339,7 +339,7 @@ fn wanda_and_taylor_use_their_calibration() {
         s.prune(&mut net.clone(), 0.25).is_err(),
         "Wanda without calibration must fail"
     );
-    s.calibrate(&net, images.clone());
+    s.calibrate(&net, images.clone()).unwrap();
     s.prune(&mut net, 0.25).unwrap();
     // The column of the smallest input (feature 1) goes.
     assert_eq!(s.masks()["1"], vec![1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0]);
@@ -350,6 +350,15 @@ fn wanda_and_taylor_use_their_calibration() {
         TensorData::new(vec![0i64, 1, 0, 1, 0, 1, 0, 1], [8]),
         &device,
     );
+    // Calibration data that does not fit: other image shape, labels beyond the outputs.
+    let gray = Tensor::<4>::zeros([8, 1, 3, 3], &device);
+    let err = s.calibrate(&net, gray).unwrap_err();
+    assert!(err.to_string().contains("do not fit the model"), "{err}");
+    let five = Tensor::<1, Int>::from_data(TensorData::new(vec![5i64; 8], [8]), &device);
+    let err = s
+        .calibrate_gradients(&net, images.clone(), five)
+        .unwrap_err();
+    assert!(err.to_string().contains("2 outputs"), "{err}");
     s.calibrate_gradients(&net, images, targets).unwrap();
     let report = s.prune(&mut net, 0.5).unwrap();
     assert_eq!(report[0].zero_groups, 2);

@@ -201,7 +201,7 @@ pub fn run(args: Args) -> Result<()> {
             .next()
             .expect("at least one image");
         if criterion == Criterion::Wanda {
-            sparsifier.calibrate(&model.net, batch.images);
+            sparsifier.calibrate(&model.net, batch.images)?;
         } else {
             sparsifier.calibrate_gradients(&model.net, batch.images, batch.targets)?;
         }
