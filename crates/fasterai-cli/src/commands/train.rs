@@ -113,8 +113,11 @@ pub fn train_and_save(
     callbacks: &mut [&mut dyn Callback],
     device: &fasterai::prelude::Device,
 ) -> Result<()> {
+    // OUTPUT is written whenever the kept model changes, so a run that dies loses at most the
+    // epochs since (OUTPUT was checked before training: never an input, --force to replace).
     let config = TrainConfig {
         keep_best,
+        checkpoint: Some(out.output.clone()),
         ..hyper.config()
     };
     device.seed(hyper.seed);
@@ -136,7 +139,8 @@ pub fn train_and_save(
         callbacks,
         device,
     )?;
-    out.save(&best)?;
+    // The checkpoints already wrote OUTPUT: replace it with the kept model.
+    fasterai::core::io::save_model(&best, &out.output, true)?;
     if let Some(path) = history_file {
         crate::files::write_atomic(path, serde_json::to_string_pretty(&history)?.as_bytes())?;
     }
