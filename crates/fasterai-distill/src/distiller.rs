@@ -10,6 +10,8 @@ use fasterai_train::{Result, TrainError};
 
 use crate::losses;
 
+/// Zagoruyko & Komodakis's weight of the attention-transfer term.
+const ATTENTION_BETA: f64 = 1e3;
 /// Which knowledge to transfer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum KdLoss {
@@ -31,7 +33,9 @@ pub enum KdLoss {
         /// Temperature (4).
         temperature: f64,
     },
-    /// Attention transfer between pairs of layers (same spatial size).
+    /// Attention transfer between pairs of layers (same spatial size), scaled by the paper's
+    /// β = 10³ (the normalised maps differ by ~1/(H·W) per entry; without it the term would
+    /// not move the student with a weight in [0, 1]).
     Attention {
         /// `(student path, teacher path)` pairs.
         pairs: Vec<(String, String)>,
@@ -280,8 +284,11 @@ impl Callback for Distiller {
                 *beta,
                 *temperature,
             ),
-            KdLoss::Attention { p, .. } => sum(feature_pairs()
-                .map(|(s, t)| losses::attention_transfer(spatial(s), spatial(&t), *p))),
+            KdLoss::Attention { p, .. } => {
+                sum(feature_pairs()
+                    .map(|(s, t)| losses::attention_transfer(spatial(s), spatial(&t), *p)))
+                    * ATTENTION_BETA
+            }
             KdLoss::FitNet { .. } => {
                 let adapters = self.adapters.as_ref().expect("built in before_fit");
                 sum(feature_pairs()

@@ -203,3 +203,30 @@ fn gradients_reach_the_student_only() {
     let ratio = grad_norm(8.0) / grad_norm(1.0);
     assert!(ratio > 0.1 && ratio < 10.0, "{ratio}");
 }
+
+#[test]
+fn decoupled_kd_gradient_matches_finite_differences() {
+    let d = parse_device("flex").unwrap().autodiff();
+    let s0 = vec![0.3f32, -0.2, 0.5, 0.1, -0.4];
+    let t = Tensor::<2>::from_data(
+        TensorData::new(vec![0.1f32, 0.4, -0.3, 0.2, 0.0], [1, 5]),
+        &d,
+    );
+    let y = Tensor::<1, Int>::from_data(TensorData::new(vec![2i64], [1]), &d);
+    let at = |v: &[f32]| Tensor::<2>::from_data(TensorData::new(v.to_vec(), [1, 5]), &d);
+    let loss = |s: Tensor<2>| decoupled(s, t.clone(), y.clone(), 1.0, 8.0, 4.0);
+    let s = at(&s0).require_grad();
+    let grad = s.grad(&loss(s.clone()).backward()).unwrap();
+    let grad = grad.into_data().try_to_vec::<f32>().unwrap();
+    for i in 0..5 {
+        let (mut up, mut down) = (s0.clone(), s0.clone());
+        up[i] += 1e-2;
+        down[i] -= 1e-2;
+        let numeric = (scalar(loss(at(&up))) - scalar(loss(at(&down)))) / 2e-2;
+        assert!(
+            (grad[i] as f64 - numeric).abs() < 2e-3 * (1.0 + numeric.abs()),
+            "{i}: {} vs {numeric}",
+            grad[i]
+        );
+    }
+}
