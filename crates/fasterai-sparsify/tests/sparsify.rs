@@ -359,7 +359,47 @@ fn wanda_and_taylor_use_their_calibration() {
         .calibrate_gradients(&net, images.clone(), five)
         .unwrap_err();
     assert!(err.to_string().contains("2 outputs"), "{err}");
+    // The Taylor scores by hand: cross-entropy gradient of the Linear, (w·g)², column means.
+    let Layer::Linear(l) = net.layer("1").unwrap() else {
+        unreachable!()
+    };
+    let w = torch_weights(net.layer("1").unwrap()); // [out 2, in 4]
+    let b = l
+        .bias
+        .as_ref()
+        .unwrap()
+        .val()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let x = images.clone().into_data().try_to_vec::<f32>().unwrap(); // [8, 4]
+    let mut g = [0f32; 8];
+    for n in 0..8 {
+        let logits: Vec<f32> = (0..2)
+            .map(|o| b[o] + (0..4).map(|i| w[o * 4 + i] * x[n * 4 + i]).sum::<f32>())
+            .collect();
+        let z: f32 = logits.iter().map(|v| v.exp()).sum();
+        for o in 0..2 {
+            let p = logits[o].exp() / z - if o == n % 2 { 1.0 } else { 0.0 };
+            for i in 0..4 {
+                g[o * 4 + i] += p * x[n * 4 + i] / 8.0;
+            }
+        }
+    }
+    let column = |i: usize| {
+        (0..2)
+            .map(|o| (w[o * 4 + i] * g[o * 4 + i]).powi(2))
+            .sum::<f32>()
+    };
+    let mut order: Vec<usize> = (0..4).collect();
+    order.sort_by(|&a, &b| column(a).total_cmp(&column(b)));
     s.calibrate_gradients(&net, images, targets).unwrap();
     let report = s.prune(&mut net, 0.5).unwrap();
     assert_eq!(report[0].zero_groups, 2);
+    let mask = &s.masks()["1"];
+    for (rank, &i) in order.iter().enumerate() {
+        let kept = rank >= 2;
+        assert_eq!(mask[i] == 1.0, kept, "column {i}: score {}", column(i));
+        assert_eq!(mask[4 + i] == 1.0, kept, "column {i}");
+    }
 }
