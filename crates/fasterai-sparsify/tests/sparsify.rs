@@ -125,6 +125,34 @@ fn each_granularity_zeroes_exactly_its_weakest_groups() {
 }
 
 #[test]
+fn layer_granularity_in_global_context_zeroes_the_weaker_layer() {
+    let device = parse_device("flex").unwrap();
+    device.seed(3);
+    let mut net = fasterai_core::testing::tiny_cnn(3, 5, &device);
+    let mean_abs = |net: &Graph, p: &str| {
+        let w = torch_weights(net.layer(p).unwrap());
+        w.iter().map(|v| v.abs()).sum::<f32>() / w.len() as f32
+    };
+    let (a, b) = (mean_abs(&net, "0"), mean_abs(&net, "4"));
+    let config = SparsifyConfig {
+        context: Context::Global,
+        ..SparsifyConfig::new(Granularity::Layer)
+    };
+    let mut s = Sparsifier::new(&net, &[3, 16, 16], config).unwrap();
+    let report = s.prune(&mut net, 0.5).unwrap();
+    let weaker = if a < b { "0" } else { "4" };
+    for layer in &report {
+        let dead = layer.path == weaker;
+        assert_eq!(
+            layer.zero_groups,
+            usize::from(dead),
+            "{layer:?} ({a} vs {b})"
+        );
+        assert_eq!(layer.sparsity, if dead { 1.0 } else { 0.0 }, "{layer:?}");
+    }
+}
+
+#[test]
 fn linear_granularities_and_type_errors() {
     assert_eq!(Granularity::Column.reduced_dims(2).unwrap(), &[0]);
     assert_eq!(Granularity::Row.reduced_dims(2).unwrap(), &[1]);
