@@ -215,3 +215,148 @@ pub fn relative_max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
     let diff: f32 = (a - b).abs().max().into_scalar();
     diff / scale.max(f32::MIN_POSITIVE)
 }
+
+/// A small deterministic generator (SplitMix64), so random test graphs need no dependency.
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+/// A random small CNN for `[channels, 8, 8]` inputs, built from the blocks real models use: a
+/// residual block, two concatenated branches, an inverted residual with a depthwise conv and a
+/// squeeze-excitation gate, a strided conv, and Conv → ReLU → BN; then global pooling or a
+/// flatten, and a classifier. Returns the architecture and its input shape.
+pub fn random_branched_spec(seed: u64) -> (GraphSpec, [usize; 3]) {
+    use crate::graph::ops::{Concat, Conv2dSpec, Hardsigmoid, Hardswish, Mul, ReLU6};
+    let mut rng = SplitMix(seed);
+    let input = [1 + rng.below(3), 8, 8];
+    let mut g = GraphBuilder::new();
+    let mut c = 4 + rng.below(5);
+    let (mut side, relu, bn) = (8, LayerSpec::relu, LayerSpec::batch_norm);
+    g.then("stem.conv", LayerSpec::conv(input[0], c, 3, 1));
+    g.then("stem.bn", bn(c));
+    let mut x = g.then("stem.act", relu());
+    for b in 0..2 + rng.below(3) {
+        let p = format!("block{b}");
+        let width = 3 + rng.below(6);
+        x = match rng.below(5) {
+            0 => {
+                g.chain(
+                    &format!("{p}.main"),
+                    [
+                        LayerSpec::conv(c, c, 3, 1),
+                        bn(c),
+                        relu(),
+                        LayerSpec::conv(c, c, 3, 1),
+                        bn(c),
+                    ],
+                );
+                let main = g.cursor().to_string();
+                g.node(format!("{p}.add"), LayerSpec::Add(Add {}), &[&main, &x]);
+                g.then(format!("{p}.act"), relu())
+            }
+            1 => {
+                let other = 2 + rng.below(4);
+                g.set_cursor(&x);
+                let left = g.chain(
+                    &format!("{p}.left"),
+                    [LayerSpec::conv(c, width, 1, 1), bn(width), relu()],
+                );
+                g.set_cursor(&x);
+                let right = g.chain(
+                    &format!("{p}.right"),
+                    [LayerSpec::conv(c, other, 3, 1), bn(other), relu()],
+                );
+                c = width + other;
+                g.node(
+                    format!("{p}.cat"),
+                    LayerSpec::Concat(Concat {}),
+                    &[&left, &right],
+                )
+            }
+            2 => {
+                let (e, squeeze) = (c * 2, 2 + rng.below(3));
+                g.chain(
+                    &format!("{p}.expand"),
+                    [
+                        LayerSpec::conv(c, e, 1, 1),
+                        bn(e),
+                        LayerSpec::ReLU6(ReLU6 {}),
+                    ],
+                );
+                g.chain(
+                    &format!("{p}.dw"),
+                    [
+                        LayerSpec::Conv2d(Conv2dSpec::new(e, e, 3, 1).with_groups(e)),
+                        bn(e),
+                        LayerSpec::Hardswish(Hardswish {}),
+                    ],
+                );
+                let features = g.cursor().to_string();
+                let with_bias =
+                    |i, o| LayerSpec::Conv2d(Conv2dSpec::new(i, o, 1, 1).with_bias(true));
+                let gate = g.chain(
+                    &format!("{p}.se"),
+                    [
+                        LayerSpec::global_avg_pool(),
+                        with_bias(e, squeeze),
+                        relu(),
+                        with_bias(squeeze, e),
+                        LayerSpec::Hardsigmoid(Hardsigmoid {}),
+                    ],
+                );
+                g.node(
+                    format!("{p}.scale"),
+                    LayerSpec::Mul(Mul {}),
+                    &[&features, &gate],
+                );
+                g.chain(
+                    &format!("{p}.project"),
+                    [LayerSpec::conv(e, width, 1, 1), bn(width)],
+                );
+                c = width;
+                g.cursor().to_string()
+            }
+            3 if side > 2 => {
+                side /= 2;
+                g.chain(
+                    &format!("{p}.down"),
+                    [LayerSpec::conv(c, width, 3, 2), bn(width), relu()],
+                );
+                c = width;
+                g.cursor().to_string()
+            }
+            _ => {
+                // Conv → ReLU → BN: a zero filter becomes a constant, not a zero.
+                g.chain(
+                    &format!("{p}.late"),
+                    [LayerSpec::conv(c, width, 3, 1), relu(), bn(width)],
+                );
+                c = width;
+                g.cursor().to_string()
+            }
+        };
+    }
+    let features = if rng.below(2) == 0 {
+        g.then("pool", LayerSpec::global_avg_pool());
+        c
+    } else {
+        c * side * side
+    };
+    g.then("flatten", LayerSpec::flatten());
+    g.then("fc", LayerSpec::linear(features, 3 + rng.below(4)));
+    (g.build(), input)
+}
