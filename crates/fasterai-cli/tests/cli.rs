@@ -349,6 +349,25 @@ fn decompose_convs_with_each_method_saves_a_working_model() {
             assert!(l["output_error"].as_f64().unwrap() > 0.0);
             assert!(l["params_after"].as_u64() < l["params_before"].as_u64());
         }
+        // Chain sizes by hand for conv `0` [8, 3, 3, 3] and `4` [16, 8, 3, 3] (with biases) at
+        // rank 4: Tucker-2 in·r_in + r_in·r_out·9 + r_out·out (r_in capped at 3 inputs), CP
+        // r·(in + 3 + 3 + out), spatial SVD r·in·3 + out·r·3.
+        let expected = match method {
+            "tucker" => [
+                3 * 3 + 3 * 4 * 9 + 4 * 8 + 8,
+                8 * 4 + 4 * 4 * 9 + 4 * 16 + 16,
+            ],
+            "cp" => [4 * (3 + 3 + 3 + 8) + 8, 4 * (8 + 3 + 3 + 16) + 16],
+            _ => [4 * 3 * 3 + 8 * 4 * 3 + 8, 4 * 8 * 3 + 16 * 4 * 3 + 16],
+        };
+        for (path, params) in ["0", "4"].iter().zip(expected) {
+            let row = layers.iter().find(|l| l["path"] == *path).unwrap();
+            assert_eq!(
+                row["params_after"].as_u64(),
+                Some(params as u64),
+                "{method} {path}"
+            );
+        }
         let inspect = fasterai(&["inspect", &out_file, "--json"]);
         let summary: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
         assert_eq!(
