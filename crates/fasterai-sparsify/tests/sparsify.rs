@@ -179,12 +179,8 @@ fn local_and_global_reach_their_targets() {
     config.round_to = 1;
     let mut s = Sparsifier::new(&model.net, &model.input_shape, config.clone()).unwrap();
     for layer in s.prune(&mut model.net, 0.3).unwrap() {
-        assert_eq!(
-            layer.zero_groups,
-            groups_to_remove(layer.groups, 0.3, 1),
-            "{}",
-            layer.path
-        );
+        // floor(30 %) of each layer's filters (fasterai's count is one more; seed 004's rule).
+        assert_eq!(layer.zero_groups, layer.groups * 3 / 10, "{}", layer.path);
     }
     let mut global = config.clone();
     global.context = Context::Global;
@@ -288,11 +284,9 @@ fn schedules_follow_their_formulas() {
     let target = 0.8;
     let agp = Schedule::new(ScheduleKind::Agp).window(0.2, 1.0);
     assert_eq!(agp.at(target, 0.1), 0.0);
-    for t in [0.2, 0.4, 0.6, 1.0] {
-        let pos: f64 = (t - 0.2) / 0.8;
-        assert!(
-            (agp.at(target, t) - (target + (0.0 - target) * (1.0 - pos).powi(3))).abs() < 1e-12
-        );
+    // Zhu & Gupta's cubic, worked by hand: s = 0.8·(1 − (1 − (t − 0.2)/0.8)³).
+    for (t, expected) in [(0.2, 0.0), (0.4, 0.4625), (0.6, 0.7), (1.0, 0.8)] {
+        assert!((agp.at(target, t) - expected).abs() < 1e-12, "t = {t}");
     }
     let it = Schedule::new(ScheduleKind::Iterative { steps: 4 }).window(0.0, 1.0);
     assert!((it.at(target, 0.3) - 0.4).abs() < 1e-12);
