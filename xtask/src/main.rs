@@ -168,10 +168,32 @@ fn demo() -> Result<()> {
             "compress_vgg",
         ],
     )?;
-    // Train, evaluate and distil on generated images: runs with no data files present.
     let out = target_dir().join("demo");
     std::fs::create_dir_all(&out)?;
     let file = |name: &str| out.join(name).to_string_lossy().into_owned();
+    // A model with branches: its channel groups, then half its MACs removed by group importance.
+    let half = file("resnet20_half.safetensors");
+    run(cli, &["inspect", "resnet20", "--groups"])?;
+    run(
+        cli,
+        &[
+            "prune",
+            "resnet20",
+            "--speedup",
+            "2",
+            "--context",
+            "global",
+            "-o",
+            &half,
+            "--force",
+        ],
+    )?;
+    run(
+        cli,
+        &["bench", "resnet20", "--input", "3x32x32", "--runs", "20"],
+    )?;
+    run(cli, &["bench", &half, "--input", "3x32x32", "--runs", "20"])?;
+    // Train, evaluate and distil on generated images: runs with no data files present.
     let (teacher, student) = (file("teacher.safetensors"), file("student.safetensors"));
     let data = ["--data", "synthetic:2000"];
     let common = ["--epochs", "2", "--force"];
