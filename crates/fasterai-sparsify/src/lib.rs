@@ -13,7 +13,7 @@
 //! | [`criterion`] | element scores |
 //! | [`mask`] | group means, local/global selection, `round_to`, N:M |
 //! | [`schedule`] | target sparsity over training progress |
-//! | [`sparsifier`] | masks on a model: compute, apply (zeroing the following BatchNorm of dead filters), report, rewind |
+//! | [`sparsifier`] | masks on a model: compute (filter masks shared by each coupled channel group), apply (dead channels zeroed in biases, batch norms and depthwise convs too), report, rewind |
 //! | [`callback`] | sparsifying while training (`fasterai-train` hooks): masks on the schedule, re-applied after every step, lottery-ticket reset/rewind |
 //!
 //! ```no_run
