@@ -249,14 +249,20 @@ fn wgpu_parity() -> Result<()> {
 
 fn ci() -> Result<()> {
     let mut stages: Vec<(&str, std::time::Duration)> = Vec::new();
+    let result = ci_stages(&mut stages);
+    // Printed on failure too: which stage ran how long.
+    eprintln!("\n== stage times ==");
+    for (name, time) in &stages {
+        eprintln!("{name:<10} {:>6.1} min", time.as_secs_f64() / 60.0);
+    }
+    result
+}
+
+fn ci_stages(stages: &mut Vec<(&'static str, std::time::Duration)>) -> Result<()> {
     let mut stage = |name: &'static str, work: &dyn Fn() -> Result<()>| -> Result<()> {
         let start = std::time::Instant::now();
         let result = work();
         stages.push((name, start.elapsed()));
-        eprintln!("\n== stage times ==");
-        for (name, time) in &stages {
-            eprintln!("{name:<10} {:>6.1} min", time.as_secs_f64() / 60.0);
-        }
         result
     };
     let cargo = cargo();
