@@ -78,3 +78,49 @@ pub(crate) fn make_divisible(v: f64, divisor: usize) -> usize {
     }
     new_v
 }
+
+/// The squeeze-excitation of an inverted residual: squeezed width, inner and gate activations.
+pub(crate) type Gate = (usize, LayerSpec, LayerSpec);
+
+/// An inverted residual (MBConv) as torchvision's MobileNetV3 and EfficientNet name it,
+/// `{p}.block.N`: a 1×1 expansion (when `expanded ≠ cin`), the k×k depthwise conv, the gate if
+/// any, the 1×1 projection without activation, and the residual sum when shapes allow.
+#[allow(clippy::too_many_arguments)] // the block's hyper-parameters, as torchvision lists them
+pub(crate) fn inverted_residual(
+    g: &mut GraphBuilder,
+    p: &str,
+    [cin, expanded, cout]: [usize; 3],
+    kernel: usize,
+    stride: usize,
+    act: &LayerSpec,
+    gate: Option<Gate>,
+    bn: &BatchNorm2dSpec,
+) {
+    let input = g.cursor().to_string();
+    let mut j = 0;
+    let block = |j: usize| format!("{p}.block.{j}");
+    if expanded != cin {
+        conv_bn_act(g, &block(0), cin, expanded, 1, 1, 1, bn, Some(act.clone()));
+        j = 1;
+    }
+    let depthwise = Some(act.clone());
+    conv_bn_act(
+        g,
+        &block(j),
+        expanded,
+        expanded,
+        kernel,
+        stride,
+        expanded,
+        bn,
+        depthwise,
+    );
+    if let Some((squeeze, inner, scale)) = gate {
+        j += 1;
+        squeeze_excitation(g, &block(j), expanded, squeeze, inner, scale);
+    }
+    conv_bn_act(g, &block(j + 1), expanded, cout, 1, 1, 1, bn, None);
+    if stride == 1 && cin == cout {
+        residual(g, p, &input);
+    }
+}

@@ -6,7 +6,7 @@ use fasterai_core::graph::ops::activation::{Hardsigmoid, Hardswish, ReLU6, SiLU,
 use fasterai_core::graph::ops::batch_norm::BatchNorm2dSpec;
 use fasterai_core::graph::{GraphBuilder, GraphSpec, LayerSpec};
 
-use crate::blocks::{conv_bn_act, make_divisible, residual, squeeze_excitation};
+use crate::blocks::{conv_bn_act, inverted_residual, make_divisible, residual};
 
 fn classifier_tail(g: &mut GraphBuilder, layers: Vec<LayerSpec>) {
     g.then("avgpool", LayerSpec::global_avg_pool());
@@ -168,61 +168,26 @@ pub(crate) fn v3(large: bool, in_channels: usize, classes: usize) -> GraphSpec {
         Some(hs()),
     );
     for (i, &(k, expanded, cout, se, hswish, stride)) in blocks.iter().enumerate() {
-        let p = format!("features.{}", i + 1);
-        let input = g.cursor().to_string();
-        let act = || Some(if hswish { hs() } else { LayerSpec::relu() });
-        let mut j = 0;
-        if expanded != cin {
-            conv_bn_act(
-                &mut g,
-                &format!("{p}.block.0"),
-                cin,
-                expanded,
-                1,
-                1,
-                1,
-                &bn,
-                act(),
-            );
-            j = 1;
-        }
-        conv_bn_act(
-            &mut g,
-            &format!("{p}.block.{j}"),
-            expanded,
-            expanded,
-            k,
-            stride,
-            expanded,
-            &bn,
-            act(),
-        );
-        if se {
-            j += 1;
+        let act = if hswish { hs() } else { LayerSpec::relu() };
+        let gate = se.then(|| {
             let squeeze = make_divisible(expanded as f64 / 4.0, 8);
-            squeeze_excitation(
-                &mut g,
-                &format!("{p}.block.{j}"),
-                expanded,
+            (
                 squeeze,
                 LayerSpec::relu(),
                 LayerSpec::Hardsigmoid(Hardsigmoid {}),
-            );
-        }
-        conv_bn_act(
+            )
+        });
+        let p = format!("features.{}", i + 1);
+        inverted_residual(
             &mut g,
-            &format!("{p}.block.{}", j + 1),
-            expanded,
-            cout,
-            1,
-            1,
-            1,
+            &p,
+            [cin, expanded, cout],
+            k,
+            stride,
+            &act,
+            gate,
             &bn,
-            None,
         );
-        if stride == 1 && cin == cout {
-            residual(&mut g, &p, &input);
-        }
         cin = cout;
     }
     let lastconv = 6 * cin;
@@ -243,7 +208,7 @@ pub(crate) fn v3(large: bool, in_channels: usize, classes: usize) -> GraphSpec {
 /// torchvision's `efficientnet_b0`: MBConv stages (expansion, kernel, stride, in, out, layers).
 pub(crate) fn efficientnet_b0(in_channels: usize, classes: usize) -> GraphSpec {
     let bn = BatchNorm2dSpec::new(1);
-    let silu = || Some(LayerSpec::SiLU(SiLU {}));
+    let silu = || LayerSpec::SiLU(SiLU {});
     let stages = [
         (1, 3, 1, 32, 16, 1),
         (6, 3, 2, 16, 24, 2),
@@ -254,64 +219,35 @@ pub(crate) fn efficientnet_b0(in_channels: usize, classes: usize) -> GraphSpec {
         (6, 3, 1, 192, 320, 1),
     ];
     let mut g = GraphBuilder::new();
-    conv_bn_act(&mut g, "features.0", in_channels, 32, 3, 2, 1, &bn, silu());
+    conv_bn_act(
+        &mut g,
+        "features.0",
+        in_channels,
+        32,
+        3,
+        2,
+        1,
+        &bn,
+        Some(silu()),
+    );
     for (s, &(t, k, stride0, cin0, cout, n)) in stages.iter().enumerate() {
         for b in 0..n {
             let (cin, stride) = if b == 0 { (cin0, stride0) } else { (cout, 1) };
             let p = format!("features.{}.{b}", s + 1);
-            let input = g.cursor().to_string();
-            let expanded = cin * t;
-            let mut j = 0;
-            if expanded != cin {
-                conv_bn_act(
-                    &mut g,
-                    &format!("{p}.block.0"),
-                    cin,
-                    expanded,
-                    1,
-                    1,
-                    1,
-                    &bn,
-                    silu(),
-                );
-                j = 1;
-            }
-            conv_bn_act(
+            let gate = Some(((cin / 4).max(1), silu(), LayerSpec::Sigmoid(Sigmoid {})));
+            inverted_residual(
                 &mut g,
-                &format!("{p}.block.{j}"),
-                expanded,
-                expanded,
+                &p,
+                [cin, cin * t, cout],
                 k,
                 stride,
-                expanded,
+                &silu(),
+                gate,
                 &bn,
-                silu(),
             );
-            squeeze_excitation(
-                &mut g,
-                &format!("{p}.block.{}", j + 1),
-                expanded,
-                (cin / 4).max(1),
-                LayerSpec::SiLU(SiLU {}),
-                LayerSpec::Sigmoid(Sigmoid {}),
-            );
-            conv_bn_act(
-                &mut g,
-                &format!("{p}.block.{}", j + 2),
-                expanded,
-                cout,
-                1,
-                1,
-                1,
-                &bn,
-                None,
-            );
-            if stride == 1 && cin == cout {
-                residual(&mut g, &p, &input);
-            }
         }
     }
-    conv_bn_act(&mut g, "features.8", 320, 1280, 1, 1, 1, &bn, silu());
+    conv_bn_act(&mut g, "features.8", 320, 1280, 1, 1, 1, &bn, Some(silu()));
     classifier_tail(
         &mut g,
         vec![LayerSpec::dropout(0.2), LayerSpec::linear(1280, classes)],

@@ -63,6 +63,19 @@ impl MaxPool2dSpec {
     }
 }
 
+/// `[C, H', W']` after a window `[kernel, stride, padding, dilation]` slides over `[C, H, W]`.
+fn pooled(inputs: &[&[usize]], window: [[usize; 2]; 4], ceil: bool) -> Result<Vec<usize>, String> {
+    let [c, h, w] = spatial(inputs)?;
+    let [k, s, p, d] = window;
+    match (
+        window_out(h, k[0], s[0], p[0], d[0], ceil),
+        window_out(w, k[1], s[1], p[1], d[1], ceil),
+    ) {
+        (Some(oh), Some(ow)) => Ok(vec![c, oh, ow]),
+        _ => Err("the image is smaller than the pooling window".into()),
+    }
+}
+
 impl Op for MaxPool2dSpec {
     fn kind(&self) -> &'static str {
         "MaxPool2d"
@@ -74,14 +87,8 @@ impl Op for MaxPool2dSpec {
         check_window(self.kernel_size, self.stride, self.padding)
     }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
-        let [c, h, w] = spatial(inputs)?;
-        let (k, s, p, d) = (self.kernel_size, self.stride, self.padding, self.dilation);
-        let oh = window_out(h, k[0], s[0], p[0], d[0], self.ceil_mode);
-        let ow = window_out(w, k[1], s[1], p[1], d[1], self.ceil_mode);
-        match (oh, ow) {
-            (Some(oh), Some(ow)) => Ok(vec![c, oh, ow]),
-            _ => Err("the image is smaller than the pooling window".into()),
-        }
+        let window = [self.kernel_size, self.stride, self.padding, self.dilation];
+        pooled(inputs, window, self.ceil_mode)
     }
     fn detail(&self) -> String {
         format!("k{}, s{}", pair(self.kernel_size), pair(self.stride))
@@ -138,14 +145,8 @@ impl Op for AvgPool2dSpec {
         check_window(self.kernel_size, self.stride, self.padding)
     }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
-        let [c, h, w] = spatial(inputs)?;
-        let (k, s, p) = (self.kernel_size, self.stride, self.padding);
-        let oh = window_out(h, k[0], s[0], p[0], 1, self.ceil_mode);
-        let ow = window_out(w, k[1], s[1], p[1], 1, self.ceil_mode);
-        match (oh, ow) {
-            (Some(oh), Some(ow)) => Ok(vec![c, oh, ow]),
-            _ => Err("the image is smaller than the pooling window".into()),
-        }
+        let window = [self.kernel_size, self.stride, self.padding, [1, 1]];
+        pooled(inputs, window, self.ceil_mode)
     }
     fn detail(&self) -> String {
         format!("k{}, s{}", pair(self.kernel_size), pair(self.stride))
