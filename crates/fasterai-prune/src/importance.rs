@@ -209,6 +209,17 @@ pub fn prune_groups(model: &Model, config: &GroupPruneConfig) -> Result<(Model, 
             config.ratio
         )));
     }
+    let (coupling, scores) = score_groups(model, config)?;
+    let keep = keep_masks(&coupling, &scores, config);
+    remove_channels(model, &coupling, &keep, Vec::new())
+}
+
+/// The coupling groups and, for each prunable one, its channels' importance (`None`: left
+/// whole). Independent of the ratio.
+fn score_groups(
+    model: &Model,
+    config: &GroupPruneConfig,
+) -> Result<(Coupling, Vec<Option<Vec<f32>>>)> {
     if config.round_to == 0 {
         return Err(PruneError::Config("round_to must be at least 1".into()));
     }
@@ -217,7 +228,7 @@ pub fn prune_groups(model: &Model, config: &GroupPruneConfig) -> Result<(Model, 
     }
     let coupling = Coupling::new(&model.net, &model.input_shape)?;
     let ignored = |g: &Group| g.producers.iter().any(|p| config.ignored.contains(p));
-    let scores: Vec<Option<Vec<f32>>> = coupling
+    let scores = coupling
         .groups
         .iter()
         .map(|g| {
@@ -225,6 +236,15 @@ pub fn prune_groups(model: &Model, config: &GroupPruneConfig) -> Result<(Model, 
                 .then(|| group_importance(&model.net, g, config))
         })
         .collect();
+    Ok((coupling, scores))
+}
+
+/// Which channels of each group stay at `config.ratio`, local or global.
+fn keep_masks(
+    coupling: &Coupling,
+    scores: &[Option<Vec<f32>>],
+    config: &GroupPruneConfig,
+) -> Vec<Vec<bool>> {
     // Channels to remove per group.
     let removals: Vec<usize> = match config.context {
         PruneContext::Local => scores
@@ -249,7 +269,7 @@ pub fn prune_groups(model: &Model, config: &GroupPruneConfig) -> Result<(Model, 
             removals
         }
     };
-    let keep: Vec<Vec<bool>> = scores
+    scores
         .iter()
         .zip(&removals)
         .zip(&coupling.groups)
@@ -266,8 +286,7 @@ pub fn prune_groups(model: &Model, config: &GroupPruneConfig) -> Result<(Model, 
                 keep
             }
         })
-        .collect();
-    remove_channels(model, &coupling, &keep, Vec::new())
+        .collect()
 }
 
 /// Prunes by group importance (as [`prune_groups`], with `config`'s rule) to at least
@@ -283,13 +302,18 @@ pub fn prune_to_speedup(
             "speedup {speedup} must be at least 1 (2 halves the MACs)"
         )));
     }
+    // Groups and scores do not depend on the ratio: computed once for the whole search.
+    let (coupling, scores) = score_groups(model, config)?;
     let at = |ratio: f64| {
-        prune_groups(
+        let config = GroupPruneConfig {
+            ratio,
+            ..config.clone()
+        };
+        remove_channels(
             model,
-            &GroupPruneConfig {
-                ratio,
-                ..config.clone()
-            },
+            &coupling,
+            &keep_masks(&coupling, &scores, &config),
+            Vec::new(),
         )
     };
     let gain = |r: &PruneReport| r.macs_before as f64 / r.macs_after.max(1) as f64;
