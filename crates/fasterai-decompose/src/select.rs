@@ -21,7 +21,7 @@ pub(crate) fn select_layers(
             .collect();
         if all.is_empty() {
             return Err(DecomposeError::NothingToDo(format!(
-                "the model has no {kind} layer to decompose"
+                "the model has no {kind} layer to decompose (`fasterai inspect MODEL` lists its layers)"
             )));
         }
         return Ok(all);
