@@ -65,7 +65,7 @@ impl OutputArgs {
         };
         if extra == self.output {
             bail!(
-                "--history and the model output are both {}",
+                "--history and the model output are both {}; give --history another file",
                 extra.display()
             );
         }
