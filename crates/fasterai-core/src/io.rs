@@ -9,9 +9,9 @@ use std::path::Path;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::store::{
     ApplyResult, BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore,
-    SafetensorsStore,
+    SafetensorsStore, bridge,
 };
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::{CoreError, Result};
 use crate::graph::{Graph, InitScheme};
@@ -60,6 +60,61 @@ pub fn save_model(model: &Model, path: &Path, overwrite: bool) -> Result<()> {
         let _ = std::fs::remove_file(&temp);
     }
     written
+}
+
+/// Writes `bytes` to `path` atomically, by the same rule as [`save_model`].
+pub fn write_atomic(path: &Path, bytes: &[u8], overwrite: bool) -> Result<()> {
+    use std::io::Write;
+    if path.exists() && !overwrite {
+        return Err(CoreError::WouldOverwrite(path.to_path_buf()));
+    }
+    let temp = temp_sibling(path);
+    let written = (|| -> std::io::Result<()> {
+        let mut file = File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = File::open(dir).and_then(|d| d.sync_all());
+        }
+        Ok(())
+    })();
+    if written.is_err() && temp.is_file() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written.map_err(|e| CoreError::io(path, e))
+}
+
+/// Every parameter and buffer of `net` under PyTorch's key, in PyTorch's layout (linear weights
+/// `[out, in]`, batch norms' `weight`/`bias`/`running_mean`/`running_var`), in graph order.
+pub fn pytorch_tensors(net: &Graph) -> Result<Vec<(String, TensorData)>> {
+    net.collect(None, Some(Box::new(BurnToPyTorchAdapter)), false)
+        .into_iter()
+        .map(|t| {
+            let name = t.name.clone();
+            let data = bridge::into_data(t).map_err(|e| CoreError::InvalidLayer {
+                path: name.clone(),
+                reason: format!("cannot read the tensor back: {e}"),
+            })?;
+            Ok((name, data))
+        })
+        .collect()
+}
+
+/// Sets every parameter and buffer of `net` from tensors under PyTorch's keys and layouts;
+/// `source` names where they came from in errors. Any missing, unused or mis-shaped tensor is
+/// an error.
+pub fn set_pytorch_tensors(
+    net: &mut Graph,
+    tensors: Vec<(String, TensorData)>,
+    source: &Path,
+) -> Result<()> {
+    let tensors = tensors
+        .into_iter()
+        .map(|(name, data)| bridge::from_data(data, name, None))
+        .collect();
+    let result = net.apply(tensors, None, Some(Box::new(PyTorchToBurnAdapter)), false);
+    check_applied(source, &result, |_| false)
 }
 
 /// `dir/.name.PID.tmp` for `dir/name`.
