@@ -322,6 +322,8 @@ fn parity() -> Result<()> {
             "torchvision==0.24.0",
             "numpy",
             "safetensors",
+            "onnx==1.23.2",
+            "onnxruntime==1.32.0",
         ],
     )?;
     let work = target_dir().join("parity");
@@ -416,5 +418,128 @@ fn parity() -> Result<()> {
             ],
         )?;
     }
-    Ok(())
+    onnx_parity(python, cli, work_str)
+}
+
+/// ONNX in: torchvision exports imported, onnxruntime's outputs reproduced; every pass run on
+/// an imported model. ONNX out: the seed-004 chain, a pruned, a folded and a Tucker-decomposed
+/// model exported, checked by `onnx.checker` and run by onnxruntime against our outputs.
+fn onnx_parity(python: &str, cli: &str, work: &str) -> Result<()> {
+    let file = |name: &str| format!("{work}/{name}");
+    run(python, &["scripts/onnx_parity.py", "export", work])?;
+    for tag in [
+        "resnet18_fused",
+        "resnet18_bn",
+        "mobilenet_v2_bn",
+        "mobilenet_v3_small_bn",
+        "efficientnet_b0_bn",
+        "vgg11_bn_bn",
+    ] {
+        let (model, x) = (file(&format!("{tag}.onnx")), file(&format!("{tag}_x.npy")));
+        let y = file(&format!("{tag}_fasterai.npy"));
+        run(
+            cli,
+            &["predict", &model, "--input", &x, "--output", &y, "--force"],
+        )?;
+        run(
+            python,
+            &[
+                "scripts/torch_parity.py",
+                "compare",
+                &file(&format!("{tag}_ort.npy")),
+                &y,
+            ],
+        )?;
+    }
+    // Each pass on the imported ResNet-18, and each result exported and run by onnxruntime.
+    let x = file("resnet18_bn_x.npy");
+    let imported = file("r18.safetensors");
+    run(
+        cli,
+        &[
+            "import",
+            &file("resnet18_bn.onnx"),
+            "-o",
+            &imported,
+            "--force",
+        ],
+    )?;
+    let steps: [(&str, &[&str]); 5] = [
+        ("r18_folded", &["fold", &imported]),
+        ("r18_pruned", &["prune", &imported, "--ratio", "0.3"]),
+        ("r18_tucker", &["decompose", &imported, "--conv", "tucker"]),
+        (
+            "r18_sparse",
+            &[
+                "sparsify",
+                &imported,
+                "--sparsity",
+                "0.5",
+                "--granularity",
+                "filter",
+            ],
+        ),
+        (
+            "r18_student",
+            &[
+                "distill",
+                "--teacher",
+                &imported,
+                "--student",
+                &imported,
+                "--data",
+                "synthetic:64",
+                "--epochs",
+                "1",
+            ],
+        ),
+    ];
+    for (name, args) in steps {
+        let out = file(&format!("{name}.safetensors"));
+        let mut args = args.to_vec();
+        args.extend(["-o", &out, "--force"]);
+        run(cli, &args)?;
+        check_export(python, cli, &out, &x, work, name)?;
+    }
+    // Seed 004's chain on the VGG16-bn imported from its PyTorch checkpoint, exported.
+    let chain: [(&str, &[&str]); 4] = [
+        (
+            "vgg_sparse",
+            &["sparsify", "--sparsity", "0.4", "--granularity", "filter"],
+        ),
+        ("vgg_pruned", &["prune"]),
+        ("vgg_folded", &["fold"]),
+        ("vgg_fc", &["decompose", "--fc", "0.5"]),
+    ];
+    let mut previous = file("imported_pth.safetensors");
+    for (name, args) in chain {
+        let out = file(&format!("{name}.safetensors"));
+        let mut full = vec![args[0], previous.as_str()];
+        full.extend(&args[1..]);
+        full.extend(["-o", &out, "--force"]);
+        run(cli, &full)?;
+        previous = out;
+    }
+    check_export(python, cli, &previous, &file("x.npy"), work, "vgg_fc")
+}
+
+/// Exports `model`, then checks the file with onnx.checker and onnxruntime against `predict`.
+fn check_export(
+    python: &str,
+    cli: &str,
+    model: &str,
+    x: &str,
+    work: &str,
+    name: &str,
+) -> Result<()> {
+    let (onnx, y) = (
+        format!("{work}/{name}.onnx"),
+        format!("{work}/{name}_fasterai.npy"),
+    );
+    run(
+        cli,
+        &["predict", model, "--input", x, "--output", &y, "--force"],
+    )?;
+    run(cli, &["export", model, "-o", &onnx, "--force"])?;
+    run(python, &["scripts/onnx_parity.py", "check", &onnx, x, &y])
 }

@@ -12,14 +12,16 @@ use clap::{Parser, Subcommand};
 
 /// Make trained neural networks smaller and faster.
 ///
-/// MODEL arguments take either a built-in architecture (vgg11, vgg13, vgg16, vgg19, with
-/// optional `_bn` and `_small` suffixes, e.g. vgg16_bn) or a model file written by fasterai
-/// (`.safetensors` with the architecture in its metadata).
+/// MODEL arguments take a built-in architecture (vgg16_bn, vgg11_bn_small, resnet18, resnet20,
+/// mobilenet_v2, mobilenet_v3_small, efficientnet_b0, …), a model file written by fasterai
+/// (`.safetensors` with the architecture in its metadata), or an ONNX file (`.onnx`).
 ///
 /// Examples:
 ///   fasterai inspect vgg16_bn --num-classes 10
 ///   fasterai bench vgg16_bn --num-classes 10 --input 3x32x32 --batch 1 --runs 20
 ///   fasterai import vgg16_bn --num-classes 10 --weights vgg16_bn.pth -o vgg16_bn.safetensors
+///   fasterai import resnet18.onnx -o resnet18.safetensors
+///   fasterai export pruned.safetensors -o pruned.onnx
 ///   fasterai predict vgg16_bn.safetensors --input x.npy --output y.npy
 ///   fasterai fold vgg16_bn.safetensors -o folded.safetensors
 ///   fasterai decompose folded.safetensors -o small.safetensors --fc 0.5
@@ -40,6 +42,7 @@ enum Command {
     Inspect(commands::inspect::Args),
     Bench(commands::bench::Args),
     Import(commands::import::Args),
+    Export(commands::export::Args),
     Predict(commands::predict::Args),
     Fold(commands::fold::Args),
     Decompose(commands::decompose::Args),
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::Import(args) => commands::import::run(args),
+        Command::Export(args) => commands::export::run(args),
         Command::Predict(args) => commands::predict::run(args),
         Command::Fold(args) => commands::fold::run(args),
         Command::Decompose(args) => commands::decompose::run(args),

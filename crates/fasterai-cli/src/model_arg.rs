@@ -27,8 +27,8 @@ pub fn parse_shape(s: &str) -> Result<[usize; 3], String> {
 /// Options that pick and shape a model.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// A built-in architecture (vgg16_bn, vgg11_small, resnet18, resnet20, mobilenet_v2, …) or
-    /// a fasterai model file.
+    /// A built-in architecture (vgg16_bn, vgg11_small, resnet18, resnet20, mobilenet_v2, …), a
+    /// fasterai model file, or an ONNX file.
     #[arg(value_name = "MODEL")]
     pub model: String,
     /// Number of classes of a built-in model [default: 1000, or 10 for `_small` and CIFAR
@@ -135,8 +135,13 @@ impl ModelArgs {
         match self.builtin(input)? {
             Some(config) => Ok(config.init(device)?),
             None => {
-                let mut model = load_model(Path::new(&self.model), device)
-                    .with_context(|| format!("loading {}", self.model))?;
+                let path = Path::new(&self.model);
+                let mut model = if crate::commands::import::is_onnx(path) {
+                    fasterai::onnx::import_file(path, &Default::default(), device)
+                        .with_context(|| format!("importing {}", self.model))?
+                } else {
+                    load_model(path, device).with_context(|| format!("loading {}", self.model))?
+                };
                 if let Some(shape) = input {
                     model
                         .net

@@ -817,3 +817,73 @@ fn inputs_are_never_overwritten_and_odd_models_are_handled() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("are zero: one is kept"), "{text}");
 }
+
+#[test]
+fn export_import_and_predict_through_onnx() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = setup(dir.path());
+    let d = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
+    let ok = |out: &Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let out = fasterai(&["export", &d("tiny.safetensors"), "-o", &d("tiny.onnx")]);
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("opset 17"));
+    // Any command takes the ONNX file directly, and `import` makes a model file of it.
+    ok(&fasterai(&[
+        "predict",
+        &d("tiny.onnx"),
+        "--input",
+        &d("x.npy"),
+        "--output",
+        &d("y_onnx.npy"),
+    ]));
+    ok(&fasterai(&[
+        "import",
+        &d("tiny.onnx"),
+        "-o",
+        &d("back.safetensors"),
+    ]));
+    ok(&fasterai(&[
+        "predict",
+        &d("back.safetensors"),
+        "--input",
+        &d("x.npy"),
+        "--output",
+        &d("y_back.npy"),
+    ]));
+    for y in ["y_onnx.npy", "y_back.npy"] {
+        let (shape, values) = read_npy(&dir.path().join(y));
+        assert_eq!(shape, vec![3, 5]);
+        assert_eq!(values, expected, "{y}: outputs must be bit-identical");
+    }
+
+    fails_with(
+        &fasterai(&["export", &d("tiny.safetensors"), "-o", &d("tiny.txt")]),
+        ".onnx",
+    );
+    fails_with(
+        &fasterai(&["export", &d("tiny.safetensors"), "-o", &d("tiny.onnx")]),
+        "--force",
+    );
+    fails_with(
+        &fasterai(&[
+            "import",
+            &d("tiny.onnx"),
+            "--weights",
+            &d("x.npy"),
+            "-o",
+            &d("z.safetensors"),
+        ]),
+        "carries its weights",
+    );
+    std::fs::write(dir.path().join("broken.onnx"), b"\x0a\xff\xff\xff garbage").unwrap();
+    fails_with(
+        &fasterai(&["import", &d("broken.onnx"), "-o", &d("z.safetensors")]),
+        "not a valid ONNX model",
+    );
+}

@@ -16,7 +16,7 @@ use crate::proto::{
     AttributeProto, Dimension, DimensionValue, GraphProto, ModelProto, NodeProto,
     OperatorSetIdProto, TensorShapeProto, TensorTypeProto, TypeProto, ValueInfoProto, data_type,
 };
-use crate::tensor::float_tensor;
+use crate::tensor::{float_tensor, int_tensor};
 
 /// The opset written.
 pub const EXPORT_OPSET: i64 = 17;
@@ -185,10 +185,24 @@ fn to_proto(model: &Model) -> Result<ModelProto> {
                     return Err(OnnxError::Model(format!("`{name}` reads a flat value")));
                 };
                 let [oh, ow] = p.output_size;
+                if [h, w] == [1, 1] {
+                    // Every output cell averages the single input cell: a broadcast.
+                    let key = format!("{name}.shape");
+                    graph.initializer.push(int_tensor(
+                        &key,
+                        &[1, input[0] as i64, oh as i64, ow as i64],
+                    ));
+                    inputs.push(key);
+                    graph
+                        .node
+                        .push(node_proto(name, "Expand", inputs, output, vec![]));
+                    continue;
+                }
                 if h % oh != 0 || w % ow != 0 {
                     return Err(OnnxError::Model(format!(
                         "`{name}`: adaptive pooling from {h}×{w} to {oh}×{ow} has no ONNX \
-                         equivalent (the output size must divide the input size)"
+                         equivalent (the output size must divide the input size, or the input \
+                         be 1×1)"
                     )));
                 }
                 let kernel = [h / oh, w / ow];

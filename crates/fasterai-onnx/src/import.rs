@@ -37,6 +37,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "MaxPool",
     "AveragePool",
     "GlobalAveragePool",
+    "Expand",
     "Flatten",
     "Reshape",
     "Squeeze",
@@ -670,6 +671,32 @@ impl<'a> Importer<'a> {
                 output_size: [1, 1],
             }))?
             .with_no_params(),
+            "Expand" => {
+                // [N, C, 1, 1] broadcast to [N, C, H, W]: what adaptive pooling of a 1×1 map
+                // to H×W computes (VGG's 7×7 pooling on 32×32 images).
+                let (x, shape) = live(0)?;
+                let target = constant(1)?
+                    .int_values()
+                    .ok_or_else(|| n.error("the target shape is not integers"))?;
+                match (&shape[..], &target[..]) {
+                    (&[c, 1, 1], &[Some(1) | None, Some(tc), Some(h), Some(w)])
+                        if (tc == 1 || tc == c as i64) && h > 0 && w > 0 =>
+                    {
+                        let spec = AdaptiveAvgPool2dSpec {
+                            output_size: [h as usize, w as usize],
+                        };
+                        (LayerSpec::AdaptiveAvgPool2d(spec), vec![x], vec![])
+                    }
+                    _ => {
+                        return Err(n.error(format!(
+                            "expanding [N, {}] to {} is not supported: only [N, C, 1, 1] to \
+                             [N, C, H, W]",
+                            format_sizes(&shape),
+                            format_dims_i64(&target)
+                        )));
+                    }
+                }
+            }
             "Flatten" => {
                 let (x, shape) = live(0)?;
                 if n.int("axis", 1) != 1 {

@@ -242,3 +242,14 @@ pub(crate) fn float_tensor(name: &str, dims: &[usize], values: &[f32]) -> Tensor
         ..Default::default()
     }
 }
+
+/// An int64 initializer (shapes).
+pub(crate) fn int_tensor(name: &str, values: &[i64]) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: vec![values.len() as i64],
+        data_type: data_type::INT64,
+        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    }
+}

@@ -8,13 +8,14 @@
 //! | module | crate | what it does |
 //! |---|---|---|
 //! | [`core`] | `fasterai-core` | rewritable model graph, parameter/MAC counts, model files, devices |
-//! | [`models`] | `fasterai-models` | VGG11/13/16/19 (± batch norm) in torchvision's layout |
+//! | [`models`] | `fasterai-models` | VGG, ResNet, MobileNet V2/V3, EfficientNet-B0 in torchvision's layouts |
 //! | [`fold`] | `fasterai-fold` | batch-norm folding |
 //! | [`decompose`] | `fasterai-decompose` | low-rank factorisation (SVD, CP, Tucker-2, EVBMF) |
 //! | [`sparsify`] | `fasterai-sparsify` | sparsifying with granularities, criteria and schedules |
 //! | [`prune`] | `fasterai-prune` | physical removal of zeroed filters |
 //! | [`train`] | `fasterai-train` | datasets, the training loop with hooks, evaluation |
 //! | [`distill`] | `fasterai-distill` | knowledge distillation |
+//! | [`onnx`] | `fasterai-onnx` | ONNX import (PyTorch exports) and export |
 //!
 //! ```no_run
 //! use fasterai::prelude::*;
@@ -36,6 +37,7 @@ pub use fasterai_decompose as decompose;
 pub use fasterai_distill as distill;
 pub use fasterai_fold as fold;
 pub use fasterai_models as models;
+pub use fasterai_onnx as onnx;
 pub use fasterai_prune as prune;
 pub use fasterai_sparsify as sparsify;
 pub use fasterai_train as train;

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod decompose;
 pub mod distill;
 pub mod eval;
+pub mod export;
 pub mod fold;
 pub mod import;
 pub mod inspect;

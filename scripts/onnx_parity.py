@@ -1,0 +1,95 @@
+"""ONNX side of `cargo xtask parity` (torch 2.9, torchvision 0.24, onnx, onnxruntime).
+
+  python onnx_parity.py export DIR       writes DIR/NAME.onnx (torch.onnx.export, opset 17, dynamic
+                                         batch), DIR/NAME_x.npy and DIR/NAME_ort.npy (onnxruntime's
+                                         outputs) for torchvision families with random weights
+  python onnx_parity.py check FILE X Y   onnx.checker on FILE, then onnxruntime on X (batch 2 and a
+                                         single sample: the batch axis must be dynamic) against Y
+                                         (ours); exits non-zero unless max|diff| <= 1e-4 * max|Y|
+
+Nothing here is committed; the files live in the parity work folder.
+"""
+import sys
+
+import numpy as np
+import torch
+from torch import nn
+
+# name, input side, export variant. `fused`: the exporter's default in eval mode folds each
+# BatchNorm into its conv; `bn`: BatchNormalization nodes kept (training=PRESERVE).
+MODELS = [
+    ("resnet18", 32, "fused"),
+    ("resnet18", 32, "bn"),
+    ("mobilenet_v2", 64, "bn"),
+    ("mobilenet_v3_small", 64, "bn"),
+    ("efficientnet_b0", 64, "bn"),
+    ("vgg11_bn", 224, "bn"),
+]
+
+
+def randomize(model: nn.Module) -> None:
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0.0, 0.2)
+                m.running_mean.normal_(0.0, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+
+
+def export(out_dir: str) -> None:
+    import onnxruntime as ort
+    import torchvision
+
+    for name, side, variant in MODELS:
+        torch.manual_seed(0)
+        model = getattr(torchvision.models, name)(num_classes=10)
+        randomize(model)
+        model.eval()
+        x = torch.randn(2, 3, side, side)
+        tag = f"{name}_{variant}"
+        path = f"{out_dir}/{tag}.onnx"
+        training = torch.onnx.TrainingMode.PRESERVE if variant == "bn" else torch.onnx.TrainingMode.EVAL
+        torch.onnx.export(
+            model, (x,), path, dynamo=False, opset_version=17, training=training,
+            input_names=["x"], output_names=["logits"], dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
+        )
+        with torch.no_grad():
+            y_torch = model(x).numpy()
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        y_ort = session.run(None, {"x": x.numpy()})[0]
+        np.save(f"{out_dir}/{tag}_x.npy", x.numpy())
+        np.save(f"{out_dir}/{tag}_ort.npy", y_ort)
+        diff = float(np.abs(y_ort - y_torch).max() / np.abs(y_torch).max())
+        print(f"{tag}: exported, onnxruntime vs torch relative max|diff| {diff:.1e}")
+
+
+def check(path: str, x_path: str, y_path: str) -> None:
+    import onnx
+    import onnxruntime as ort
+
+    onnx.checker.check_model(onnx.load(path), full_check=True)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    feed = session.get_inputs()[0].name
+    x, ours = np.load(x_path), np.load(y_path)
+    y = session.run(None, {feed: x})[0]
+    single = session.run(None, {feed: x[:1]})[0]
+    if y.shape != ours.shape:
+        sys.exit(f"{path}: shape mismatch: onnxruntime {y.shape}, fasterai {ours.shape}")
+    diff = float(np.abs(y - ours).max())
+    scale = float(np.abs(y).max())
+    batch_ok = np.abs(single - y[:1]).max() <= 1e-5 * scale
+    ok = diff <= 1e-4 * scale and batch_ok
+    print(f"{path}: onnx.checker OK, onnxruntime vs fasterai relative max|diff| {diff / scale:.1e}, "
+          f"batch 1 {'OK' if batch_ok else 'differs'} -> {'OK' if ok else 'FAIL'}")
+    if not ok:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "export":
+        export(sys.argv[2])
+    elif len(sys.argv) == 5 and sys.argv[1] == "check":
+        check(sys.argv[2], sys.argv[3], sys.argv[4])
+    else:
+        sys.exit(__doc__)
