@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-# name, input side, export variant. `fused`: the exporter's default in eval mode folds each
-# BatchNorm into its conv; `bn`: BatchNormalization nodes kept (training=PRESERVE).
+# name, input side, export variant. `fused`: the TorchScript exporter's default in eval mode
+# folds each BatchNorm into its conv; `bn`: BatchNormalization nodes kept (training=PRESERVE);
+# `dynamo`: torch 2.9's default exporter (torch.export, opset 18; ReduceMean for pooling).
 MODELS = [
     ("resnet18", 32, "fused"),
     ("resnet18", 32, "bn"),
@@ -24,6 +25,9 @@ MODELS = [
     ("mobilenet_v3_small", 64, "bn"),
     ("efficientnet_b0", 64, "bn"),
     ("vgg11_bn", 224, "bn"),
+    ("resnet18", 32, "dynamo"),
+    ("mobilenet_v3_small", 32, "dynamo"),
+    ("efficientnet_b0", 32, "dynamo"),
 ]
 
 
@@ -49,19 +53,27 @@ def export(out_dir: str) -> None:
         x = torch.randn(2, 3, side, side)
         tag = f"{name}_{variant}"
         path = f"{out_dir}/{tag}.onnx"
-        training = torch.onnx.TrainingMode.PRESERVE if variant == "bn" else torch.onnx.TrainingMode.EVAL
-        torch.onnx.export(
-            model, (x,), path, dynamo=False, opset_version=17, training=training,
-            input_names=["x"], output_names=["logits"], dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
-        )
+        if variant == "dynamo":
+            torch.onnx.export(
+                model, (x,), path, dynamo=True, opset_version=18, input_names=["x"],
+                dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
+            )
+        else:
+            training = torch.onnx.TrainingMode.PRESERVE if variant == "bn" else torch.onnx.TrainingMode.EVAL
+            torch.onnx.export(
+                model, (x,), path, dynamo=False, opset_version=17, training=training,
+                input_names=["x"], output_names=["logits"],
+                dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
+            )
         with torch.no_grad():
             y_torch = model(x).numpy()
         session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-        y_ort = session.run(None, {"x": x.numpy()})[0]
+        y_ort = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
         np.save(f"{out_dir}/{tag}_x.npy", x.numpy())
         np.save(f"{out_dir}/{tag}_ort.npy", y_ort)
         diff = float(np.abs(y_ort - y_torch).max() / np.abs(y_torch).max())
-        print(f"{tag}: exported, onnxruntime vs torch relative max|diff| {diff:.1e}")
+        params = sum(p.numel() for p in model.parameters())
+        print(f"{tag}: exported ({params:,} parameters in torch), onnxruntime vs torch relative max|diff| {diff:.1e}")
 
 
 def check(path: str, x_path: str, y_path: str) -> None:

@@ -434,6 +434,9 @@ fn onnx_parity(python: &str, cli: &str, work: &str) -> Result<()> {
         "mobilenet_v3_small_bn",
         "efficientnet_b0_bn",
         "vgg11_bn_bn",
+        "resnet18_dynamo",
+        "mobilenet_v3_small_dynamo",
+        "efficientnet_b0_dynamo",
     ] {
         let (model, x) = (file(&format!("{tag}.onnx")), file(&format!("{tag}_x.npy")));
         let y = file(&format!("{tag}_fasterai.npy"));

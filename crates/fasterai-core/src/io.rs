@@ -144,7 +144,7 @@ pub fn load_model(path: &Path, device: &Device) -> Result<Model> {
         })?;
     let arch = Architecture::from_json(arch_json).map_err(bad)?;
     arch.validate().map_err(|e| bad(e.to_string()))?;
-    let mut model = Model::from_architecture(&arch, InitScheme::PyTorchDefault, device)?;
+    let mut model = Model::from_architecture(&arch, InitScheme::Zeros, device)?;
 
     let mut store = SafetensorsStore::from_file(path)
         .with_from_adapter(PyTorchToBurnAdapter)

@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::rc::Rc;
 
 use burn::tensor::{Device, TensorData};
 use fasterai_core::graph::ops::{
@@ -37,6 +38,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "MaxPool",
     "AveragePool",
     "GlobalAveragePool",
+    "ReduceMean",
     "Expand",
     "Flatten",
     "Reshape",
@@ -69,7 +71,7 @@ pub struct ImportOptions {
 
 /// Imports the ONNX model at `path`; external data is read from its folder.
 pub fn import_file(path: &Path, options: &ImportOptions, device: &Device) -> Result<Model> {
-    let bytes = std::fs::read(path).map_err(|e| OnnxError::io(path, e))?;
+    let bytes = bytes::Bytes::from(std::fs::read(path).map_err(|e| OnnxError::io(path, e))?);
     let name = options
         .name
         .clone()
@@ -78,7 +80,7 @@ pub fn import_file(path: &Path, options: &ImportOptions, device: &Device) -> Res
         name,
         ..options.clone()
     };
-    import_bytes(&bytes, path.parent(), &options, device, path)
+    import_buffer(bytes, path.parent(), &options, device, path)
 }
 
 /// Imports an ONNX model from memory; `base` is the folder external data lives in, `source`
@@ -90,6 +92,23 @@ pub fn import_bytes(
     device: &Device,
     source: &Path,
 ) -> Result<Model> {
+    import_buffer(
+        bytes::Bytes::copy_from_slice(bytes),
+        base,
+        options,
+        device,
+        source,
+    )
+}
+
+fn import_buffer(
+    bytes: bytes::Bytes,
+    base: Option<&Path>,
+    options: &ImportOptions,
+    device: &Device,
+    source: &Path,
+) -> Result<Model> {
+    // From a `Bytes` buffer prost slices tensor data instead of copying it.
     let model = ModelProto::decode(bytes).map_err(|e| OnnxError::Decode(e.to_string()))?;
     check_opset(&model)?;
     let graph = model
@@ -98,7 +117,7 @@ pub fn import_bytes(
         .ok_or_else(|| OnnxError::Model("the model has no graph".into()))?;
     let (spec, input_shape, tensors) = Importer::new(graph, base, options)?.run(graph)?;
     spec.check(&input_shape)?;
-    let mut net = Graph::from_spec(&spec, InitScheme::PyTorchDefault, device);
+    let mut net = Graph::from_spec(&spec, InitScheme::Zeros, device);
     set_pytorch_tensors(&mut net, tensors, source)?;
     let name = options
         .name
@@ -137,8 +156,12 @@ fn check_opset(model: &ModelProto) -> Result<()> {
 /// A value in the ONNX graph: computed by a graph node (or the model input), or constant.
 #[derive(Debug, Clone)]
 enum Value {
-    Live { node: String, shape: Vec<usize> },
-    Const(Const),
+    Live {
+        node: String,
+        shape: Vec<usize>,
+    },
+    /// Shared: a weight is read by its node, never copied per reader.
+    Const(Rc<Const>),
 }
 
 struct Importer<'a> {
@@ -148,7 +171,8 @@ struct Importer<'a> {
     /// How many node inputs and graph outputs read each ONNX value.
     readers: HashMap<String, usize>,
     nodes: Vec<NodeSpec>,
-    tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    /// Parameters by key (`layer1.0.conv1.weight`), float data in PyTorch's layout.
+    tensors: HashMap<String, Rc<Const>>,
     taken: HashSet<String>,
 }
 
@@ -243,7 +267,8 @@ impl<'a> Importer<'a> {
     ) -> Result<(GraphSpec, Vec<usize>, Vec<(String, TensorData)>)> {
         for t in &graph.initializer {
             let value = decode(t, self.base)?;
-            self.values.insert(t.name.clone(), Value::Const(value));
+            self.values
+                .insert(t.name.clone(), Value::Const(Rc::new(value)));
         }
         let input_shape = self.input(graph)?;
         for proto in &graph.node {
@@ -274,6 +299,8 @@ impl<'a> Importer<'a> {
             }
         };
         let nodes = live_nodes(std::mem::take(&mut self.nodes), &last);
+        // With the value table gone, each parameter's data is moved out, not copied.
+        self.values.clear();
         let tensors = nodes
             .iter()
             .flat_map(|n| {
@@ -281,7 +308,12 @@ impl<'a> Importer<'a> {
                     .into_iter()
                     .filter_map(|suffix| {
                         let key = format!("{}.{suffix}", n.name);
-                        let (dims, values) = self.tensors.remove(&key)?;
+                        let value = self.tensors.remove(&key)?;
+                        let Const { dims, data } =
+                            Rc::try_unwrap(value).unwrap_or_else(|shared| (*shared).clone());
+                        let ConstData::F32(values) = data else {
+                            unreachable!("add() keeps float tensors only")
+                        };
                         Some((key, TensorData::new(values, dims)))
                     })
                     .collect::<Vec<_>>()
@@ -428,7 +460,8 @@ impl<'a> Importer<'a> {
             };
             let end = n.attr("end").map(|a| a.i);
             let value = Const::ints(slice_range(&dims, n.int("start", 0), end));
-            self.values.insert(out.to_string(), Value::Const(value));
+            self.values
+                .insert(out.to_string(), Value::Const(Rc::new(value)));
             return Ok(());
         }
         let all_const = inputs
@@ -438,12 +471,13 @@ impl<'a> Importer<'a> {
             let consts: Vec<Option<&Const>> = inputs
                 .iter()
                 .map(|v| match v {
-                    Some(Value::Const(c)) => Some(c),
+                    Some(Value::Const(c)) => Some(c.as_ref()),
                     _ => None,
                 })
                 .collect();
             let value = self.fold(n, &consts)?;
-            self.values.insert(out.to_string(), Value::Const(value));
+            self.values
+                .insert(out.to_string(), Value::Const(Rc::new(value)));
             return Ok(());
         }
         let value = self.live_node(n, &inputs)?;
@@ -472,16 +506,16 @@ impl<'a> Importer<'a> {
                 None => Err(n.error(format!("input {i} is missing"))),
             }
         };
-        let constant = |i: usize| -> Result<&Const> {
+        let constant = |i: usize| -> Result<Rc<Const>> {
             match inputs.get(i).and_then(Option::as_ref) {
-                Some(Value::Const(c)) => Ok(c),
+                Some(Value::Const(c)) => Ok(c.clone()),
                 _ => Err(n.error(format!(
                     "input {i} (`{}`) must be a constant (an initializer)",
                     n.proto.input.get(i).map_or("", String::as_str)
                 ))),
             }
         };
-        let optional_const = |i: usize| -> Result<Option<&Const>> {
+        let optional_const = |i: usize| -> Result<Option<Rc<Const>>> {
             match inputs.get(i).and_then(Option::as_ref) {
                 None => Ok(None),
                 Some(_) => constant(i).map(Some),
@@ -490,7 +524,7 @@ impl<'a> Importer<'a> {
         let unary =
             |spec: LayerSpec| -> Result<(LayerSpec, Vec<String>)> { Ok((spec, vec![live(0)?.0])) };
         let weight_name = n.proto.input.get(1).map(String::as_str);
-        let (spec, reads, params): (LayerSpec, Vec<String>, Vec<(&str, Const)>) = match n.op() {
+        let (spec, reads, params): (LayerSpec, Vec<String>, Vec<(&str, Rc<Const>)>) = match n.op() {
             "Conv" => {
                 let (x, _) = live(0)?;
                 let w = constant(1)?;
@@ -527,7 +561,7 @@ impl<'a> Importer<'a> {
                 };
                 let mut params = vec![("weight", w.clone())];
                 if let Some(b) = optional_const(2)? {
-                    params.push(("bias", b.clone()));
+                    params.push(("bias", b));
                 }
                 let spec = Conv2dSpec {
                     bias: params.len() == 2,
@@ -547,10 +581,10 @@ impl<'a> Importer<'a> {
                     momentum: widen((1.0 - widen(n.float("momentum", 0.9))) as f32),
                 };
                 let params = vec![
-                    ("weight", constant(1)?.clone()),
-                    ("bias", constant(2)?.clone()),
-                    ("running_mean", constant(3)?.clone()),
-                    ("running_var", constant(4)?.clone()),
+                    ("weight", constant(1)?),
+                    ("bias", constant(2)?),
+                    ("running_mean", constant(3)?),
+                    ("running_var", constant(4)?),
                 ];
                 (LayerSpec::BatchNorm2d(spec), vec![x], params)
             }
@@ -562,16 +596,16 @@ impl<'a> Importer<'a> {
                 let b = constant(1)?;
                 let alpha = n.float("alpha", 1.0);
                 let beta = n.float("beta", 1.0);
-                let weight = matrix(n, b, n.int("transB", 0) != 0, alpha)?;
+                let weight = matrix(n, &b, n.int("transB", 0) != 0, alpha)?;
                 let out = weight.dims[0];
                 let bias = optional_const(2)?
-                    .map(|c| bias_vector(n, c, out, beta))
+                    .map(|c| bias_vector(n, &c, out, beta).map(Rc::new))
                     .transpose()?;
                 self.linear(n, x, &shape, weight, bias)?
             }
             "MatMul" => {
                 let (x, shape) = live(0)?;
-                let weight = matrix(n, constant(1)?, false, 1.0)?;
+                let weight = matrix(n, &constant(1)?, false, 1.0)?;
                 self.linear(n, x, &shape, weight, None)?
             }
             "Add" | "Mul" => {
@@ -671,6 +705,41 @@ impl<'a> Importer<'a> {
                 output_size: [1, 1],
             }))?
             .with_no_params(),
+            "ReduceMean" => {
+                // The mean over H and W: global average pooling (the dynamo exporter's form).
+                let (x, shape) = live(0)?;
+                let axes: Vec<i64> = match n.ints("axes") {
+                    Some(a) => a.to_vec(),
+                    None => optional_const(1)?
+                        .and_then(|c| c.int_values())
+                        .map(|v| v.into_iter().flatten().collect())
+                        .unwrap_or_default(),
+                };
+                let rank = shape.len() as i64 + 1;
+                let mut axes: Vec<i64> = axes
+                    .iter()
+                    .map(|&a| if a < 0 { a + rank } else { a })
+                    .collect();
+                axes.sort();
+                if shape.len() != 3 || axes != [2, 3] {
+                    return Err(n.error(format!(
+                        "the mean over axes {axes:?} of [N, {}] is not supported: only over H and \
+                         W (global average pooling)",
+                        format_sizes(&shape)
+                    )));
+                }
+                let pool = LayerSpec::AdaptiveAvgPool2d(AdaptiveAvgPool2dSpec {
+                    output_size: [1, 1],
+                });
+                if n.int("keepdims", 1) != 0 {
+                    (pool, vec![x], vec![])
+                } else {
+                    let Value::Live { node, .. } = self.add(n, pool, vec![x], vec![], None)? else {
+                        unreachable!("add returns a computed value")
+                    };
+                    (LayerSpec::Flatten(Flatten {}), vec![node], vec![])
+                }
+            }
             "Expand" => {
                 // [N, C, 1, 1] broadcast to [N, C, H, W]: what adaptive pooling of a 1×1 map
                 // to H×W computes (VGG's 7×7 pooling on 32×32 images).
@@ -712,7 +781,9 @@ impl<'a> Importer<'a> {
                 let target = constant(1)?
                     .int_values()
                     .ok_or_else(|| n.error("the target shape is not integers"))?;
-                if !is_flatten(&target, &shape) {
+                // With allowzero, a 0 is a zero-sized axis, not "copy this axis".
+                let zero_is_size = n.int("allowzero", 0) != 0 && target.contains(&Some(0));
+                if zero_is_size || !is_flatten(&target, &shape) {
                     return Err(n.error(format!(
                         "reshaping [N, {}] to {} is not supported: only a flatten \
                          ([N, -1] or [N, {}])",
@@ -766,7 +837,7 @@ impl<'a> Importer<'a> {
             "Dropout" => {
                 let p = match n.attr("ratio") {
                     Some(a) => a.f,
-                    None => optional_const(1)?.and_then(Const::scalar).unwrap_or(0.5),
+                    None => optional_const(1)?.and_then(|c| c.scalar()).unwrap_or(0.5),
                 };
                 unary(LayerSpec::Dropout(DropoutSpec { p: widen(p) }))?.with_no_params()
             }
@@ -792,7 +863,7 @@ impl<'a> Importer<'a> {
         n: &OnnxNode,
         spec: LayerSpec,
         reads: Vec<String>,
-        params: Vec<(&str, Const)>,
+        params: Vec<(&str, Rc<Const>)>,
         weight_name: Option<&str>,
     ) -> Result<Value> {
         spec.op().validate().map_err(|e| n.error(e))?;
@@ -810,11 +881,10 @@ impl<'a> Importer<'a> {
         })?;
         let name = self.unique_name(n, if params.is_empty() { None } else { weight_name });
         for (suffix, value) in params {
-            let floats = value
-                .floats()
-                .ok_or_else(|| n.error(format!("`{suffix}` is not a number tensor")))?;
-            self.tensors
-                .insert(format!("{name}.{suffix}"), (value.dims, floats));
+            if !matches!(value.data, ConstData::F32(_)) {
+                return Err(n.error(format!("`{suffix}` is not a float tensor")));
+            }
+            self.tensors.insert(format!("{name}.{suffix}"), value);
         }
         self.nodes.push(NodeSpec {
             name: name.clone(),
@@ -845,9 +915,9 @@ impl<'a> Importer<'a> {
         n: &OnnxNode,
         x: String,
         shape: &[usize],
-        weight: Const,
-        bias: Option<Const>,
-    ) -> Result<(LayerSpec, Vec<String>, Vec<(&'c str, Const)>)> {
+        weight: Rc<Const>,
+        bias: Option<Rc<Const>>,
+    ) -> Result<(LayerSpec, Vec<String>, Vec<(&'c str, Rc<Const>)>)> {
         let [out, inp] = weight.dims[..] else {
             unreachable!("matrix() returns 2-D")
         };
@@ -910,8 +980,11 @@ impl<'a> Importer<'a> {
             return Err(refuse());
         }
         let floats = value.floats().ok_or_else(refuse)?;
-        self.tensors
-            .insert(format!("{node}.bias"), (vec![floats.len()], floats));
+        let bias = Const {
+            dims: vec![floats.len()],
+            data: ConstData::F32(floats),
+        };
+        self.tensors.insert(format!("{node}.bias"), Rc::new(bias));
         Ok(Value::Live { node, shape })
     }
 
@@ -1230,11 +1303,11 @@ impl<'a> Importer<'a> {
 
 /// A tuple of spec and reads with no parameters.
 trait NoParams {
-    fn with_no_params<'c>(self) -> (LayerSpec, Vec<String>, Vec<(&'c str, Const)>);
+    fn with_no_params<'c>(self) -> (LayerSpec, Vec<String>, Vec<(&'c str, Rc<Const>)>);
 }
 
 impl NoParams for (LayerSpec, Vec<String>) {
-    fn with_no_params<'c>(self) -> (LayerSpec, Vec<String>, Vec<(&'c str, Const)>) {
+    fn with_no_params<'c>(self) -> (LayerSpec, Vec<String>, Vec<(&'c str, Rc<Const>)>) {
         (self.0, self.1, vec![])
     }
 }
@@ -1245,14 +1318,18 @@ fn widen(x: f32) -> f64 {
     x.to_string().parse().unwrap_or(x as f64)
 }
 
-/// A constant matrix as a `[out, in]` weight scaled by `alpha`.
-fn matrix(n: &OnnxNode, b: &Const, transposed: bool, alpha: f32) -> Result<Const> {
+/// A constant matrix as a `[out, in]` weight scaled by `alpha` (shared, not copied, when it
+/// already is one).
+fn matrix(n: &OnnxNode, b: &Rc<Const>, transposed: bool, alpha: f32) -> Result<Rc<Const>> {
     let [rows, cols] = b.dims[..] else {
         return Err(n.error(format!(
             "the weight has shape {:?}; a 2-D matrix is expected",
             b.dims
         )));
     };
+    if transposed && alpha == 1.0 && matches!(b.data, ConstData::F32(_)) {
+        return Ok(b.clone());
+    }
     let values = b
         .floats()
         .ok_or_else(|| n.error("the weight is not numbers"))?;
@@ -1272,10 +1349,10 @@ fn matrix(n: &OnnxNode, b: &Const, transposed: bool, alpha: f32) -> Result<Const
             w[o * inp + i] = alpha * v;
         }
     }
-    Ok(Const {
+    Ok(Rc::new(Const {
         dims: vec![out, inp],
         data: ConstData::F32(w),
-    })
+    }))
 }
 
 /// A Gemm `C` as a bias of `out` values scaled by `beta` (a single value is broadcast).

@@ -238,7 +238,11 @@ pub(crate) fn float_tensor(name: &str, dims: &[usize], values: &[f32]) -> Tensor
         name: name.into(),
         dims: dims.iter().map(|&d| d as i64).collect(),
         data_type: data_type::FLOAT,
-        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        raw_data: values
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<u8>>()
+            .into(),
         ..Default::default()
     }
 }
@@ -249,7 +253,11 @@ pub(crate) fn int_tensor(name: &str, values: &[i64]) -> TensorProto {
         name: name.into(),
         dims: vec![values.len() as i64],
         data_type: data_type::INT64,
-        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        raw_data: values
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<u8>>()
+            .into(),
         ..Default::default()
     }
 }

@@ -19,6 +19,9 @@ pub enum InitScheme {
     /// torchvision's ResNet/MobileNet scheme: conv weights Kaiming-normal (fan-out), batch
     /// norms γ = 1, β = 0, linear weights `N(0, 0.01)` and zero biases.
     KaimingFanOut,
+    /// Every weight zero: for a graph whose tensors are about to be overwritten (loading a file,
+    /// importing), where drawing random numbers would be wasted work.
+    Zeros,
 }
 
 /// How many inputs an op takes.

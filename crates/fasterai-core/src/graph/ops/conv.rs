@@ -166,11 +166,15 @@ impl Op for Conv2dSpec {
             .with_groups(self.groups)
             .with_bias(self.bias)
             .with_padding(PaddingConfig2d::Explicit(p[0], p[1], p[0], p[1]));
-        if scheme != InitScheme::PyTorchDefault {
-            config = config.with_initializer(Initializer::KaimingNormal {
-                gain: std::f64::consts::SQRT_2,
-                fan_out_only: true,
-            });
+        match scheme {
+            InitScheme::PyTorchDefault => {}
+            InitScheme::Zeros => config = config.with_initializer(Initializer::Zeros),
+            InitScheme::Vgg | InitScheme::KaimingFanOut => {
+                config = config.with_initializer(Initializer::KaimingNormal {
+                    gain: std::f64::consts::SQRT_2,
+                    fan_out_only: true,
+                })
+            }
         }
         let mut conv = config.init(device);
         if scheme != InitScheme::PyTorchDefault {

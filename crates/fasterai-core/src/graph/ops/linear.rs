@@ -88,11 +88,15 @@ impl Op for LinearSpec {
     fn build(&self, scheme: InitScheme, device: &Device) -> Layer {
         let mut config =
             LinearConfig::new(self.in_features, self.out_features).with_bias(self.bias);
-        if scheme != InitScheme::PyTorchDefault {
-            config = config.with_initializer(Initializer::Normal {
-                mean: 0.0,
-                std: 0.01,
-            });
+        match scheme {
+            InitScheme::PyTorchDefault => {}
+            InitScheme::Zeros => config = config.with_initializer(Initializer::Zeros),
+            InitScheme::Vgg | InitScheme::KaimingFanOut => {
+                config = config.with_initializer(Initializer::Normal {
+                    mean: 0.0,
+                    std: 0.01,
+                })
+            }
         }
         let mut linear = config.init(device);
         if scheme != InitScheme::PyTorchDefault {
