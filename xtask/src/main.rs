@@ -222,29 +222,20 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| root().join("target"))
 }
 
-fn test() -> Result<()> {
+/// The test builds enable wgpu beside flex, so the flex/wgpu parity test (Mesa lavapipe when
+/// there is no GPU) runs with the others from one build of Burn instead of a second one.
+const TEST_FEATURES: [&str; 2] = ["--features", "fasterai-models/wgpu"];
+
+fn test_with(envs: &[(&str, &str)]) -> Result<()> {
     let cargo = cargo();
-    run(&cargo, &["test", "--workspace", "--all-targets"])?;
-    run(&cargo, &["test", "--workspace", "--doc"])?;
-    wgpu_parity()
+    let all = ["test", "--workspace", "--all-targets"];
+    run_env(&cargo, &[&all[..], &TEST_FEATURES].concat(), envs)?;
+    let doc = ["test", "--workspace", "--doc"];
+    run_env(&cargo, &[&doc[..], &TEST_FEATURES].concat(), envs)
 }
 
-/// The same small VGG on flex and on wgpu (Mesa lavapipe when there is no GPU).
-fn wgpu_parity() -> Result<()> {
-    run(
-        &cargo(),
-        &[
-            "test",
-            "-p",
-            "fasterai-models",
-            "--features",
-            "wgpu",
-            "--test",
-            "backend_parity",
-            "--",
-            "--nocapture",
-        ],
-    )
+fn test() -> Result<()> {
+    test_with(&[])
 }
 
 fn ci() -> Result<()> {
@@ -283,14 +274,9 @@ fn ci_stages(stages: &mut Vec<(&'static str, std::time::Duration)>) -> Result<()
     })?;
     // CI requires the reference vectors and datasets: their absence fails, never skips.
     let shared = [("FASTERAI_REQUIRE_SHARED", "1")];
-    // `--all-targets` also builds (and smoke-runs) the benches and examples.
-    stage("tests", &|| {
-        run_env(&cargo, &["test", "--workspace", "--all-targets"], &shared)
-    })?;
-    stage("doc-tests", &|| {
-        run_env(&cargo, &["test", "--workspace", "--doc"], &shared)
-    })?;
-    stage("wgpu", &wgpu_parity)
+    // `--all-targets` also builds (and smoke-runs) the benches and examples; the flex/wgpu
+    // parity test runs among the others.
+    stage("tests", &|| test_with(&shared))
 }
 
 /// PyTorch parity, end to end: a Python venv with torch (from PyPI) writes a VGG16-bn

@@ -524,7 +524,7 @@ impl<'a> Importer<'a> {
         let unary =
             |spec: LayerSpec| -> Result<(LayerSpec, Vec<String>)> { Ok((spec, vec![live(0)?.0])) };
         let weight_name = n.proto.input.get(1).map(String::as_str);
-        let (spec, reads, params): (LayerSpec, Vec<String>, Vec<(&str, Rc<Const>)>) = match n.op() {
+        let (spec, reads, params): Lowered = match n.op() {
             "Conv" => {
                 let (x, _) = live(0)?;
                 let w = constant(1)?;
@@ -799,8 +799,7 @@ impl<'a> Importer<'a> {
                 let axes = match n.ints("axes") {
                     Some(a) => Some(a.to_vec()),
                     None => optional_const(1)?
-                        .map(|c| c.int_values().map(|v| v.into_iter().flatten().collect()))
-                        .flatten(),
+                        .and_then(|c| c.int_values().map(|v| v.into_iter().flatten().collect())),
                 };
                 let spatial_ones = shape.len() == 3 && shape[1..] == [1, 1];
                 let axes_ok = axes.as_deref().is_none_or(|a| {
@@ -1301,13 +1300,16 @@ impl<'a> Importer<'a> {
     }
 }
 
+/// One ONNX node lowered to a layer: its spec, the values it reads, and its named parameters.
+type Lowered<'c> = (LayerSpec, Vec<String>, Vec<(&'c str, Rc<Const>)>);
+
 /// A tuple of spec and reads with no parameters.
 trait NoParams {
-    fn with_no_params<'c>(self) -> (LayerSpec, Vec<String>, Vec<(&'c str, Rc<Const>)>);
+    fn with_no_params<'c>(self) -> Lowered<'c>;
 }
 
 impl NoParams for (LayerSpec, Vec<String>) {
-    fn with_no_params<'c>(self) -> (LayerSpec, Vec<String>, Vec<(&'c str, Rc<Const>)>) {
+    fn with_no_params<'c>(self) -> Lowered<'c> {
         (self.0, self.1, vec![])
     }
 }

@@ -96,7 +96,7 @@ pub(crate) fn decode(t: &TensorProto, base: Option<&Path>) -> Result<Const> {
         }
     };
     let chunks = |size: usize| -> Result<std::slice::ChunksExact<'_, u8>> {
-        if raw.len() % size != 0 {
+        if !raw.len().is_multiple_of(size) {
             return Err(bad(format!(
                 "{} bytes of data is not a whole number of {size}-byte values",
                 raw.len()
