@@ -97,6 +97,18 @@ pub fn refuse_overwrite(path: &Path, protect: &[&Path], force: bool) -> Result<(
             path.display()
         );
     }
+    // Checked now, not when the first epoch's checkpoint is written.
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !folder.is_dir() {
+        bail!(
+            "cannot write {}: the folder {} does not exist; create it first",
+            path.display(),
+            folder.display()
+        );
+    }
     Ok(())
 }
 

@@ -887,3 +887,87 @@ fn export_import_and_predict_through_onnx() {
         "not a valid ONNX model",
     );
 }
+
+#[test]
+fn a_killed_training_run_resumes_to_the_uninterrupted_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
+    let args = |out: &str| -> Vec<String> {
+        [
+            "sparsify",
+            "vgg11_bn_small",
+            "--width",
+            "0.125",
+            "--num-classes",
+            "10",
+            "--sparsity",
+            "0.5",
+            "--schedule",
+            "agp",
+            "--data",
+            "synthetic:400",
+            "--epochs",
+            "4",
+            "--batch-size",
+            "50",
+            "-o",
+            out,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    // One thread: flex's parallel reductions would make even two uninterrupted runs differ in
+    // the last bits, which training amplifies.
+    let command = |args: &[String]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_fasterai"));
+        c.args(args).env("RAYON_NUM_THREADS", "1");
+        c
+    };
+    let run = |args: &[String]| command(args).output().unwrap();
+    let whole = d("whole.safetensors");
+    let out = run(&args(&whole));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !Path::new(&format!("{whole}.state")).exists(),
+        "state left after success"
+    );
+
+    // The same run, killed once its first epoch is on disk.
+    let stopped = d("stopped.safetensors");
+    let progress = dir.path().join("stopped.safetensors.state/progress.json");
+    let mut child = command(&args(&stopped))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    while !progress.is_file() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be stopped"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Starting again without --resume is refused, not silently restarted.
+    fails_with(&run(&args(&stopped)), "--resume");
+    let out = run(&[args(&stopped), vec!["--resume".into()]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("resuming after epoch"), "{stderr}");
+    let tensors = |path: &str| {
+        let model = fasterai::core::io::load_model(Path::new(path), &Device::flex()).unwrap();
+        fasterai::core::io::pytorch_tensors(&model.net).unwrap()
+    };
+    assert!(
+        tensors(&stopped) == tensors(&whole),
+        "the resumed model differs from the uninterrupted one"
+    );
+}

@@ -90,7 +90,8 @@ pub enum CoreError {
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;
 
 impl CoreError {
-    pub(crate) fn io(path: impl Into<PathBuf>, err: impl std::fmt::Display) -> Self {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, err: impl std::fmt::Display) -> Self {
         CoreError::Io {
             path: path.into(),
             reason: err.to_string(),

@@ -117,6 +117,62 @@ pub fn set_pytorch_tensors(
     check_applied(source, &result, |_| false)
 }
 
+/// Named float arrays: shape and values.
+pub type Arrays = std::collections::BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
+/// Writes named float arrays and a metadata string as one safetensors file, atomically: state
+/// that is not a model (masks, a run's progress).
+pub fn write_arrays(path: &Path, arrays: &Arrays, metadata: &str) -> Result<()> {
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = arrays
+        .iter()
+        .map(|(k, (shape, v))| {
+            let data = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            (k.clone(), data, shape.clone())
+        })
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(k, data, shape)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+                .map(|view| (k.clone(), view))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| CoreError::io(path, e))?;
+    let meta = std::collections::HashMap::from([("state".to_string(), metadata.to_string())]);
+    let file = safetensors::serialize(views, Some(meta)).map_err(|e| CoreError::io(path, e))?;
+    write_atomic(path, &file, true)
+}
+
+/// Reads what [`write_arrays`] wrote: the arrays and the metadata string.
+pub fn read_arrays(path: &Path) -> Result<(Arrays, String)> {
+    let bytes = std::fs::read(path).map_err(|e| CoreError::io(path, e))?;
+    let bad = |reason: String| CoreError::BadModelFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let (_, meta) =
+        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+    let metadata = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("state").cloned())
+        .unwrap_or_default();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+    let mut arrays = Arrays::new();
+    for (name, view) in tensors.tensors() {
+        if view.dtype() != safetensors::Dtype::F32 {
+            return Err(bad(format!("`{name}` is not float32")));
+        }
+        let values = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .collect();
+        arrays.insert(name, (view.shape().to_vec(), values));
+    }
+    Ok((arrays, metadata))
+}
+
 /// `dir/.name.PID.tmp` for `dir/name`.
 pub fn temp_sibling(path: &Path) -> std::path::PathBuf {
     let name = path

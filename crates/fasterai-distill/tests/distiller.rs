@@ -7,6 +7,7 @@ use fasterai_core::prelude::*;
 use fasterai_core::testing::tiny_cnn;
 use fasterai_distill::{Distiller, KdLoss, KdWeight};
 use fasterai_train::data::{Normalize, synthetic};
+use fasterai_train::testing::{FailAt, serial_rng};
 use fasterai_train::{TrainConfig, TrainError, fit};
 
 fn narrow(device: &Device) -> Graph {
@@ -43,6 +44,7 @@ fn config() -> TrainConfig {
 
 #[test]
 fn distillation_trains_with_every_loss() {
+    let _rng = serial_rng();
     let device = parse_device("flex").unwrap();
     device.seed(5);
     let train = synthetic(96, 5, [3, 16, 16], 1).unwrap();
@@ -124,6 +126,7 @@ fn distillation_trains_with_every_loss() {
 
 #[test]
 fn fitnet_adapter_learns() {
+    let _rng = serial_rng();
     let device = parse_device("flex").unwrap();
     let train = synthetic(64, 5, [3, 16, 16], 1).unwrap();
     let norm = Normalize::uniform(3, 0.5, 0.25);
@@ -181,6 +184,7 @@ fn fitnet_adapter_learns() {
 
 #[test]
 fn mismatched_teacher_and_student_fail_before_training() {
+    let _rng = serial_rng();
     let device = parse_device("flex").unwrap();
     let norm = Normalize::uniform(3, 0.5, 0.25);
     let train = synthetic(32, 5, [3, 16, 16], 1).unwrap();
@@ -279,6 +283,7 @@ fn mismatched_teacher_and_student_fail_before_training() {
 
 #[test]
 fn branched_teacher_and_student_pair_features_by_node_name() {
+    let _rng = serial_rng();
     let device = parse_device("flex").unwrap();
     device.seed(6);
     let train = synthetic(64, 10, [3, 32, 32], 1).unwrap();
@@ -344,6 +349,7 @@ fn attention_gap(a: burn::tensor::Tensor<4>, b: burn::tensor::Tensor<4>) -> f32 
 
 #[test]
 fn each_loss_moves_the_student_toward_the_teacher() {
+    let _rng = serial_rng();
     let device = parse_device("flex").unwrap();
     device.seed(8);
     let train = synthetic(128, 5, [3, 16, 16], 1).unwrap();
@@ -415,4 +421,63 @@ fn each_loss_moves_the_student_toward_the_teacher() {
         };
         assert!(end < bar * start, "{loss:?}: gap {start:e} → {end:e}");
     }
+}
+
+#[test]
+fn a_stopped_fitnet_run_resumes_with_its_adapter_and_momenta() {
+    let _rng = serial_rng();
+    let device = parse_device("flex").unwrap();
+    let train = synthetic(96, 5, [3, 16, 16], 1).unwrap();
+    let norm = Normalize::uniform(3, 0.5, 0.25);
+    let teacher = Model::new("teacher", vec![3, 16, 16], tiny_cnn(3, 5, &device)).unwrap();
+    let student = Model::new("student", vec![3, 16, 16], narrow(&device)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig {
+        epochs: 3,
+        keep_best: false,
+        state_dir: Some(dir.path().to_path_buf()),
+        ..config()
+    };
+    let run = |fail_at: Option<usize>, cfg: &TrainConfig| {
+        let mut kd = Distiller::new(
+            teacher.clone(),
+            KdLoss::FitNet {
+                pairs: vec![("1".to_string(), "2".to_string())],
+            },
+            KdWeight::Constant(0.5),
+        );
+        let (trained, _) = fit(
+            &student,
+            &train,
+            &train,
+            &norm,
+            cfg,
+            &mut [&mut kd, &mut FailAt(fail_at)],
+            &device,
+        )?;
+        let adapter = fasterai_core::io::pytorch_tensors(kd.adapters().unwrap()).unwrap();
+        Ok::<_, TrainError>((
+            fasterai_core::io::pytorch_tensors(&trained.net).unwrap(),
+            adapter,
+        ))
+    };
+    let whole = run(
+        None,
+        &TrainConfig {
+            state_dir: None,
+            ..cfg.clone()
+        },
+    )
+    .unwrap();
+    assert!(run(Some(2), &cfg).is_err());
+    let resumed = run(
+        None,
+        &TrainConfig {
+            resume: true,
+            ..cfg.clone()
+        },
+    )
+    .unwrap();
+    assert!(resumed.0 == whole.0, "the student differs");
+    assert!(resumed.1 == whole.1, "the adapter differs");
 }

@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 
 use fasterai_core::graph::Graph;
+use fasterai_train::CallbackState;
 use fasterai_train::learner::{Callback, EpochRecord, TrainConfig, TrainState};
 use fasterai_train::{Result as TrainResult, TrainError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::criterion::Criterion;
 use crate::schedule::Schedule;
@@ -24,7 +25,7 @@ pub enum Lottery {
 }
 
 /// One change of the target during training.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PruningStep {
     /// Optimiser step at which it happened.
     pub step: usize,
@@ -148,6 +149,52 @@ impl Callback for SparsifyCallback {
         if let Some(s) = &self.sparsifier {
             s.apply(net).expect("paths checked");
         }
+    }
+
+    fn state(&self) -> CallbackState {
+        let mut arrays = self
+            .sparsifier
+            .as_ref()
+            .map(Sparsifier::state_arrays)
+            .unwrap_or_default();
+        for (path, v) in self.rewind_to.iter().flatten() {
+            arrays.insert(format!("rewind/{path}"), (vec![v.len()], v.clone()));
+        }
+        CallbackState {
+            values: serde_json::json!({ "current": self.current, "steps": self.steps }),
+            arrays,
+        }
+    }
+
+    fn restore(&mut self, mut state: CallbackState) -> TrainResult<()> {
+        let bad =
+            |reason: String| TrainError::Config(format!("cannot resume sparsifying: {reason}"));
+        let current = state.values["current"]
+            .as_f64()
+            .ok_or_else(|| bad("the saved state has no current target".into()))?;
+        let steps = serde_json::from_value(state.values["steps"].take())
+            .map_err(|e| bad(format!("the saved pruning steps are damaged ({e})")))?;
+        let rewind_keys: Vec<String> = state
+            .arrays
+            .keys()
+            .filter(|k| k.starts_with("rewind/"))
+            .cloned()
+            .collect();
+        let rewind: BTreeMap<String, Vec<f32>> = rewind_keys
+            .into_iter()
+            .filter_map(|k| {
+                let (_, v) = state.arrays.remove(&k)?;
+                Some((k["rewind/".len()..].to_string(), v))
+            })
+            .collect();
+        let sparsifier = self.sparsifier.as_mut().expect("made in before_fit");
+        sparsifier
+            .restore_arrays(&state.arrays)
+            .map_err(|e| bad(e.to_string()))?;
+        self.current = current;
+        self.steps = steps;
+        self.rewind_to = (!rewind.is_empty()).then_some(rewind);
+        Ok(())
     }
 
     fn after_epoch(&mut self, net: &mut Graph, record: &EpochRecord) {

@@ -8,6 +8,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{Int, Tensor, TensorData};
 use fasterai_core::graph::coupling::Coupling;
 use fasterai_core::graph::{Activation, Graph, Layer};
+use fasterai_core::io::Arrays;
 use fasterai_core::linalg::host_values;
 use serde::Serialize;
 
@@ -303,6 +304,51 @@ impl Sparsifier {
     /// The masks (PyTorch layout), per layer path.
     pub fn masks(&self) -> &BTreeMap<String, Vec<f32>> {
         &self.masks
+    }
+
+    /// What changes while training, for a resumed run: each layer's mask (`mask/PATH`) and the
+    /// weights last scored (`previous/PATH`, which movement criteria compare against).
+    pub(crate) fn state_arrays(&self) -> Arrays {
+        let flat = |prefix: &str, map: &BTreeMap<String, Vec<f32>>| {
+            map.iter()
+                .map(|(path, v)| (format!("{prefix}/{path}"), (vec![v.len()], v.clone())))
+                .collect::<Vec<_>>()
+        };
+        let mut arrays = Arrays::new();
+        arrays.extend(flat("mask", &self.masks));
+        arrays.extend(flat("previous", &self.previous));
+        arrays
+    }
+
+    /// Restores what [`Sparsifier::state_arrays`] saved; every entry must name a sparsified
+    /// layer and match its weight count.
+    pub(crate) fn restore_arrays(&mut self, arrays: &Arrays) -> Result<()> {
+        let (mut masks, mut previous) = (BTreeMap::new(), BTreeMap::new());
+        for (name, (_, values)) in arrays {
+            let bad =
+                |reason: &str| SparsifyError::Config(format!("saved state `{name}`: {reason}"));
+            let (kind, path) = name.split_once('/').ok_or_else(|| bad("unknown entry"))?;
+            let expected = self
+                .initial
+                .get(path)
+                .ok_or_else(|| bad("not a sparsified layer of this model"))?
+                .len();
+            if values.len() != expected {
+                return Err(bad(&format!(
+                    "{} values for {expected} weights",
+                    values.len()
+                )));
+            }
+            let target = match kind {
+                "mask" => &mut masks,
+                "previous" => &mut previous,
+                _ => return Err(bad("unknown entry")),
+            };
+            target.insert(path.to_string(), values.clone());
+        }
+        self.masks = masks;
+        self.previous.extend(previous);
+        Ok(())
     }
 
     /// Computes masks for `sparsity` and applies them to `net`. Call again with a higher

@@ -8,6 +8,7 @@ use fasterai_sparsify::{
     Granularity, Lottery, Schedule, ScheduleKind, SparsifyCallback, SparsifyConfig,
 };
 use fasterai_train::data::{Normalize, synthetic};
+use fasterai_train::testing::{FailAt, serial_rng};
 use fasterai_train::{TrainConfig, fit};
 
 fn config() -> TrainConfig {
@@ -23,6 +24,7 @@ fn config() -> TrainConfig {
 
 #[test]
 fn masks_follow_the_schedule_and_zeros_stay_zero() {
+    let _rng = serial_rng();
     let device = parse_device("flex").unwrap();
     let train = synthetic(256, 5, [3, 16, 16], 1).unwrap();
     let norm = Normalize::uniform(3, 0.5, 0.25);
@@ -60,6 +62,7 @@ fn masks_follow_the_schedule_and_zeros_stay_zero() {
 
 #[test]
 fn lottery_reset_restores_surviving_initial_weights() {
+    let _rng = serial_rng();
     let device = parse_device("flex").unwrap();
     let train = synthetic(64, 5, [3, 16, 16], 1).unwrap();
     let norm = Normalize::uniform(3, 0.5, 0.25);
@@ -91,6 +94,7 @@ fn lottery_reset_restores_surviving_initial_weights() {
 
 #[test]
 fn bad_training_set_ups_fail_before_the_first_batch() {
+    let _rng = serial_rng();
     let device = parse_device("flex").unwrap();
     let train = synthetic(32, 5, [3, 16, 16], 1).unwrap();
     let norm = Normalize::uniform(3, 0.5, 0.25);
@@ -131,5 +135,76 @@ fn bad_training_set_ups_fail_before_the_first_batch() {
         .to_string();
         assert!(err.contains(needle), "{err}");
         assert!(cb.steps.is_empty(), "pruned before failing: {err}");
+    }
+}
+
+#[test]
+fn a_stopped_schedule_resumes_with_its_masks_and_position() {
+    let _rng = serial_rng();
+    let device = parse_device("flex").unwrap();
+    let train = synthetic(128, 5, [3, 16, 16], 1).unwrap();
+    let norm = Normalize::uniform(3, 0.5, 0.25);
+    let model = Model::new("tiny", vec![3, 16, 16], tiny_cnn(3, 5, &device)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig {
+        epochs: 3,
+        state_dir: Some(dir.path().to_path_buf()),
+        ..config()
+    };
+    let run = |fail_at: Option<usize>, cfg: &TrainConfig| {
+        // The target still rises in the last epoch, and the rewind point is saved state.
+        let schedule = Schedule::new(ScheduleKind::Agp).window(0.0, 0.9);
+        let mut cb = SparsifyCallback::new(SparsifyConfig::new(Granularity::Filter), 0.5, schedule)
+            .with_lottery(Lottery::RewindToEpoch(0));
+        let (trained, _) = fit(
+            &model,
+            &train,
+            &train,
+            &norm,
+            cfg,
+            &mut [&mut cb, &mut FailAt(fail_at)],
+            &device,
+        )?;
+        let masks = cb.sparsifier().unwrap().masks().clone();
+        Ok::<_, fasterai_train::TrainError>((trained, masks, cb.steps))
+    };
+    let (whole, whole_masks, whole_steps) = run(
+        None,
+        &TrainConfig {
+            state_dir: None,
+            ..cfg.clone()
+        },
+    )
+    .unwrap();
+    let (_, again_masks, _) = run(
+        None,
+        &TrainConfig {
+            state_dir: None,
+            ..cfg.clone()
+        },
+    )
+    .unwrap();
+    assert!(again_masks == whole_masks, "not deterministic");
+    assert!(run(Some(2), &cfg).is_err());
+    let resume = TrainConfig {
+        resume: true,
+        ..cfg.clone()
+    };
+    let (resumed, masks, steps) = run(None, &resume).unwrap();
+    assert!(masks == whole_masks, "masks differ");
+    assert_eq!(
+        steps
+            .iter()
+            .map(|s| (s.step, s.sparsity))
+            .collect::<Vec<_>>(),
+        whole_steps
+            .iter()
+            .map(|s| (s.step, s.sparsity))
+            .collect::<Vec<_>>()
+    );
+    for path in whole_masks.keys() {
+        let a = torch_weights(resumed.net.layer(path).unwrap());
+        let b = torch_weights(whole.net.layer(path).unwrap());
+        assert!(a == b, "{path}: the resumed run's weights differ");
     }
 }

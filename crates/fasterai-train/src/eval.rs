@@ -5,13 +5,13 @@ use std::fmt;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::Device;
 use fasterai_core::graph::Graph;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::data::{ImageSet, Normalize};
 use crate::{Result, TrainError};
 
 /// The result of [`evaluate`].
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EvalReport {
     /// Images evaluated.
     pub images: usize,

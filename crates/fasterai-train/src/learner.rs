@@ -22,10 +22,11 @@ use fasterai_core::io::save_model;
 use fasterai_core::model::Model;
 use fasterai_core::schedule::LrSchedule;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::data::{Augment, ImageSet, Normalize};
 use crate::eval::{EvalReport, evaluate};
+use crate::resume::{self, CallbackState, Progress, RunKey, Snapshot, Templates};
 use crate::{Result, TrainError};
 
 /// The optimiser.
@@ -95,6 +96,12 @@ pub struct TrainConfig {
     pub keep_best: bool,
     /// Draw a progress bar per epoch (on a terminal).
     pub progress: bool,
+    /// Write the state a run resumes from (weights, optimiser, callbacks, history) to this
+    /// folder after every epoch.
+    pub state_dir: Option<PathBuf>,
+    /// Continue from the state in `state_dir` when a previous run of the same settings left
+    /// one there (a run with nothing to resume starts from the first epoch).
+    pub resume: bool,
 }
 
 impl Default for TrainConfig {
@@ -114,6 +121,8 @@ impl Default for TrainConfig {
             checkpoint: None,
             keep_best: true,
             progress: true,
+            state_dir: None,
+            resume: false,
         }
     }
 }
@@ -188,14 +197,26 @@ pub trait Callback {
     fn after_epoch(&mut self, _net: &mut Graph, _record: &EpochRecord) {}
 
     /// Modules owned by the callback that train with the model (a FitNet adapter): the
-    /// callback's own parameters, updated with the same optimiser settings.
+    /// callback's own parameters, updated with the same optimiser settings (and saved with the
+    /// run's state for [`TrainConfig::resume`]).
     fn trainable(&mut self) -> Option<&mut Graph> {
         None
+    }
+
+    /// What a resumed run needs to continue where this callback stood after the last epoch
+    /// (masks, schedule position); written with the run's state after every epoch.
+    fn state(&self) -> CallbackState {
+        CallbackState::default()
+    }
+
+    /// Continues from [`Callback::state`], after [`Callback::before_fit`], when a run resumes.
+    fn restore(&mut self, _state: CallbackState) -> Result<()> {
+        Ok(())
     }
 }
 
 /// What one epoch measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EpochRecord {
     /// Epoch (0-based).
     pub epoch: usize,
@@ -245,6 +266,11 @@ pub fn fit(
             config.epochs, config.batch_size, config.lr
         )));
     }
+    if config.resume && config.state_dir.is_none() {
+        return Err(TrainError::Config(
+            "resuming needs the folder the state was written to (TrainConfig::state_dir)".into(),
+        ));
+    }
     let start = Instant::now();
     let ad = device.clone().autodiff();
     ad.seed(config.seed);
@@ -272,8 +298,68 @@ pub fn fit(
         seconds: 0.0,
     };
     let mut best = None;
-    for epoch in 0..config.epochs {
+    let key = RunKey::new(&model.name, &net, train.len(), config, callbacks.len());
+    let mut first_epoch = 0;
+    if let (true, Some(dir)) = (config.resume, &config.state_dir) {
+        let templates = Templates {
+            net: net.clone(),
+            optim: config.optimizer.init(),
+            trainables: callbacks
+                .iter_mut()
+                .map(|cb| cb.trainable().map(|m| (m.clone(), config.optimizer.init())))
+                .collect(),
+            kept: model.net.clone(),
+        };
+        match resume::load(dir, &key, templates)? {
+            Some(resumed) => {
+                net = resumed.net;
+                optim = resumed.optim;
+                for ((cb, opt), trainable) in callbacks
+                    .iter_mut()
+                    .zip(&mut extra_optims)
+                    .zip(resumed.trainables)
+                {
+                    if let (Some(module), Some((saved, saved_optim))) = (cb.trainable(), trainable)
+                    {
+                        *module = saved;
+                        *opt = saved_optim;
+                    }
+                }
+                for (cb, saved) in callbacks.iter_mut().zip(resumed.callbacks) {
+                    cb.restore(saved)?;
+                }
+                let progress = resumed.progress;
+                first_epoch = progress.epochs_done;
+                state.step = progress.step;
+                history.epochs = progress.records;
+                history.best = progress.best;
+                if let Some(kept) = progress.kept {
+                    history.kept = kept;
+                }
+                best = resumed.kept.map(|net| Model {
+                    name: model.name.clone(),
+                    input_shape: model.input_shape.clone(),
+                    net,
+                });
+                if config.progress {
+                    eprintln!(
+                        "resuming after epoch {first_epoch}/{} from {}",
+                        config.epochs,
+                        dir.display()
+                    );
+                }
+            }
+            None if config.progress => eprintln!(
+                "nothing to resume in {}: starting from the first epoch",
+                dir.display()
+            ),
+            None => {}
+        }
+    }
+    for epoch in first_epoch..config.epochs {
         state.epoch = epoch;
+        // Seeded per epoch (dropout draws), so a resumed run draws what an uninterrupted one does.
+        ad.seed(config.seed.wrapping_add(epoch as u64 * 104_729));
         let bar = progress_bar(config.progress, steps_per_epoch, epoch, config.epochs);
         let epoch_start = Instant::now();
         let (mut loss_sum, mut seen) = (0.0, 0usize);
@@ -381,6 +467,28 @@ pub fn fit(
             best = Some(snapshot);
         }
         history.epochs.push(record);
+        if let Some(dir) = &config.state_dir {
+            let progress = Progress {
+                run: key.clone(),
+                epochs_done: epoch + 1,
+                step: state.step,
+                records: history.epochs.clone(),
+                best: history.best,
+                kept: history.kept.0.is_finite().then_some(history.kept),
+            };
+            let snapshot = Snapshot {
+                net: &net,
+                optim: &optim,
+                trainables: callbacks
+                    .iter_mut()
+                    .zip(&extra_optims)
+                    .map(|(cb, opt)| cb.trainable().map(|m| (m.clone(), opt)))
+                    .collect(),
+                callbacks: callbacks.iter().map(|cb| cb.state()).collect(),
+                kept: keep.then(|| &best.as_ref().expect("kept above").net),
+            };
+            resume::save(dir, &progress, &snapshot)?;
+        }
     }
     history.seconds = start.elapsed().as_secs_f64();
     Ok((best.expect("at least one epoch ran"), history))

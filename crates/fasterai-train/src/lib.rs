@@ -7,6 +7,7 @@
 //! | [`data`] | CIFAR-10 batches, (Fashion-)MNIST IDX, image folders, a generated set; normalisation, crop/flip augmentation, batching |
 //! | [`learner`] | [`fit`]: SGD/Adam, one-cycle or constant learning rate, validation each epoch, best-model checkpoints, and [`Callback`] hooks (distillation changes the loss, sparsifying re-applies masks after each step) |
 //! | [`eval`] | accuracy, loss and per-class accuracy |
+//! | [`resume`] | the state written after every epoch, from which an interrupted run continues |
 //!
 //! ```no_run
 //! use fasterai_core::prelude::*;
@@ -27,10 +28,13 @@
 pub mod data;
 pub mod eval;
 pub mod learner;
+pub mod resume;
+pub mod testing;
 
 pub use data::{DataError, DataSource, ImageSet};
 pub use eval::{EvalReport, evaluate};
 pub use learner::{Callback, History, LossContext, TrainConfig, TrainState, fit};
+pub use resume::CallbackState;
 
 /// Everything that can go wrong while training.
 #[derive(Debug, thiserror::Error)]

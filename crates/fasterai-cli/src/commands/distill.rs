@@ -103,9 +103,9 @@ impl Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    args.out
-        .check(&[&args.teacher, std::path::Path::new(&args.student)])?;
-    args.out.check_also(
+    let out = args.hyper.output(&args.out)?;
+    out.check(&[&args.teacher, std::path::Path::new(&args.student)])?;
+    out.check_also(
         args.history.as_deref(),
         &[&args.teacher, std::path::Path::new(&args.student)],
     )?;
@@ -139,7 +139,7 @@ pub fn run(args: Args) -> Result<()> {
         student,
         &data,
         &args.hyper,
-        &args.out,
+        &out,
         args.history.as_deref(),
         &mut [&mut distiller],
         &device,

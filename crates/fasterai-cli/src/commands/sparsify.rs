@@ -101,12 +101,18 @@ enum ContextArg {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    args.out.check(&[std::path::Path::new(&args.model.model)])?;
-    args.out.check_also(
+    if args.hyper.resume && args.schedule.is_none() {
+        anyhow::bail!("--resume continues sparsifying while training: it needs --schedule");
+    }
+    let out = args.hyper.output(&args.out)?;
+    out.check(&[std::path::Path::new(&args.model.model)])?;
+    out.check_also(
         args.history.as_deref(),
         &[std::path::Path::new(&args.model.model)],
     )?;
     let device = args.device.device()?;
+    // A built-in architecture starts from --seed's weights, as in `train`.
+    device.seed(args.hyper.seed);
     let mut model = args.model.load(None, &device)?;
     let mut config = SparsifyConfig::new(args.granularity);
     config.context = match args.context {
@@ -172,7 +178,7 @@ pub fn run(args: Args) -> Result<()> {
             model,
             &data,
             &args.hyper,
-            &args.out,
+            &out,
             args.history.as_deref(),
             &mut [&mut callback],
             &device,

@@ -1,6 +1,8 @@
 //! `fasterai train MODEL --data cifar10:DIR --epochs N -o OUT`.
 
-use anyhow::Result;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
 use fasterai::core::schedule::LrSchedule;
 use fasterai::train::learner::{OptimizerKind, TrainConfig};
 use fasterai::train::{Callback, fit};
@@ -54,6 +56,17 @@ pub struct HyperArgs {
     /// Seed of initial weights, shuffling and augmentation.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Continue an interrupted run (same model, data and settings) after its last complete
+    /// epoch, from the state it wrote to OUTPUT.state/ (weights, optimiser, schedule, masks).
+    #[arg(long)]
+    pub resume: bool,
+}
+
+/// The folder a training run writes its state to after every epoch: `OUTPUT.state`.
+pub fn state_dir(output: &Path) -> PathBuf {
+    let mut name = output.file_name().unwrap_or_default().to_os_string();
+    name.push(".state");
+    output.with_file_name(name)
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -70,6 +83,24 @@ pub enum OptimizerArg {
 }
 
 impl HyperArgs {
+    /// OUTPUT as a training command may write it: a run being resumed replaces its own
+    /// checkpoint. Refuses to start over silently on the state of an interrupted run.
+    pub fn output(&self, out: &OutputArgs) -> Result<OutputArgs> {
+        let state = state_dir(&out.output);
+        let left = state.join("progress.json").is_file();
+        if left && !self.resume && !out.force {
+            bail!(
+                "an interrupted run left its state in {}: add --resume to continue it, or \
+                 --force to start over",
+                state.display()
+            );
+        }
+        Ok(OutputArgs {
+            force: out.force || (self.resume && left),
+            ..out.clone()
+        })
+    }
+
     pub fn config(&self) -> TrainConfig {
         let mut config = TrainConfig {
             epochs: self.epochs,
@@ -115,9 +146,17 @@ pub fn train_and_save(
 ) -> Result<()> {
     // OUTPUT is written whenever the kept model changes, so a run that dies loses at most the
     // epochs since (OUTPUT was checked before training: never an input, --force to replace).
+    let state = state_dir(&out.output);
+    if !hyper.resume && state.exists() {
+        // Starting over (--force): the old state must not mix with this run's.
+        std::fs::remove_dir_all(&state)
+            .with_context(|| format!("removing the old run state {}", state.display()))?;
+    }
     let config = TrainConfig {
         keep_best,
         checkpoint: Some(out.output.clone()),
+        state_dir: Some(state.clone()),
+        resume: hyper.resume,
         ..hyper.config()
     };
     device.seed(hyper.seed);
@@ -144,6 +183,10 @@ pub fn train_and_save(
     if let Some(path) = history_file {
         crate::files::write_atomic(path, serde_json::to_string_pretty(&history)?.as_bytes())?;
     }
+    // The run is complete: its resume state is no longer needed.
+    if let Err(e) = std::fs::remove_dir_all(&state) {
+        eprintln!("warning: could not remove {}: {e}", state.display());
+    }
     println!(
         "{} validation accuracy {:.2} % (epoch {}), {:.0} s; saved {}",
         if config.keep_best { "best" } else { "final" },
@@ -156,8 +199,9 @@ pub fn train_and_save(
 }
 
 pub fn run(args: Args) -> Result<()> {
-    args.out.check(&[std::path::Path::new(&args.model.model)])?;
-    args.out.check_also(
+    let out = args.hyper.output(&args.out)?;
+    out.check(&[std::path::Path::new(&args.model.model)])?;
+    out.check_also(
         args.history.as_deref(),
         &[std::path::Path::new(&args.model.model)],
     )?;
@@ -174,7 +218,7 @@ pub fn run(args: Args) -> Result<()> {
         model,
         &data,
         &args.hyper,
-        &args.out,
+        &out,
         args.history.as_deref(),
         &mut [],
         &device,
