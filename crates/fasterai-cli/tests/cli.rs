@@ -491,6 +491,30 @@ fn train_eval_distill_on_generated_data() {
         ]),
         "does not exist",
     );
+    // An output folder that does not exist fails before training, not at the first checkpoint.
+    fails_with(
+        &fasterai(&[
+            "train",
+            "vgg11_bn_small",
+            "--data",
+            "synthetic:50",
+            "-o",
+            &d("no/such/folder/x.safetensors"),
+        ]),
+        "create it first",
+    );
+    fails_with(
+        &fasterai(&[
+            "sparsify",
+            "vgg11_bn_small",
+            "--sparsity",
+            "0.5",
+            "--resume",
+            "-o",
+            &d("x.safetensors"),
+        ]),
+        "needs --schedule",
+    );
     fails_with(
         &fasterai(&[
             "train",

@@ -235,25 +235,102 @@ impl SplitMix {
     }
 }
 
-/// A random small CNN for `[channels, 8, 8]` inputs, built from the blocks real models use: a
-/// residual block, two concatenated branches, an inverted residual with a depthwise conv and a
-/// squeeze-excitation gate, a strided conv, and Conv → ReLU → BN; then global pooling or a
-/// flatten, and a classifier. Returns the architecture and its input shape.
+/// One block of a [`BranchedPlan`]; widths are output channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Block {
+    /// Conv → BN → ReLU → Conv → BN, plus the block's input, then ReLU.
+    Residual,
+    /// A 1×1 branch of `width` and a 3×3 branch of `other` channels, concatenated.
+    Concat {
+        /// Channels of the 1×1 branch.
+        width: usize,
+        /// Channels of the 3×3 branch.
+        other: usize,
+    },
+    /// Expand ×2, depthwise conv, squeeze-excitation gate of `squeeze` channels, project.
+    Inverted {
+        /// Channels after the projection.
+        width: usize,
+        /// Channels inside the gate.
+        squeeze: usize,
+    },
+    /// A stride-2 conv (a [`Block::Late`] once the map is 2×2).
+    Down {
+        /// Output channels.
+        width: usize,
+    },
+    /// Conv → ReLU → BN: a zero filter becomes a constant, not a zero.
+    Late {
+        /// Output channels.
+        width: usize,
+    },
+}
+
+/// The recipe of a small branched CNN for `[in_channels, 8, 8]` inputs, built from the blocks
+/// real models use (see [`Block`]): a stem, the blocks, global pooling or a flatten, a
+/// classifier. Property tests draw plans; [`random_branched_spec`] draws one from a seed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BranchedPlan {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Channels of the stem conv.
+    pub stem: usize,
+    /// The blocks, in order.
+    pub blocks: Vec<Block>,
+    /// Global average pooling before the classifier (else a flatten of the whole map).
+    pub pool: bool,
+    /// Classifier outputs.
+    pub classes: usize,
+}
+
+/// A random [`BranchedPlan`]'s graph from a seed (2–4 blocks, widths 3–8).
 pub fn random_branched_spec(seed: u64) -> (GraphSpec, [usize; 3]) {
-    use crate::graph::ops::{Concat, Conv2dSpec, Hardsigmoid, Hardswish, Mul, ReLU6};
     let mut rng = SplitMix(seed);
-    let input = [1 + rng.below(3), 8, 8];
+    let in_channels = 1 + rng.below(3);
+    let stem = 4 + rng.below(5);
+    let blocks = (0..2 + rng.below(3))
+        .map(|_| {
+            let width = 3 + rng.below(6);
+            match rng.below(5) {
+                0 => Block::Residual,
+                1 => Block::Concat {
+                    width,
+                    other: 2 + rng.below(4),
+                },
+                2 => Block::Inverted {
+                    width,
+                    squeeze: 2 + rng.below(3),
+                },
+                3 => Block::Down { width },
+                _ => Block::Late { width },
+            }
+        })
+        .collect();
+    let pool = rng.below(2) == 0;
+    let classes = 3 + rng.below(4);
+    branched_spec(&BranchedPlan {
+        in_channels,
+        stem,
+        blocks,
+        pool,
+        classes,
+    })
+}
+
+/// The graph of `plan` and its input shape.
+pub fn branched_spec(plan: &BranchedPlan) -> (GraphSpec, [usize; 3]) {
+    use crate::graph::ops::{Concat, Conv2dSpec, Hardsigmoid, Hardswish, Mul, ReLU6};
+    let input = [plan.in_channels, 8, 8];
     let mut g = GraphBuilder::new();
-    let mut c = 4 + rng.below(5);
+    let mut c = plan.stem;
     let (mut side, relu, bn) = (8, LayerSpec::relu, LayerSpec::batch_norm);
     g.then("stem.conv", LayerSpec::conv(input[0], c, 3, 1));
     g.then("stem.bn", bn(c));
     let mut x = g.then("stem.act", relu());
-    for b in 0..2 + rng.below(3) {
+    for (b, block) in plan.blocks.iter().enumerate() {
         let p = format!("block{b}");
-        let width = 3 + rng.below(6);
-        x = match rng.below(5) {
-            0 => {
+        x = match *block {
+            Block::Residual => {
                 g.chain(
                     &format!("{p}.main"),
                     [
@@ -268,8 +345,7 @@ pub fn random_branched_spec(seed: u64) -> (GraphSpec, [usize; 3]) {
                 g.node(format!("{p}.add"), LayerSpec::Add(Add {}), &[&main, &x]);
                 g.then(format!("{p}.act"), relu())
             }
-            1 => {
-                let other = 2 + rng.below(4);
+            Block::Concat { width, other } => {
                 g.set_cursor(&x);
                 let left = g.chain(
                     &format!("{p}.left"),
@@ -287,8 +363,8 @@ pub fn random_branched_spec(seed: u64) -> (GraphSpec, [usize; 3]) {
                     &[&left, &right],
                 )
             }
-            2 => {
-                let (e, squeeze) = (c * 2, 2 + rng.below(3));
+            Block::Inverted { width, squeeze } => {
+                let e = c * 2;
                 g.chain(
                     &format!("{p}.expand"),
                     [
@@ -330,7 +406,7 @@ pub fn random_branched_spec(seed: u64) -> (GraphSpec, [usize; 3]) {
                 c = width;
                 g.cursor().to_string()
             }
-            3 if side > 2 => {
+            Block::Down { width } if side > 2 => {
                 side /= 2;
                 g.chain(
                     &format!("{p}.down"),
@@ -339,8 +415,7 @@ pub fn random_branched_spec(seed: u64) -> (GraphSpec, [usize; 3]) {
                 c = width;
                 g.cursor().to_string()
             }
-            _ => {
-                // Conv → ReLU → BN: a zero filter becomes a constant, not a zero.
+            Block::Down { width } | Block::Late { width } => {
                 g.chain(
                     &format!("{p}.late"),
                     [LayerSpec::conv(c, width, 3, 1), relu(), bn(width)],
@@ -350,13 +425,13 @@ pub fn random_branched_spec(seed: u64) -> (GraphSpec, [usize; 3]) {
             }
         };
     }
-    let features = if rng.below(2) == 0 {
+    let features = if plan.pool {
         g.then("pool", LayerSpec::global_avg_pool());
         c
     } else {
         c * side * side
     };
     g.then("flatten", LayerSpec::flatten());
-    g.then("fc", LayerSpec::linear(features, 3 + rng.below(4)));
+    g.then("fc", LayerSpec::linear(features, plan.classes));
     (g.build(), input)
 }
