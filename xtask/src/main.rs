@@ -18,11 +18,14 @@ cargo xtask <command>
 
   setup    install the system packages the build and tests need (apt-get)
   demo     build the CLI (release) and run the demo on the flex backend
-  test     run the test suite on flex, then the flex/wgpu parity test on software Vulkan
+  test     run the test suite (flex, and the flex/wgpu parity test on software Vulkan)
   ci       what CI runs: setup, fmt check, clippy, then `test` with ../shared required (benches
            and examples included); prints each stage's time
   parity   PyTorch parity: torch writes VGG16-bn and every branched family's checkpoints and
            outputs, fasterai must match
+  bench-vs-torch
+           seed 004's chain (CLI steps) and batch-1 latency beside fasterai 0.4.1 and PyTorch,
+           in one run, as ratios
 ";
 
 fn main() -> Result<()> {
@@ -33,6 +36,7 @@ fn main() -> Result<()> {
         "test" => setup().and_then(|_| test()),
         "ci" => ci(),
         "parity" => setup().and_then(|_| parity()),
+        "bench-vs-torch" => setup().and_then(|_| bench_vs_torch()),
         _ => {
             print!("{HELP}");
             if task.is_empty() || task == "help" || task == "--help" {
@@ -279,10 +283,9 @@ fn ci_stages(stages: &mut Vec<(&'static str, std::time::Duration)>) -> Result<()
     stage("tests", &|| test_with(&shared))
 }
 
-/// PyTorch parity, end to end: a Python venv with torch (from PyPI) writes a VGG16-bn
-/// checkpoint in both formats, an input and PyTorch's outputs; fasterai imports both, predicts,
-/// and `scripts/torch_parity.py compare` checks the outputs to 1e-4 relative.
-fn parity() -> Result<()> {
+/// The Python venv of the comparisons (outside the repository; `FASTERAI_TORCH_VENV` or
+/// `~/.cache/fasterai-torch`) with torch 2.9 from PyPI and `extra` packages; returns its python.
+fn torch_venv(extra: &[&str]) -> Result<String> {
     let venv = env::var_os("FASTERAI_TORCH_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -295,23 +298,48 @@ fn parity() -> Result<()> {
             &["-m", "venv", venv.to_str().expect("utf-8 path")],
         )?;
     }
-    let python = python.to_str().expect("utf-8 path");
+    let python = python.to_str().expect("utf-8 path").to_string();
+    let base = [
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+        "torch==2.9.0",
+        "torchvision==0.24.0",
+        "numpy",
+        "safetensors",
+    ];
+    run(&python, &[&base[..], extra].concat())?;
+    Ok(python)
+}
+
+/// Seed 004's chain and batch-1 inference beside fasterai 0.4.1 and PyTorch, in one run
+/// (`scripts/bench_vs_torch.py`): prints the ratio table BENCHMARKS.md keeps.
+fn bench_vs_torch() -> Result<()> {
+    let python = torch_venv(&["fasterai==0.4.1"])?;
+    run(&cargo(), &["build", "--release", "-p", "fasterai-cli"])?;
+    let cli = target_dir().join("release/fasterai");
+    let work = target_dir().join("bench-vs-torch");
+    let json = work.join("result.json");
     run(
-        python,
+        &python,
         &[
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--disable-pip-version-check",
-            "torch==2.9.0",
-            "torchvision==0.24.0",
-            "numpy",
-            "safetensors",
-            "onnx==1.23.2",
-            "onnxruntime==1.32.0",
+            "scripts/bench_vs_torch.py",
+            cli.to_str().expect("utf-8 path"),
+            work.to_str().expect("utf-8 path"),
+            "--json",
+            json.to_str().expect("utf-8 path"),
         ],
-    )?;
+    )
+}
+
+/// PyTorch parity, end to end: a Python venv with torch (from PyPI) writes a VGG16-bn
+/// checkpoint in both formats, an input and PyTorch's outputs; fasterai imports both, predicts,
+/// and `scripts/torch_parity.py compare` checks the outputs to 1e-4 relative.
+fn parity() -> Result<()> {
+    let python = torch_venv(&["onnx==1.23.2", "onnxruntime==1.32.0"])?;
+    let python = python.as_str();
     let work = target_dir().join("parity");
     std::fs::create_dir_all(&work)?;
     let work_str = work.to_str().expect("utf-8 path");

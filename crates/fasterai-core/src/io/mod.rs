@@ -2,18 +2,22 @@
 //! holds the architecture JSON, so that a compressed model loads with no knowledge of how it was
 //! made. Also the import of torchvision checkpoints (`.pth`/`.pt` or `.safetensors`).
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::store::{
-    ApplyResult, BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore,
-    SafetensorsStore, bridge,
+    ApplyResult, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore, bridge,
 };
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, TensorData};
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{CoreError, Result};
+
+mod layout;
 use crate::graph::{Graph, InitScheme};
 use crate::model::{Architecture, Model};
 
@@ -33,18 +37,30 @@ pub fn save_model(model: &Model, path: &Path, overwrite: bool) -> Result<()> {
         return Err(CoreError::WouldOverwrite(path.to_path_buf()));
     }
     let arch = serde_json::to_string(&model.architecture()).expect("architecture serialises");
+    let mut collect = layout::Collect::new();
+    model.net.visit(&mut collect);
+    let metadata = HashMap::from([
+        ("format".to_string(), "pt".to_string()),
+        ("producer".to_string(), "fasterai".to_string()),
+        (ARCHITECTURE_KEY.to_string(), arch),
+        (
+            CHECKSUM_KEY.to_string(),
+            format!("{:016x}", collect.checksum.value()),
+        ),
+    ]);
     // Written beside the target, flushed to disk, then renamed over it: a reader sees the old
     // file or the new one, never half of one, and a failed save leaves no temporary behind.
     let temp = temp_sibling(path);
     let written = (|| -> Result<()> {
-        let mut store = SafetensorsStore::from_file(&temp)
-            .with_to_adapter(BurnToPyTorchAdapter)
-            .metadata(ARCHITECTURE_KEY, arch)
-            .metadata(CHECKSUM_KEY, format!("{:016x}", checksum(&model.net)))
-            .overwrite(false);
-        model
-            .net
-            .save_into(&mut store)
+        let views = collect
+            .tensors
+            .iter()
+            .map(|(key, shape, bytes)| {
+                TensorView::new(Dtype::F32, shape.clone(), bytes).map(|view| (key.as_str(), view))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| CoreError::io(path, e))?;
+        safetensors::serialize_to_file(views, Some(metadata), &temp)
             .map_err(|e| CoreError::io(path, e))?;
         std::fs::File::open(&temp)
             .and_then(|f| f.sync_all())
@@ -88,17 +104,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8], overwrite: bool) -> Result<()> {
 /// Every parameter and buffer of `net` under PyTorch's key, in PyTorch's layout (linear weights
 /// `[out, in]`, batch norms' `weight`/`bias`/`running_mean`/`running_var`), in graph order.
 pub fn pytorch_tensors(net: &Graph) -> Result<Vec<(String, TensorData)>> {
-    net.collect(None, Some(Box::new(BurnToPyTorchAdapter)), false)
+    let mut collect = layout::Collect::new();
+    net.visit(&mut collect);
+    Ok(collect
+        .tensors
         .into_iter()
-        .map(|t| {
-            let name = t.name.clone();
-            let data = bridge::into_data(t).map_err(|e| CoreError::InvalidLayer {
-                path: name.clone(),
-                reason: format!("cannot read the tensor back: {e}"),
-            })?;
-            Ok((name, data))
-        })
-        .collect()
+        .map(|(key, shape, bytes)| (key, TensorData::from_bytes(bytes, shape, DType::F32)))
+        .collect())
 }
 
 /// Sets every parameter and buffer of `net` from tensors under PyTorch's keys and layouts;
@@ -202,20 +214,39 @@ pub fn load_model(path: &Path, device: &Device) -> Result<Model> {
     arch.validate().map_err(|e| bad(e.to_string()))?;
     let mut model = Model::from_architecture(&arch, InitScheme::Zeros, device)?;
 
-    let mut store = SafetensorsStore::from_file(path)
-        .with_from_adapter(PyTorchToBurnAdapter)
-        .allow_partial(true);
-    let result = model
-        .net
-        .load_from(&mut store)
-        .map_err(|e| CoreError::WeightMismatch {
+    let bytes = std::fs::read(path).map_err(|e| CoreError::io(path, e))?;
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+    let mut tensors = HashMap::new();
+    for (key, view) in file.tensors() {
+        if view.dtype() != Dtype::F32 {
+            return Err(bad(format!("`{key}` is {:?}, not float32", view.dtype())));
+        }
+        tensors.insert(key, (view.shape().to_vec(), view.data()));
+    }
+    let mut apply = layout::Apply::new(tensors);
+    model.net = model.net.map(&mut apply);
+    let mut problems = apply.problems.clone();
+    let unused = apply.unused();
+    if !unused.is_empty() {
+        problems.push(format!(
+            "{} tensors in the file have no place in the model (e.g. {})",
+            unused.len(),
+            unused
+                .iter()
+                .take(8)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(CoreError::WeightMismatch {
             path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-    check_applied(path, &result, |_| false)?;
-
+            reason: problems.join("; "),
+        });
+    }
     if let Some(expected) = metadata.get(CHECKSUM_KEY).and_then(|v| v.as_str()) {
-        let actual = format!("{:016x}", checksum(&model.net));
+        let actual = format!("{:016x}", apply.checksum.value());
         if actual != expected {
             return Err(bad(format!(
                 "tensor data is corrupted (checksum {actual}, file says {expected})"
@@ -351,52 +382,4 @@ pub fn read_safetensors_metadata(
         .and_then(|m| m.as_object())
         .cloned()
         .unwrap_or_default())
-}
-
-/// FNV-1a over every float tensor's path, shape and values, in visiting order.
-fn checksum<M: Module>(module: &M) -> u64 {
-    struct Hasher {
-        path: Vec<String>,
-        state: u64,
-    }
-    impl Hasher {
-        fn eat(&mut self, bytes: &[u8]) {
-            for &b in bytes {
-                self.state ^= b as u64;
-                self.state = self.state.wrapping_mul(0x0000_0100_0000_01b3);
-            }
-        }
-    }
-    impl ModuleVisitor for Hasher {
-        fn enter_module(&mut self, name: &str, _container: &str) {
-            self.path.push(name.to_string());
-        }
-        fn exit_module(&mut self, _name: &str, _container: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let path = self.path.join(".");
-            self.eat(path.as_bytes());
-            let data = param.val().into_data();
-            for d in data.shape().iter() {
-                self.eat(&(*d as u64).to_le_bytes());
-            }
-            // Word-wise mixing keeps this near memory speed on 500 MB models.
-            for chunk in data.as_bytes().chunks(8) {
-                let mut word = [0u8; 8];
-                word[..chunk.len()].copy_from_slice(chunk);
-                self.state ^= u64::from_le_bytes(word);
-                self.state = self
-                    .state
-                    .wrapping_mul(0x0000_0100_0000_01b3)
-                    .rotate_left(29);
-            }
-        }
-    }
-    let mut hasher = Hasher {
-        path: Vec::new(),
-        state: 0xcbf2_9ce4_8422_2325,
-    };
-    module.visit(&mut hasher);
-    hasher.state
 }
