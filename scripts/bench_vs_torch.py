@@ -3,10 +3,13 @@
 PyTorch plus the time to read and write that file at this disk's speed; then batch-1 inference
 on flex beside PyTorch, before and after BatchNorm folding.
 
-Usage: bench_vs_torch.py CLI WORK_DIR [--json OUT.json]   (run by `cargo xtask bench-vs-torch`)
-Both sides use the same number of threads (BENCH_THREADS, default: all cores).
+Usage: bench_vs_torch.py CLI WORK_DIR [--before OLD_CLI] [--json OUT.json]
+(run by `cargo xtask bench-vs-torch`; --before adds a column for another build of the CLI, so
+that a change is measured against its predecessor in the same run). Both sides use the same
+number of threads (BENCH_THREADS, default: all cores).
 """
 
+import argparse
 import json
 import os
 import statistics
@@ -93,8 +96,13 @@ def torch_latency(model, size, runs):
 
 
 def main():
-    exe, work = sys.argv[1], sys.argv[2]
-    json_out = sys.argv[4] if len(sys.argv) > 4 and sys.argv[3] == "--json" else None
+    parser = argparse.ArgumentParser()
+    parser.add_argument("cli")
+    parser.add_argument("work")
+    parser.add_argument("--before")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    exe, work = args.cli, args.work
     os.makedirs(work, exist_ok=True)
     path = lambda name: os.path.join(work, name)
 
@@ -112,15 +120,19 @@ def main():
         ("fold", "pruned", "folded", ["fold"]),
         ("decompose --fc 0.5", "folded", "small", ["decompose", "--fc", "0.5"]),
     ]
-    ours = {}
+    builds = [("ours", exe)] + ([("before", args.before)] if args.before else [])
+    times = {name: {} for name, _ in builds}
     io = {}
-    for step, src, dst, args in chain:
-        command, *options = args
-        ours[step], _ = seconds(lambda: cli(
-            exe, command, path(f"{src}.safetensors"), *options,
-            "-o", path(f"{dst}.safetensors"), "--force"))
+    for step, src, dst, step_args in chain:
+        command, *options = step_args
+        for name, binary in builds:
+            out = f"{dst}.{name}" if name != "ours" else dst
+            times[name][step], _ = seconds(lambda: cli(
+                binary, command, path(f"{src}.safetensors"), *options,
+                "-o", path(f"{out}.safetensors"), "--force"))
         io[step] = disk_seconds(path(f"{src}.safetensors")) + disk_seconds(
             path(f"{dst}.safetensors"))
+    ours = times["ours"]
     theirs = fasterai_steps()
 
     # Inference, like for like: the unpruned model, as is and with BatchNorm folded, each side.
@@ -140,22 +152,28 @@ def main():
 
     print(f"\n{THREADS} threads each; CLI steps include starting the process and reading and "
           "writing the model file.\n")
-    print(f"| step | fasterai-rs CLI (s) | fasterai 0.4.1 in memory (s) | file I/O at disk speed (s) "
-          f"| ratio to in-memory + I/O |")
-    print("|---|---:|---:|---:|---:|")
+    before = times.get("before")
+    print("| step | fasterai-rs CLI (s) | fasterai 0.4.1 in memory (s) | file I/O at disk speed (s) "
+          "| ratio to in-memory + I/O |" + (" before (s) | ratio before |" if before else ""))
+    print("|---|---:|---:|---:|---:|" + ("---:|---:|" if before else ""))
     rows = []
     for step, *_ in chain:
         anchor = theirs[step] + io[step]
         ratio = ours[step] / anchor
-        rows.append({"step": step, "ours_s": ours[step], "fasterai_s": theirs[step],
-                     "io_s": io[step], "ratio": ratio})
-        print(f"| `{step}` | {ours[step]:.2f} | {theirs[step]:.2f} | {io[step]:.2f} | {ratio:.2f}× |")
+        row = {"step": step, "ours_s": ours[step], "fasterai_s": theirs[step], "io_s": io[step],
+               "ratio": ratio}
+        line = f"| `{step}` | {ours[step]:.2f} | {theirs[step]:.2f} | {io[step]:.2f} | {ratio:.2f}× |"
+        if before:
+            row["before_s"] = before[step]
+            line += f" {before[step]:.2f} | {before[step] / anchor:.2f}× |"
+        rows.append(row)
+        print(line)
     print("\n| batch-1 inference | flex (ms) | PyTorch (ms) | ratio |")
     print("|---|---:|---:|---:|")
     for label, flex_ms, torch_ms in latency:
         print(f"| {label} | {flex_ms:.1f} | {torch_ms:.1f} | {flex_ms / torch_ms:.2f}× |")
-    if json_out:
-        with open(json_out, "w") as f:
+    if args.json:
+        with open(args.json, "w") as f:
             json.dump({"threads": THREADS, "steps": rows, "latency": [
                 {"model": l, "flex_ms": a, "torch_ms": b} for l, a, b in latency]}, f, indent=2)
 

@@ -23,9 +23,9 @@ cargo xtask <command>
            and examples included); prints each stage's time
   parity   PyTorch parity: torch writes VGG16-bn and every branched family's checkpoints and
            outputs, fasterai must match
-  bench-vs-torch
+  bench-vs-torch [--before OLD_CLI]
            seed 004's chain (CLI steps) and batch-1 latency beside fasterai 0.4.1 and PyTorch,
-           in one run, as ratios
+           in one run, as ratios (and beside another build of the CLI)
 ";
 
 fn main() -> Result<()> {
@@ -322,16 +322,17 @@ fn bench_vs_torch() -> Result<()> {
     let cli = target_dir().join("release/fasterai");
     let work = target_dir().join("bench-vs-torch");
     let json = work.join("result.json");
-    run(
-        &python,
-        &[
-            "scripts/bench_vs_torch.py",
-            cli.to_str().expect("utf-8 path"),
-            work.to_str().expect("utf-8 path"),
-            "--json",
-            json.to_str().expect("utf-8 path"),
-        ],
-    )
+    // Extra arguments (`--before OLD_CLI`) go to the script.
+    let extra: Vec<String> = env::args().skip(2).collect();
+    let args = [
+        "scripts/bench_vs_torch.py",
+        cli.to_str().expect("utf-8 path"),
+        work.to_str().expect("utf-8 path"),
+        "--json",
+        json.to_str().expect("utf-8 path"),
+    ];
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    run(&python, &[&args[..], &extra].concat())
 }
 
 /// PyTorch parity, end to end: a Python venv with torch (from PyPI) writes a VGG16-bn

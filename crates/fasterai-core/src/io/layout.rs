@@ -94,22 +94,28 @@ impl Position {
     }
 }
 
-/// `values` (`rows × cols`, row-major f32 bytes) transposed, in tiles that stay in cache; a
-/// `Vec<f32>` so that Burn takes the buffer as it is (a byte vector would be copied to align it).
+/// `values` (`rows × cols`, row-major f32 bytes) transposed, on every core, in tiles that stay
+/// in cache; a `Vec<f32>` so that Burn takes the buffer as it is (a byte vector would be copied
+/// to align it).
 fn transpose(values: &[u8], rows: usize, cols: usize) -> Vec<f32> {
+    use rayon::prelude::*;
     const TILE: usize = 32;
     let mut out = vec![0f32; rows * cols];
-    for r0 in (0..rows).step_by(TILE) {
-        for c0 in (0..cols).step_by(TILE) {
-            for r in r0..(r0 + TILE).min(rows) {
-                for c in c0..(c0 + TILE).min(cols) {
-                    let at = 4 * (r * cols + c);
-                    out[c * rows + r] =
-                        f32::from_le_bytes(values[at..at + 4].try_into().expect("4 bytes"));
+    // Each task fills TILE output rows (input columns c0..c0 + width), reading TILE input rows
+    // at a time.
+    out.par_chunks_mut(TILE * rows)
+        .enumerate()
+        .for_each(|(t, block)| {
+            let (c0, width) = (t * TILE, block.len() / rows);
+            for r0 in (0..rows).step_by(TILE) {
+                for r in r0..(r0 + TILE).min(rows) {
+                    let at = 4 * (r * cols + c0);
+                    for (dc, b) in values[at..at + 4 * width].chunks_exact(4).enumerate() {
+                        block[dc * rows + r] = f32::from_le_bytes(b.try_into().expect("4 bytes"));
+                    }
                 }
             }
-        }
-    }
+        });
     out
 }
 
