@@ -31,7 +31,7 @@ pub fn count_parameters<M: Module>(module: &M) -> usize {
                 Some("running_mean" | "running_var")
             );
             if !is_buffer {
-                self.total += param.shape().num_elements();
+                self.total += param.lazy_shape().num_elements();
             }
         }
     }

@@ -4,7 +4,9 @@ use std::path::Path;
 
 use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Distribution, Tensor};
-use fasterai_core::io::{ARCHITECTURE_KEY, load_model, read_safetensors_metadata, save_model};
+use fasterai_core::io::{
+    ARCHITECTURE_KEY, load_architecture, load_model, read_safetensors_metadata, save_model,
+};
 use fasterai_core::prelude::*;
 use fasterai_core::testing::tiny_cnn;
 
@@ -42,6 +44,11 @@ fn round_trip_is_bit_identical() {
     // PyTorch-style keys and layouts in the file.
     let meta = read_safetensors_metadata(&path).unwrap();
     assert!(meta.contains_key(ARCHITECTURE_KEY));
+    // The architecture alone (what `inspect` reads) describes the same model.
+    let skeleton = load_architecture(&path, &device()).unwrap();
+    assert_eq!(skeleton.architecture(), model.architecture());
+    assert_eq!(skeleton.num_params(), model.num_params());
+    assert_eq!(skeleton.macs().unwrap(), model.macs().unwrap());
 }
 
 #[test]

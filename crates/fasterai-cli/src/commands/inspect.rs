@@ -1,6 +1,6 @@
 //! `fasterai inspect MODEL`: the layer table and totals, or the channel groups.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use fasterai::core::graph::coupling::Coupling;
 use fasterai::core::model::Model;
 use fasterai::core::summary::Summary;
@@ -28,8 +28,14 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let device = fasterai::core::device::parse_device("flex")?;
     // A built-in architecture's weights are lazy: describing it allocates nothing.
+    let path = std::path::Path::new(&args.model.model);
     let model: Model = match args.model.builtin(args.input)? {
         Some(builtin) => builtin.init(&device)?,
+        // A model file's architecture alone: its weights are not read.
+        None if args.input.is_none() && path.extension().is_some_and(|e| e == "safetensors") => {
+            fasterai::core::io::load_architecture(path, &device)
+                .with_context(|| format!("reading {}", path.display()))?
+        }
         None => args.model.load(args.input, &device)?,
     };
     if args.groups {

@@ -194,8 +194,16 @@ pub fn temp_sibling(path: &Path) -> std::path::PathBuf {
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
-/// Loads a model saved by [`save_model`] onto `device`.
-pub fn load_model(path: &Path, device: &Device) -> Result<Model> {
+/// The model a file describes, with its weights not read (lazy zeros: nothing is allocated
+/// until a value is used): enough for shapes, parameter counts and MACs.
+pub fn load_architecture(path: &Path, device: &Device) -> Result<Model> {
+    Ok(read_skeleton(path, device)?.0)
+}
+
+fn read_skeleton(
+    path: &Path,
+    device: &Device,
+) -> Result<(Model, serde_json::Map<String, serde_json::Value>)> {
     let metadata = read_safetensors_metadata(path)?;
     let bad = |reason: String| CoreError::BadModelFile {
         path: path.to_path_buf(),
@@ -212,7 +220,17 @@ pub fn load_model(path: &Path, device: &Device) -> Result<Model> {
         })?;
     let arch = Architecture::from_json(arch_json).map_err(bad)?;
     arch.validate().map_err(|e| bad(e.to_string()))?;
-    let mut model = Model::from_architecture(&arch, InitScheme::Zeros, device)?;
+    let model = Model::from_architecture(&arch, InitScheme::Zeros, device)?;
+    Ok((model, metadata))
+}
+
+/// Loads a model saved by [`save_model`] onto `device`.
+pub fn load_model(path: &Path, device: &Device) -> Result<Model> {
+    let (mut model, metadata) = read_skeleton(path, device)?;
+    let bad = |reason: String| CoreError::BadModelFile {
+        path: path.to_path_buf(),
+        reason,
+    };
 
     let bytes = std::fs::read(path).map_err(|e| CoreError::io(path, e))?;
     let file = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;

@@ -91,7 +91,7 @@ impl Op for BatchNorm2dSpec {
 impl LiveOp for BatchNorm {
     fn spec(&self) -> LayerSpec {
         LayerSpec::BatchNorm2d(BatchNorm2dSpec {
-            num_features: self.gamma.dims()[0],
+            num_features: self.gamma.lazy_shape()[0],
             eps: self.epsilon,
             momentum: self.momentum,
         })

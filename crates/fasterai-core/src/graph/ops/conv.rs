@@ -186,7 +186,7 @@ impl Op for Conv2dSpec {
 
 impl LiveOp for Conv2d {
     fn spec(&self) -> LayerSpec {
-        let [out_channels, in_per_group, kh, kw] = self.weight.dims();
+        let [out_channels, in_per_group, kh, kw] = self.weight.lazy_shape().dims();
         let padding = match &self.padding {
             PaddingConfig2d::Explicit(top, left, _, _) => [*top, *left],
             // Convolutions are only built from specs, which always use explicit padding.

@@ -108,7 +108,7 @@ impl Op for LinearSpec {
 
 impl LiveOp for Linear {
     fn spec(&self) -> LayerSpec {
-        let [in_features, out_features] = self.weight.dims();
+        let [in_features, out_features] = self.weight.lazy_shape().dims();
         LayerSpec::Linear(LinearSpec {
             in_features,
             out_features,
