@@ -2,7 +2,7 @@
 
 use burn::module::Param;
 use burn::nn::{Initializer, Linear, LinearConfig};
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::select_dim;
@@ -141,15 +141,21 @@ impl LiveOp for Linear {
         _shapes: &[&[usize]],
         _output: &[usize],
     ) -> Vec<Option<f32>> {
-        let [n_in, n_out] = self.weight.dims();
-        let w = host_values(self.weight.val()); // [in, out]
+        // Output o is silent when every input that may be non-zero meets a zero weight:
+        // Σ_i live[i]·|w[i, o]| = 0 (non-negative terms cannot cancel; NaN is not zero). On the
+        // device, as one vector-matrix product: no host copy of a 400 MB weight.
+        let weight = self.weight.val(); // [in, out]
+        let [n_in, _] = weight.dims();
+        let live: Vec<f32> = (0..n_in)
+            .map(|i| if inputs[0][i] == Some(0.0) { 0.0 } else { 1.0 })
+            .collect();
+        let live = Tensor::<2>::from_data(TensorData::new(live, [1, n_in]), &weight.device());
+        let reach = host_values(live.matmul(weight.abs()));
         let bias = self.bias.as_ref().map(|b| host_values(b.val()));
-        (0..n_out)
-            .map(|o| {
-                let silent =
-                    (0..n_in).all(|i| inputs[0][i] == Some(0.0) || w[i * n_out + o] == 0.0);
-                silent.then(|| bias.as_ref().map_or(0.0, |b| b[o]))
-            })
+        reach
+            .iter()
+            .enumerate()
+            .map(|(o, &r)| (r == 0.0).then(|| bias.as_ref().map_or(0.0, |b| b[o])))
             .collect()
     }
 }
