@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use fasterai_core::graph::Graph;
+use fasterai_core::io::Arrays;
 use fasterai_train::CallbackState;
 use fasterai_train::learner::{Callback, EpochRecord, TrainConfig, TrainState};
 use fasterai_train::{Result as TrainResult, TrainError};
@@ -174,22 +175,16 @@ impl Callback for SparsifyCallback {
             .ok_or_else(|| bad("the saved state has no current target".into()))?;
         let steps = serde_json::from_value(state.values["steps"].take())
             .map_err(|e| bad(format!("the saved pruning steps are damaged ({e})")))?;
-        let rewind_keys: Vec<String> = state
-            .arrays
-            .keys()
-            .filter(|k| k.starts_with("rewind/"))
-            .cloned()
-            .collect();
-        let rewind: BTreeMap<String, Vec<f32>> = rewind_keys
+        let (rewind, masks): (Arrays, Arrays) = std::mem::take(&mut state.arrays)
             .into_iter()
-            .filter_map(|k| {
-                let (_, v) = state.arrays.remove(&k)?;
-                Some((k["rewind/".len()..].to_string(), v))
-            })
+            .partition(|(k, _)| k.starts_with("rewind/"));
+        let rewind: BTreeMap<String, Vec<f32>> = rewind
+            .into_iter()
+            .map(|(k, (_, v))| (k["rewind/".len()..].to_string(), v))
             .collect();
         let sparsifier = self.sparsifier.as_mut().expect("made in before_fit");
         sparsifier
-            .restore_arrays(&state.arrays)
+            .restore_arrays(&masks)
             .map_err(|e| bad(e.to_string()))?;
         self.current = current;
         self.steps = steps;

@@ -330,7 +330,7 @@ pub fn fit(
                 }
                 let progress = resumed.progress;
                 first_epoch = progress.epochs_done;
-                state.step = progress.step;
+                state.step = first_epoch * steps_per_epoch;
                 history.epochs = progress.records;
                 history.best = progress.best;
                 if let Some(kept) = progress.kept {
@@ -471,7 +471,6 @@ pub fn fit(
             let progress = Progress {
                 run: key.clone(),
                 epochs_done: epoch + 1,
-                step: state.step,
                 records: history.epochs.clone(),
                 best: history.best,
                 kept: history.kept.0.is_finite().then_some(history.kept),

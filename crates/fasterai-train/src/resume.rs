@@ -1,7 +1,7 @@
 //! The state a run resumes from, written to a folder after every epoch: the training weights
 //! (with their parameter ids, which key the optimiser's state), the optimiser's state (momenta,
 //! Adam's moments), the callbacks' modules and optimisers (FitNet adapters) and state (masks,
-//! schedule position), the model kept so far, and where the run stands (epochs, steps, history).
+//! schedule position), the model kept so far, and where the run stands (epochs, history).
 //!
 //! Every file is written atomically and carries its epoch in its name; `progress.json`,
 //! written last, names the complete epoch. A run killed while saving resumes from the previous
@@ -36,8 +36,6 @@ pub(crate) struct Progress {
     pub run: RunKey,
     /// Epochs completed.
     pub epochs_done: usize,
-    /// Optimiser steps done.
-    pub step: usize,
     /// Records of the completed epochs.
     pub records: Vec<EpochRecord>,
     /// Best validation accuracy and its epoch.

@@ -120,7 +120,7 @@ fn transpose(values: &[u8], rows: usize, cols: usize) -> Vec<f32> {
 }
 
 /// f32 little-endian bytes as values.
-fn floats(bytes: &[u8]) -> Vec<f32> {
+pub(crate) fn floats(bytes: &[u8]) -> Vec<f32> {
     bytes
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))

@@ -16,10 +16,10 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{CoreError, Result};
-
-mod layout;
 use crate::graph::{Graph, InitScheme};
 use crate::model::{Architecture, Model};
+
+mod layout;
 
 /// Metadata key of the architecture JSON.
 pub const ARCHITECTURE_KEY: &str = "fasterai.architecture";
@@ -48,49 +48,43 @@ pub fn save_model(model: &Model, path: &Path, overwrite: bool) -> Result<()> {
             format!("{:016x}", collect.checksum.value()),
         ),
     ]);
-    // Written beside the target, flushed to disk, then renamed over it: a reader sees the old
-    // file or the new one, never half of one, and a failed save leaves no temporary behind.
-    let temp = temp_sibling(path);
-    let written = (|| -> Result<()> {
-        let views = collect
-            .tensors
-            .iter()
-            .map(|(key, shape, bytes)| {
-                TensorView::new(Dtype::F32, shape.clone(), bytes).map(|view| (key.as_str(), view))
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| CoreError::io(path, e))?;
-        safetensors::serialize_to_file(views, Some(metadata), &temp)
-            .map_err(|e| CoreError::io(path, e))?;
-        std::fs::File::open(&temp)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| CoreError::io(path, e))?;
-        std::fs::rename(&temp, path).map_err(|e| CoreError::io(path, e))?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            // Makes the rename itself durable; not every file system allows it.
-            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
-        }
-        Ok(())
-    })();
-    if written.is_err() && temp.is_file() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    written
+    let views = collect
+        .tensors
+        .iter()
+        .map(|(key, shape, bytes)| {
+            TensorView::new(Dtype::F32, shape.clone(), bytes).map(|view| (key.as_str(), view))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| CoreError::io(path, e))?;
+    // Streamed to the temporary file: no second copy of the tensors in memory.
+    write_atomic_with(path, overwrite, |temp| {
+        safetensors::serialize_to_file(views, Some(metadata), temp).map_err(std::io::Error::other)
+    })
 }
 
 /// Writes `bytes` to `path` atomically, by the same rule as [`save_model`].
 pub fn write_atomic(path: &Path, bytes: &[u8], overwrite: bool) -> Result<()> {
-    use std::io::Write;
+    write_atomic_with(path, overwrite, |temp| std::fs::write(temp, bytes))
+}
+
+/// `write` fills a temporary file beside `path`, which is then flushed to disk and renamed over
+/// `path`: a reader sees the old file or the new one, never half of one, and a failed write
+/// leaves the old file intact and no temporary behind.
+fn write_atomic_with(
+    path: &Path,
+    overwrite: bool,
+    write: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> Result<()> {
     if path.exists() && !overwrite {
         return Err(CoreError::WouldOverwrite(path.to_path_buf()));
     }
     let temp = temp_sibling(path);
     let written = (|| -> std::io::Result<()> {
-        let mut file = File::create(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
+        write(&temp)?;
+        File::open(&temp)?.sync_all()?;
         std::fs::rename(&temp, path)?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // Makes the rename itself durable; not every file system allows it.
             let _ = File::open(dir).and_then(|d| d.sync_all());
         }
         Ok(())
@@ -145,12 +139,11 @@ pub fn write_arrays(path: &Path, arrays: &Arrays, metadata: &str) -> Result<()> 
     let views = bytes
         .iter()
         .map(|(k, data, shape)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
-                .map(|view| (k.clone(), view))
+            TensorView::new(Dtype::F32, shape.clone(), data).map(|view| (k.clone(), view))
         })
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| CoreError::io(path, e))?;
-    let meta = std::collections::HashMap::from([("state".to_string(), metadata.to_string())]);
+    let meta = HashMap::from([("state".to_string(), metadata.to_string())]);
     let file = safetensors::serialize(views, Some(meta)).map_err(|e| CoreError::io(path, e))?;
     write_atomic(path, &file, true)
 }
@@ -162,25 +155,19 @@ pub fn read_arrays(path: &Path) -> Result<(Arrays, String)> {
         path: path.to_path_buf(),
         reason,
     };
-    let (_, meta) =
-        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
     let metadata = meta
         .metadata()
         .as_ref()
         .and_then(|m| m.get("state").cloned())
         .unwrap_or_default();
-    let tensors = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+    let tensors = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
     let mut arrays = Arrays::new();
     for (name, view) in tensors.tensors() {
-        if view.dtype() != safetensors::Dtype::F32 {
+        if view.dtype() != Dtype::F32 {
             return Err(bad(format!("`{name}` is not float32")));
         }
-        let values = view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
-            .collect();
-        arrays.insert(name, (view.shape().to_vec(), values));
+        arrays.insert(name, (view.shape().to_vec(), layout::floats(view.data())));
     }
     Ok((arrays, metadata))
 }
@@ -243,8 +230,8 @@ pub fn load_model(path: &Path, device: &Device) -> Result<Model> {
     }
     let mut apply = layout::Apply::new(tensors);
     model.net = model.net.map(&mut apply);
-    let mut problems = apply.problems.clone();
     let unused = apply.unused();
+    let mut problems = std::mem::take(&mut apply.problems);
     if !unused.is_empty() {
         problems.push(format!(
             "{} tensors in the file have no place in the model (e.g. {})",
