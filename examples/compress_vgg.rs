@@ -106,6 +106,7 @@ fn main() -> anyhow::Result<()> {
         name: "vgg16_bn_compressed".into(),
         input_shape: input.clone(),
         net: factorized,
+        quantized: Default::default(),
     };
     let bytes = export_file(&compressed, &onnx, true)?;
     let back = import_file(&onnx, &ImportOptions::default(), &device)?;

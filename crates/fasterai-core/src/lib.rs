@@ -32,6 +32,7 @@
 //! |---|---|
 //! | [`graph`] | [`Graph`](graph::Graph), [`Layer`](graph::Layer), [`GraphSpec`](graph::GraphSpec): the rewritable DAG, its ops (one file each) and its serialisable description; [`coupling`](graph::coupling): channel groups |
 //! | [`model`] | [`Model`](model::Model): a graph with its name and input shape |
+//! | [`quant`] | integer grids: symmetric per-channel/per-tensor weights, affine activations |
 //! | [`summary`] | parameter counts (PyTorch's rule), MACs, the per-layer table |
 //! | [`linalg`] | host truncated SVD (LAPACK via OpenBLAS; full `gesdd` or a Gram-matrix eigen path) |
 //! | [`schedule`] | values over training progress: learning-rate policies (one-cycle, cosine), annealing curves |
@@ -55,6 +56,7 @@ pub mod io;
 pub mod latency;
 pub mod linalg;
 pub mod model;
+pub mod quant;
 pub mod schedule;
 pub mod summary;
 pub mod testing;

@@ -1,10 +1,13 @@
 //! A model: the graph plus what a file needs to describe it (name, input shape).
 
+use std::collections::BTreeMap;
+
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
-use crate::graph::{Graph, GraphSpec, InitScheme, NodeSpec};
+use crate::graph::{Graph, GraphSpec, InitScheme, LayerSpec, NodeSpec};
+use crate::quant::{WeightGrid, WeightQuant};
 use crate::summary::Summary;
 
 /// A named model graph with the per-sample input shape it is meant for.
@@ -16,6 +19,9 @@ pub struct Model {
     pub input_shape: Vec<usize>,
     /// The graph.
     pub net: Graph,
+    /// Layers (by node name) whose weights lie on an integer grid, with their scales: files
+    /// store these weights as integer codes. Empty for a float model.
+    pub quantized: BTreeMap<String, WeightQuant>,
 }
 
 /// The architecture stored in a model file's metadata, as JSON.
@@ -33,6 +39,9 @@ pub struct Architecture {
     pub input_shape: Vec<usize>,
     /// The nodes, in execution order; the last is the output.
     pub nodes: Vec<NodeSpec>,
+    /// Layers whose weights are stored as integer codes (scales are tensors of the file).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub quantized: BTreeMap<String, WeightGrid>,
 }
 
 impl Architecture {
@@ -56,6 +65,7 @@ impl Architecture {
                     input_shape: serde_json::from_value(field("input_shape")?)
                         .map_err(|e| e.to_string())?,
                     nodes: graph.nodes,
+                    quantized: BTreeMap::new(),
                 })
             }
             Some(v) if v == Self::VERSION as u64 => serde_json::from_value(value)
@@ -84,6 +94,24 @@ impl Architecture {
             });
         }
         self.graph().check(&self.input_shape)?;
+        for (path, grid) in &self.quantized {
+            let invalid = |reason: String| CoreError::InvalidLayer {
+                path: path.clone(),
+                reason,
+            };
+            let node = self.nodes.iter().find(|n| &n.name == path);
+            match node.map(|n| &n.op) {
+                Some(LayerSpec::Conv2d(_) | LayerSpec::Linear(_)) => {}
+                Some(op) => {
+                    return Err(invalid(format!(
+                        "a {} has no weight to quantize",
+                        op.kind()
+                    )));
+                }
+                None => return Err(invalid("no such node to quantize".into())),
+            }
+            grid.validate().map_err(invalid)?;
+        }
         Ok(())
     }
 }
@@ -95,12 +123,14 @@ impl Model {
             name: name.into(),
             input_shape,
             net,
+            quantized: BTreeMap::new(),
         };
         model.architecture().validate()?;
         Ok(model)
     }
 
-    /// Builds a model with fresh weights from a validated architecture.
+    /// Builds a model with fresh weights from a validated architecture. Its layers are float:
+    /// quantization comes with weights and scales ([`load_model`](crate::io::load_model)).
     pub fn from_architecture(
         arch: &Architecture,
         scheme: InitScheme,
@@ -111,6 +141,7 @@ impl Model {
             name: arch.name.clone(),
             input_shape: arch.input_shape.clone(),
             net: Graph::from_spec(&arch.graph(), scheme, device),
+            quantized: BTreeMap::new(),
         })
     }
 
@@ -122,6 +153,11 @@ impl Model {
             name: self.name.clone(),
             input_shape: self.input_shape.clone(),
             nodes: self.net.spec().nodes,
+            quantized: self
+                .quantized
+                .iter()
+                .map(|(path, q)| (path.clone(), q.grid))
+                .collect(),
         }
     }
 
@@ -133,6 +169,18 @@ impl Model {
     /// Trainable parameters (PyTorch's count).
     pub fn num_params(&self) -> usize {
         crate::summary::count_parameters(&self.net)
+    }
+
+    /// Whether any weight is quantized or any activation passes a [`FakeQuantize`] node.
+    ///
+    /// [`FakeQuantize`]: crate::graph::ops::FakeQuantize
+    pub fn is_quantized(&self) -> bool {
+        !self.quantized.is_empty()
+            || self
+                .net
+                .nodes
+                .iter()
+                .any(|n| matches!(n.layer, crate::graph::Layer::FakeQuantize(_)))
     }
 
     /// Multiply-accumulates per sample.

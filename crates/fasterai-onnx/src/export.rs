@@ -16,7 +16,7 @@ use crate::proto::{
     AttributeProto, Dimension, DimensionValue, GraphProto, ModelProto, NodeProto,
     OperatorSetIdProto, TensorShapeProto, TensorTypeProto, TypeProto, ValueInfoProto, data_type,
 };
-use crate::tensor::{float_tensor, int_tensor};
+use crate::tensor::{float_tensor, int_tensor, int8_tensor};
 
 /// The opset written.
 pub const EXPORT_OPSET: i64 = 17;
@@ -72,9 +72,38 @@ fn to_proto(model: &Model) -> Result<ModelProto> {
             let values = data
                 .try_to_vec::<f32>()
                 .map_err(|e| OnnxError::Model(format!("tensor `{key}` is not float32: {e:?}")))?;
-            graph
-                .initializer
-                .push(float_tensor(&key, data.shape(), &values));
+            match model.quantized.get(name).filter(|_| suffix == "weight") {
+                // Integer codes, dequantized by the graph (QDQ): what int8 runtimes fuse.
+                Some(q) => {
+                    let codes = q.grid.codes(&values, &q.scales);
+                    let (code_key, scale_key, zero_key) = (
+                        format!("{key}_quantized"),
+                        format!("{key}_scale"),
+                        format!("{key}_zero_point"),
+                    );
+                    let dims: &[usize] = if q.grid.per_channel {
+                        &[q.scales.len()]
+                    } else {
+                        &[]
+                    };
+                    graph.initializer.extend([
+                        int8_tensor(&code_key, data.shape(), &codes),
+                        float_tensor(&scale_key, dims, &q.scales),
+                        int8_tensor(&zero_key, dims, &vec![0; q.scales.len()]),
+                    ]);
+                    let attrs = vec![AttributeProto::int("axis", 0)];
+                    graph.node.push(node_proto(
+                        &format!("{key}:dequantize"),
+                        "DequantizeLinear",
+                        vec![code_key, scale_key, zero_key],
+                        &key,
+                        attrs,
+                    ));
+                }
+                None => graph
+                    .initializer
+                    .push(float_tensor(&key, data.shape(), &values)),
+            }
             Ok(key)
         };
         let mut attrs = Vec::new();
@@ -222,6 +251,33 @@ fn to_proto(model: &Model) -> Result<ModelProto> {
             LayerSpec::Concat(_) => {
                 attrs = vec![AttributeProto::int("axis", 1)];
                 "Concat"
+            }
+            LayerSpec::FakeQuantize(g) => {
+                if g.bits != 8 {
+                    return Err(OnnxError::Model(format!(
+                        "`{name}` quantizes to {} bits; ONNX QuantizeLinear (opset 17) holds \
+                         8-bit codes only",
+                        g.bits
+                    )));
+                }
+                let (scale, zero) = (format!("{name}.scale"), format!("{name}.zero_point"));
+                graph.initializer.extend([
+                    float_tensor(&scale, &[], &[g.scale]),
+                    int8_tensor(&zero, &[], &[g.zero_point as i8]),
+                ]);
+                let codes = format!("{name}:quantized");
+                inputs.extend([scale.clone(), zero.clone()]);
+                graph
+                    .node
+                    .push(node_proto(name, "QuantizeLinear", inputs, &codes, vec![]));
+                graph.node.push(node_proto(
+                    &format!("{name}.dequantize"),
+                    "DequantizeLinear",
+                    vec![codes, scale, zero],
+                    output,
+                    vec![],
+                ));
+                continue;
             }
         };
         graph.node.push(node_proto(name, op, inputs, output, attrs));

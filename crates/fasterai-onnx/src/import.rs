@@ -128,6 +128,7 @@ fn import_buffer(
         name,
         input_shape,
         net,
+        quantized: Default::default(),
     })
 }
 

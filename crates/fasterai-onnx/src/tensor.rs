@@ -247,6 +247,17 @@ pub(crate) fn float_tensor(name: &str, dims: &[usize], values: &[f32]) -> Tensor
     }
 }
 
+/// An int8 initializer (quantized weights, zero points).
+pub(crate) fn int8_tensor(name: &str, dims: &[usize], values: &[i8]) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        data_type: data_type::INT8,
+        raw_data: values.iter().map(|&v| v as u8).collect::<Vec<u8>>().into(),
+        ..Default::default()
+    }
+}
+
 /// An int64 initializer (shapes).
 pub(crate) fn int_tensor(name: &str, values: &[i64]) -> TensorProto {
     TensorProto {

@@ -7,7 +7,7 @@ use burn::module::{Module, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{Int, Tensor, TensorData};
 use fasterai_core::graph::coupling::Coupling;
-use fasterai_core::graph::{Activation, Graph, Layer};
+use fasterai_core::graph::{Activation, Graph, Layer, leaf};
 use fasterai_core::io::Arrays;
 use fasterai_core::linalg::host_values;
 use serde::Serialize;
@@ -109,50 +109,18 @@ struct Unit {
 
 /// The weight values of a Conv2d or Linear in PyTorch layout (empty for other layers).
 pub fn torch_weights(layer: &Layer) -> Vec<f32> {
-    torch_weight(layer).map(|(_, v)| v).unwrap_or_default()
+    layer.torch_weight().map(|(_, v)| v).unwrap_or_default()
 }
 
-/// The weight of a Conv2d or Linear in PyTorch layout, with its shape.
-pub(crate) fn torch_weight(layer: &Layer) -> Option<(Vec<usize>, Vec<f32>)> {
-    match layer {
-        Layer::Conv2d(c) => Some((c.weight.dims().to_vec(), host_values(c.weight.val()))),
-        Layer::Linear(l) => {
-            let [i, o] = l.weight.dims();
-            Some((vec![o, i], host_values(l.weight.val().transpose())))
-        }
-        _ => None,
-    }
+fn torch_weight(layer: &Layer) -> Option<(Vec<usize>, Vec<f32>)> {
+    layer.torch_weight()
 }
 
-/// Replaces a weight's values, keeping its parameter id (so optimiser state such as momentum
-/// stays attached) and its gradient tracking on an autodiff device.
 fn set_torch_weight(layer: &mut Layer, values: Vec<f32>) {
-    match layer {
-        Layer::Conv2d(c) => {
-            let dims = c.weight.dims();
-            c.weight = c.weight.clone().map(|old| {
-                let t = Tensor::<4>::from_data(TensorData::new(values, dims), &old.device());
-                leaf(t)
-            });
-        }
-        Layer::Linear(l) => {
-            let [i, o] = l.weight.dims();
-            l.weight = l.weight.clone().map(|old| {
-                let t = Tensor::<2>::from_data(TensorData::new(values, [o, i]), &old.device());
-                leaf(t.transpose())
-            });
-        }
-        _ => unreachable!("only Conv2d and Linear are sparsified"),
-    }
-}
-
-/// A new value for a parameter: a gradient-tracking leaf when training (autodiff device).
-fn leaf<const D: usize>(t: Tensor<D>) -> Tensor<D> {
-    if t.is_autodiff() {
-        t.set_require_grad(true)
-    } else {
-        t
-    }
+    assert!(
+        layer.set_torch_weight(values),
+        "only Conv2d and Linear are sparsified"
+    );
 }
 
 /// Multiplies a layer's per-output-channel parameters by `keep`: biases, batch-norm γ and β,

@@ -340,6 +340,7 @@ pub fn fit(
                     name: model.name.clone(),
                     input_shape: model.input_shape.clone(),
                     net,
+                    quantized: model.quantized.clone(),
                 });
                 if config.progress {
                     eprintln!(
@@ -460,6 +461,7 @@ pub fn fit(
                 name: model.name.clone(),
                 input_shape: model.input_shape.clone(),
                 net: eval_net.fork(device),
+                quantized: model.quantized.clone(),
             };
             if let Some(path) = &config.checkpoint {
                 save_model(&snapshot, path, true)?;

@@ -16,6 +16,7 @@
 //! | [`train`] | `fasterai-train` | datasets, the training loop with hooks, evaluation |
 //! | [`distill`] | `fasterai-distill` | knowledge distillation |
 //! | [`onnx`] | `fasterai-onnx` | ONNX import (PyTorch exports) and export |
+//! | [`quantize`] | `fasterai-quantize` | int8: post-training (calibrated) and quantization-aware training |
 //!
 //! ```no_run
 //! use fasterai::prelude::*;
@@ -39,6 +40,7 @@ pub use fasterai_fold as fold;
 pub use fasterai_models as models;
 pub use fasterai_onnx as onnx;
 pub use fasterai_prune as prune;
+pub use fasterai_quantize as quantize;
 pub use fasterai_sparsify as sparsify;
 pub use fasterai_train as train;
 

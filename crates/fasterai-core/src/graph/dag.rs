@@ -297,6 +297,28 @@ impl Graph {
         Ok(())
     }
 
+    /// Inserts a one-input node `new_name` on the first input of node `name` (a quantizer in
+    /// front of a convolution): it reads what `name` read, and `name` reads it.
+    pub fn insert_before(&mut self, name: &str, new_name: &str, layer: Layer) -> Result<()> {
+        let i = self.position(name).ok_or_else(|| self.unknown_path(name))?;
+        if self.position(new_name).is_some() {
+            return Err(CoreError::InvalidLayer {
+                path: new_name.to_string(),
+                reason: "a node of this name exists already".into(),
+            });
+        }
+        let source = std::mem::replace(&mut self.nodes[i].inputs[0], new_name.to_string());
+        self.nodes.insert(
+            i,
+            Node {
+                name: new_name.to_string(),
+                layer,
+                inputs: vec![source],
+            },
+        );
+        Ok(())
+    }
+
     /// Removes a one-input node; its readers read its input instead. Returns the layer.
     pub fn remove(&mut self, name: &str) -> Result<Layer> {
         let i = self.position(name).ok_or_else(|| self.unknown_path(name))?;

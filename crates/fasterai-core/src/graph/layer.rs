@@ -4,7 +4,7 @@
 use burn::module::{Devices, Module, ModuleMapper, ModuleVisitor};
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Dropout, Linear};
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::activation::Activation;
@@ -15,8 +15,10 @@ use super::ops::conv::Conv2dSpec;
 use super::ops::linear::LinearSpec;
 use super::ops::merge::{Add, Concat, Mul};
 use super::ops::pool::{AdaptiveAvgPool2dSpec, AvgPool2dSpec, MaxPool2dSpec};
+use super::ops::quant::FakeQuantize;
 use super::ops::shape::{Flatten, Identity};
 use crate::error::{CoreError, Result};
+use crate::linalg::host_values;
 
 macro_rules! registry {
     (
@@ -162,6 +164,8 @@ registry! {
         Mul(Mul),
         /// Channel concatenation.
         Concat(Concat),
+        /// An activation rounded to an integer grid and back (quantized models).
+        FakeQuantize(FakeQuantize),
     }
 }
 
@@ -302,6 +306,54 @@ impl Layer {
     /// Runs a one-input op.
     pub fn forward_one(&self, x: impl Into<Activation>) -> Activation {
         self.live().forward(vec![x.into()])
+    }
+
+    /// The weight of a Conv2d or Linear in PyTorch's layout (`[out, ...]`), with its shape.
+    pub fn torch_weight(&self) -> Option<(Vec<usize>, Vec<f32>)> {
+        match self {
+            Layer::Conv2d(c) => Some((c.weight.dims().to_vec(), host_values(c.weight.val()))),
+            Layer::Linear(l) => {
+                let [i, o] = l.weight.dims();
+                Some((vec![o, i], host_values(l.weight.val().transpose())))
+            }
+            _ => None,
+        }
+    }
+
+    /// Replaces the weight of a Conv2d or Linear by `values` in PyTorch's layout, keeping its
+    /// parameter id (optimiser state such as momentum stays attached) and its gradient tracking
+    /// on an autodiff device. False for other layers.
+    pub fn set_torch_weight(&mut self, values: Vec<f32>) -> bool {
+        match self {
+            Layer::Conv2d(c) => {
+                let dims = c.weight.dims();
+                c.weight = c.weight.clone().map(|old| {
+                    leaf(Tensor::<4>::from_data(
+                        TensorData::new(values, dims),
+                        &old.device(),
+                    ))
+                });
+                true
+            }
+            Layer::Linear(l) => {
+                let [i, o] = l.weight.dims();
+                l.weight = l.weight.clone().map(|old| {
+                    let t = Tensor::<2>::from_data(TensorData::new(values, [o, i]), &old.device());
+                    leaf(t.transpose())
+                });
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A new value for a parameter: a gradient-tracking leaf when training (autodiff device).
+pub fn leaf<const D: usize>(t: Tensor<D>) -> Tensor<D> {
+    if t.is_autodiff() {
+        t.set_require_grad(true)
+    } else {
+        t
     }
 }
 

@@ -16,7 +16,7 @@ mod spec;
 
 pub use activation::Activation;
 pub use dag::{Graph, Node};
-pub use layer::{Layer, LayerSpec};
+pub use layer::{Layer, LayerSpec, leaf};
 pub use op::{Arity, Channels, InitScheme, LiveOp, Op};
 pub use spec::{GraphBuilder, GraphSpec, INPUT, NodeSpec, Shapes};
 

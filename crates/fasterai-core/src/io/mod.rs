@@ -2,7 +2,7 @@
 //! holds the architecture JSON, so that a compressed model loads with no knowledge of how it was
 //! made. Also the import of torchvision checkpoints (`.pth`/`.pt` or `.safetensors`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
@@ -11,13 +11,14 @@ use burn::module::Module;
 use burn::store::{
     ApplyResult, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore, bridge,
 };
-use burn::tensor::{DType, Device, TensorData};
+use burn::tensor::{Bytes, DType, Device, TensorData};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{CoreError, Result};
 use crate::graph::{Graph, InitScheme};
 use crate::model::{Architecture, Model};
+use crate::quant::{WeightGrid, WeightQuant};
 
 mod layout;
 
@@ -25,6 +26,9 @@ mod layout;
 pub const ARCHITECTURE_KEY: &str = "fasterai.architecture";
 /// Metadata key of the checksum over all tensor values.
 pub const CHECKSUM_KEY: &str = "fasterai.checksum";
+
+/// Suffix of the tensor holding a quantized weight's scales (`features.0.weight_scale`).
+pub const SCALE_SUFFIX: &str = "weight_scale";
 
 /// Largest safetensors header we accept (the format's own limit is 100 MB).
 const MAX_HEADER: u64 = 100_000_000;
@@ -48,11 +52,11 @@ pub fn save_model(model: &Model, path: &Path, overwrite: bool) -> Result<()> {
             format!("{:016x}", collect.checksum.value()),
         ),
     ]);
-    let views = collect
-        .tensors
+    let tensors = with_integer_codes(model, collect.tensors)?;
+    let views = tensors
         .iter()
-        .map(|(key, shape, bytes)| {
-            TensorView::new(Dtype::F32, shape.clone(), bytes).map(|view| (key.as_str(), view))
+        .map(|(key, dtype, shape, bytes)| {
+            TensorView::new(*dtype, shape.clone(), bytes).map(|view| (key.as_str(), view))
         })
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| CoreError::io(path, e))?;
@@ -60,6 +64,61 @@ pub fn save_model(model: &Model, path: &Path, overwrite: bool) -> Result<()> {
     write_atomic_with(path, overwrite, |temp| {
         safetensors::serialize_to_file(views, Some(metadata), temp).map_err(std::io::Error::other)
     })
+}
+
+/// A file tensor: key, type, PyTorch shape, little-endian bytes.
+type FileEntry = (String, Dtype, Vec<usize>, Bytes);
+
+/// The weights of quantized layers as int8 codes beside their scales (`X.weight_scale`); the
+/// rest as float32. A weight that left its grid (changed after quantization) is an error, not
+/// silently rounded again.
+fn with_integer_codes(
+    model: &Model,
+    tensors: Vec<(String, Vec<usize>, Bytes)>,
+) -> Result<Vec<FileEntry>> {
+    let mut out = Vec::with_capacity(tensors.len() + model.quantized.len());
+    for (key, shape, bytes) in tensors {
+        let layer = key.strip_suffix(".weight");
+        let Some((path, q)) = layer.and_then(|l| model.quantized.get_key_value(l)) else {
+            out.push((key, Dtype::F32, shape, bytes));
+            continue;
+        };
+        let values = layout::floats(&bytes);
+        let channels = shape.first().copied().unwrap_or(1);
+        let expected = if q.grid.per_channel { channels } else { 1 };
+        if q.scales.len() != expected || q.scales.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(CoreError::InvalidLayer {
+                path: path.clone(),
+                reason: format!(
+                    "{} weight scales, expected {expected} positive ones",
+                    q.scales.len()
+                ),
+            });
+        }
+        let codes = q.grid.codes(&values, &q.scales);
+        let on_grid = WeightGrid::dequantize(&codes, &q.scales)
+            .iter()
+            .zip(&values)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        if !on_grid {
+            return Err(CoreError::InvalidLayer {
+                path: path.clone(),
+                reason: "its weights left their integer grid after quantization; quantize the \
+                         model again"
+                    .into(),
+            });
+        }
+        let code_bytes = codes.iter().map(|&c| c as u8).collect::<Vec<u8>>();
+        out.push((key, Dtype::I8, shape, Bytes::from_bytes_vec(code_bytes)));
+        let scales = Bytes::from_elems(q.scales.clone());
+        out.push((
+            format!("{path}.{SCALE_SUFFIX}"),
+            Dtype::F32,
+            vec![q.scales.len()],
+            scales,
+        ));
+    }
+    Ok(out)
 }
 
 /// Writes `bytes` to `path` atomically, by the same rule as [`save_model`].
@@ -187,10 +246,14 @@ pub fn load_architecture(path: &Path, device: &Device) -> Result<Model> {
     Ok(read_skeleton(path, device)?.0)
 }
 
-fn read_skeleton(
-    path: &Path,
-    device: &Device,
-) -> Result<(Model, serde_json::Map<String, serde_json::Value>)> {
+/// A file's model with lazy weights, its metadata, and the weight grids of quantized layers.
+type Skeleton = (
+    Model,
+    serde_json::Map<String, serde_json::Value>,
+    BTreeMap<String, WeightGrid>,
+);
+
+fn read_skeleton(path: &Path, device: &Device) -> Result<Skeleton> {
     let metadata = read_safetensors_metadata(path)?;
     let bad = |reason: String| CoreError::BadModelFile {
         path: path.to_path_buf(),
@@ -208,12 +271,12 @@ fn read_skeleton(
     let arch = Architecture::from_json(arch_json).map_err(bad)?;
     arch.validate().map_err(|e| bad(e.to_string()))?;
     let model = Model::from_architecture(&arch, InitScheme::Zeros, device)?;
-    Ok((model, metadata))
+    Ok((model, metadata, arch.quantized))
 }
 
 /// Loads a model saved by [`save_model`] onto `device`.
 pub fn load_model(path: &Path, device: &Device) -> Result<Model> {
-    let (mut model, metadata) = read_skeleton(path, device)?;
+    let (mut model, metadata, grids) = read_skeleton(path, device)?;
     let bad = |reason: String| CoreError::BadModelFile {
         path: path.to_path_buf(),
         reason,
@@ -222,11 +285,58 @@ pub fn load_model(path: &Path, device: &Device) -> Result<Model> {
     let bytes = std::fs::read(path).map_err(|e| CoreError::io(path, e))?;
     let file = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
     let mut tensors = HashMap::new();
+    let mut codes = Vec::new();
     for (key, view) in file.tensors() {
-        if view.dtype() != Dtype::F32 {
-            return Err(bad(format!("`{key}` is {:?}, not float32", view.dtype())));
+        match view.dtype() {
+            Dtype::F32 => {
+                tensors.insert(key, (view.shape().to_vec(), view.data()));
+            }
+            Dtype::I8 => codes.push((key, view)),
+            other => return Err(bad(format!("`{key}` is {other:?}, not float32 or int8"))),
         }
-        tensors.insert(key, (view.shape().to_vec(), view.data()));
+    }
+    // Quantized weights: codes · scales, the values the saved model computed with.
+    let mut dequantized = Vec::new();
+    for (key, view) in codes {
+        let layer = key.strip_suffix(".weight").unwrap_or(&key);
+        let Some(&grid) = grids.get(layer) else {
+            return Err(bad(format!(
+                "`{key}` holds integer codes but the architecture does not quantize `{layer}`"
+            )));
+        };
+        let scale_key = format!("{layer}.{SCALE_SUFFIX}");
+        let Some((_, scale_bytes)) = tensors.remove(scale_key.as_str()) else {
+            return Err(bad(format!("`{key}` has no scales (`{scale_key}`)")));
+        };
+        let scales = layout::floats(scale_bytes);
+        let channels = view.shape().first().copied().unwrap_or(1);
+        if scales.len() != if grid.per_channel { channels } else { 1 } {
+            return Err(bad(format!(
+                "`{scale_key}` holds {} scales for {channels} channels",
+                scales.len()
+            )));
+        }
+        let values = view.data().iter().map(|&b| b as i8).collect::<Vec<_>>();
+        let floats = WeightGrid::dequantize(&values, &scales);
+        model
+            .quantized
+            .insert(layer.to_string(), WeightQuant { grid, scales });
+        dequantized.push((key, view.shape().to_vec(), floats));
+    }
+    if let Some(layer) = grids.keys().find(|l| !model.quantized.contains_key(*l)) {
+        return Err(bad(format!(
+            "the architecture quantizes `{layer}` but its weight is not stored as integers"
+        )));
+    }
+    let dequantized_bytes: Vec<(String, Vec<usize>, Vec<u8>)> = dequantized
+        .into_iter()
+        .map(|(key, shape, floats)| {
+            let bytes = floats.iter().flat_map(|x| x.to_le_bytes()).collect();
+            (key, shape, bytes)
+        })
+        .collect();
+    for (key, shape, bytes) in &dequantized_bytes {
+        tensors.insert(key.clone(), (shape.clone(), bytes.as_slice()));
     }
     let mut apply = layout::Apply::new(tensors);
     model.net = model.net.map(&mut apply);

@@ -7,6 +7,7 @@ pub mod conv;
 pub mod linear;
 pub mod merge;
 pub mod pool;
+pub mod quant;
 pub mod shape;
 
 pub use activation::{DropoutSpec, Hardsigmoid, Hardswish, ReLU, ReLU6, SiLU, Sigmoid};
@@ -15,6 +16,7 @@ pub use conv::Conv2dSpec;
 pub use linear::LinearSpec;
 pub use merge::{Add, Concat, Mul};
 pub use pool::{AdaptiveAvgPool2dSpec, AvgPool2dSpec, MaxPool2dSpec};
+pub use quant::{FakeQuantize, fake_quantize};
 pub use shape::{Flatten, Identity};
 
 use burn::tensor::{Int, Tensor, TensorData};
