@@ -29,6 +29,7 @@ use clap::{Parser, Subcommand};
 ///   fasterai eval cifar.safetensors --data cifar10:DIR
 ///   fasterai sparsify vgg16_bn --num-classes 10 --sparsity 0.4 --granularity filter -o sparse.safetensors
 ///   fasterai prune sparse.safetensors -o pruned.safetensors
+///   fasterai quantize cifar.safetensors --data cifar10:DIR --calibration mse -o int8.safetensors
 ///   fasterai distill --teacher cifar.safetensors --student vgg11_bn_small --width 0.125 --data cifar10:DIR -o student.safetensors
 #[derive(Parser)]
 #[command(name = "fasterai", version, verbatim_doc_comment)]
@@ -51,6 +52,7 @@ enum Command {
     Distill(commands::distill::Args),
     Sparsify(commands::sparsify::Args),
     Prune(commands::prune::Args),
+    Quantize(commands::quantize::Args),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Command::Distill(args) => commands::distill::run(args),
         Command::Sparsify(args) => commands::sparsify::run(args),
         Command::Prune(args) => commands::prune::run(args),
+        Command::Quantize(args) => commands::quantize::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -24,6 +24,18 @@ pub fn parse_shape(s: &str) -> Result<[usize; 3], String> {
     }
 }
 
+/// Compression steps change weights: they take float models (quantization comes last).
+pub fn require_float(model: &Model, step: &str) -> Result<()> {
+    if model.is_quantized() {
+        bail!(
+            "`{}` is quantized; `{step}` changes weights and works on float models: {step} the \
+             float model, then quantize the result",
+            model.name
+        );
+    }
+    Ok(())
+}
+
 /// Options that pick and shape a model.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {

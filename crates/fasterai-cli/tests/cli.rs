@@ -995,3 +995,134 @@ fn a_killed_training_run_resumes_to_the_uninterrupted_result() {
         "the resumed model differs from the uninterrupted one"
     );
 }
+
+#[test]
+fn quantize_train_and_distill_with_qat_then_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
+    let (float, int8) = (d("f.safetensors"), d("q.safetensors"));
+    let data = [
+        "--data",
+        "synthetic:200",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "50",
+    ];
+    let ok = |out: &Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let train = ["train", "vgg11_bn_small", "--width", "0.125", "-o", &float];
+    ok(&fasterai(&[&train[..], &data].concat()));
+
+    let out = fasterai(&[
+        "quantize",
+        &float,
+        "--data",
+        "synthetic:200",
+        "--calibration",
+        "mse",
+        "--json",
+        "-o",
+        &int8,
+    ]);
+    ok(&out);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let layers = summary["report"]["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 10, "8 convolutions and 2 linear layers");
+    assert!(layers.iter().all(|l| l["quantized"] == true));
+    let ratio =
+        summary["input_bytes"].as_f64().unwrap() / summary["output_bytes"].as_f64().unwrap();
+    assert!(ratio > 3.5, "{ratio}");
+    let device = parse_device("flex").unwrap();
+    let q = load_model(Path::new(&int8), &device).unwrap();
+    assert_eq!(q.quantized.len(), 10);
+    ok(&fasterai(&["eval", &int8, "--data", "synthetic:200"]));
+    ok(&fasterai(&["export", &int8, "-o", &d("q.onnx")]));
+
+    // Clear errors.
+    let again = fasterai(&[
+        "quantize",
+        &int8,
+        "--data",
+        "synthetic:200",
+        "-o",
+        &d("qq.safetensors"),
+    ]);
+    fails_with(&again, "already quantized");
+    fails_with(
+        &fasterai(&["fold", &int8, "-o", &d("x.safetensors")]),
+        "is quantized",
+    );
+    for (flag, value, needle) in [
+        ("--bits", "9", "9-bit"),
+        ("--calibration", "entropy", "minmax, percentile:P"),
+        ("--calibration", "percentile:10", "(50, 100]"),
+    ] {
+        let out = fasterai(&[
+            "quantize",
+            &float,
+            "--data",
+            "synthetic:200",
+            flag,
+            value,
+            "-o",
+            &d("x.safetensors"),
+        ]);
+        fails_with(&out, needle);
+    }
+    let tiny = d("tiny.safetensors");
+    setup(dir.path());
+    let out = fasterai(&[
+        "quantize",
+        &tiny,
+        "--data",
+        "synthetic:200",
+        "-o",
+        &d("x.safetensors"),
+    ]);
+    fails_with(&out, "cannot take");
+    let out = fasterai(
+        &[
+            &[
+                "train",
+                "vgg11_bn_small",
+                "--qat",
+                "-o",
+                &d("x.safetensors"),
+            ][..],
+            &data,
+        ]
+        .concat(),
+    );
+    fails_with(&out, "trained model");
+
+    // QAT by training and by distillation from the float model: int8 files come out.
+    let (qat, kd) = (d("qat.safetensors"), d("kd.safetensors"));
+    ok(&fasterai(
+        &[
+            &["train", &float, "--qat", "--lr", "0.01", "-o", &qat][..],
+            &data,
+        ]
+        .concat(),
+    ));
+    let distill = [
+        "distill",
+        "--teacher",
+        &float,
+        "--student",
+        &float,
+        "--qat",
+        "-o",
+        &kd,
+    ];
+    ok(&fasterai(&[&distill[..], &data].concat()));
+    for file in [&qat, &kd] {
+        let m = load_model(Path::new(file), &device).unwrap();
+        assert_eq!(m.quantized.len(), 10, "{file}");
+    }
+}

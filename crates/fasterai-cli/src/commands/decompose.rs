@@ -100,6 +100,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let device = args.device.device()?;
     let mut model = args.model.load(None, &device)?;
+    crate::model_arg::require_float(&model, "decompose")?;
     // The probe batch follows the model's input: images, or flat feature vectors.
     let probe = (args.probe > 0).then(|| {
         let distribution = Distribution::Normal(0.0, 1.0);

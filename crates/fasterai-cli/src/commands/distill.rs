@@ -4,6 +4,7 @@ use anyhow::{Context, Result, bail};
 use fasterai::core::io::load_model;
 use fasterai::distill::{Distiller, KdLoss, KdWeight};
 
+use crate::commands::quantize::QatArgs;
 use crate::commands::train::{HyperArgs, train_and_save};
 use crate::data_arg::DataArgs;
 use crate::model_arg::{DeviceArgs, ModelArgs, OutputArgs};
@@ -54,6 +55,8 @@ pub struct Args {
     /// Also write the per-epoch history as JSON here.
     #[arg(long, value_name = "FILE")]
     history: Option<std::path::PathBuf>,
+    #[command(flatten, next_help_heading = "Quantization-aware training")]
+    qat: QatArgs,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -126,6 +129,13 @@ pub fn run(args: Args) -> Result<()> {
     };
     device.seed(args.hyper.seed);
     let student = student_args.load(Some(data.train.shape()), &device)?;
+    if args.qat.qat && student_args.builtin(None)?.is_some() {
+        bail!(
+            "--qat fine-tunes a trained student: give a model file (often the teacher itself), \
+             not a built-in architecture"
+        );
+    }
+    let (student, qat) = args.qat.prepare(student, &data, &device)?;
     let weight = match args.weight_end {
         Some(end) => KdWeight::Cosine {
             start: args.weight,
@@ -137,6 +147,7 @@ pub fn run(args: Args) -> Result<()> {
     train_and_save(
         true,
         student,
+        qat,
         &data,
         &args.hyper,
         &out,

@@ -24,6 +24,7 @@ pub fn run(args: Args) -> Result<()> {
     let input = std::path::Path::new(&args.model.model);
     args.out.check(&[input])?;
     let mut model = args.model.load(None, &args.device.device()?)?;
+    crate::model_arg::require_float(&model, "fold")?;
     let (net, report) = fold_batch_norms(&model.net)?;
     model.net = net;
     model.name = format!("{}+folded", model.name);

@@ -10,5 +10,6 @@ pub mod import;
 pub mod inspect;
 pub mod predict;
 pub mod prune;
+pub mod quantize;
 pub mod sparsify;
 pub mod train;

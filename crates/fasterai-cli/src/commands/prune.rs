@@ -57,6 +57,7 @@ pub fn run(args: Args) -> Result<()> {
     args.out.check(&[std::path::Path::new(&args.model.model)])?;
     let device = args.device.device()?;
     let model = args.model.load(None, &device)?;
+    crate::model_arg::require_float(&model, "prune")?;
     let config = GroupPruneConfig {
         criterion: args.criterion,
         reduction: args.reduction,

@@ -114,6 +114,7 @@ pub fn run(args: Args) -> Result<()> {
     // A built-in architecture starts from --seed's weights, as in `train`.
     device.seed(args.hyper.seed);
     let mut model = args.model.load(None, &device)?;
+    crate::model_arg::require_float(&model, "sparsify")?;
     let mut config = SparsifyConfig::new(args.granularity);
     config.context = match args.context {
         ContextArg::Local => Context::Local,
@@ -176,6 +177,7 @@ pub fn run(args: Args) -> Result<()> {
         return train_and_save(
             false,
             model,
+            None,
             &data,
             &args.hyper,
             &out,

@@ -7,6 +7,7 @@ use fasterai::core::schedule::LrSchedule;
 use fasterai::train::learner::{OptimizerKind, TrainConfig};
 use fasterai::train::{Callback, fit};
 
+use crate::commands::quantize::QatArgs;
 use crate::data_arg::DataArgs;
 use crate::model_arg::{DeviceArgs, ModelArgs, OutputArgs};
 
@@ -25,6 +26,8 @@ pub struct Args {
     /// Also write the per-epoch history as JSON here.
     #[arg(long, value_name = "FILE")]
     pub history: Option<std::path::PathBuf>,
+    #[command(flatten, next_help_heading = "Quantization-aware training")]
+    pub qat: QatArgs,
     #[command(flatten)]
     pub device: DeviceArgs,
 }
@@ -131,12 +134,13 @@ impl HyperArgs {
     }
 }
 
-/// Shared by train and distill: trains `model` with `callbacks`, saves the best model to
-/// `out` and the history to `history_file`.
+/// Shared by train and distill: trains `model` with `callbacks` (and `qat`'s), saves the
+/// best model (int8 with `qat`) to `out` and the history to `history_file`.
 #[allow(clippy::too_many_arguments)]
 pub fn train_and_save(
     keep_best: bool,
     model: fasterai::core::model::Model,
+    mut qat: Option<fasterai::quantize::QatCallback>,
     data: &fasterai::train::data::Splits,
     hyper: &HyperArgs,
     out: &OutputArgs,
@@ -169,15 +173,28 @@ pub fn train_and_save(
         data.train.len(),
         data.valid.len()
     );
+    let finisher = qat.clone();
+    // QAT first: its weight update must be taken before sparsify masks re-zero weights.
+    let mut all: Vec<&mut dyn Callback> = Vec::new();
+    if let Some(q) = qat.as_mut() {
+        all.push(q);
+    }
+    for c in callbacks.iter_mut() {
+        all.push(*c);
+    }
     let (best, history) = fit(
         &model,
         &data.train,
         &data.valid,
         &data.normalize,
         &config,
-        callbacks,
+        &mut all,
         device,
     )?;
+    let best = match finisher {
+        Some(q) => q.finish(&best)?,
+        None => best,
+    };
     // The checkpoints already wrote OUTPUT: replace it with the kept model.
     fasterai::core::io::save_model(&best, &out.output, true)?;
     if let Some(path) = history_file {
@@ -213,9 +230,14 @@ pub fn run(args: Args) -> Result<()> {
     }
     device.seed(args.hyper.seed);
     let model = model_args.load(Some(data.train.shape()), &device)?;
+    if args.qat.qat && model_args.builtin(None)?.is_some() {
+        bail!("--qat fine-tunes a trained model: give a model file, not a built-in architecture");
+    }
+    let (model, qat) = args.qat.prepare(model, &data, &device)?;
     train_and_save(
         true,
         model,
+        qat,
         &data,
         &args.hyper,
         &out,
