@@ -482,7 +482,7 @@ fn onnx_parity(python: &str, cli: &str, work: &str) -> Result<()> {
             "--force",
         ],
     )?;
-    let steps: [(&str, &[&str]); 5] = [
+    let steps: [(&str, &[&str]); 7] = [
         ("r18_folded", &["fold", &imported]),
         ("r18_pruned", &["prune", &imported, "--ratio", "0.3"]),
         ("r18_tucker", &["decompose", &imported, "--conv", "tucker"]),
@@ -509,6 +509,23 @@ fn onnx_parity(python: &str, cli: &str, work: &str) -> Result<()> {
                 "synthetic:64",
                 "--epochs",
                 "1",
+            ],
+        ),
+        // int8: QDQ nodes (QuantizeLinear/DequantizeLinear) in the export.
+        (
+            "r18_int8",
+            &["quantize", &imported, "--data", "synthetic:64"],
+        ),
+        (
+            "r18_int8_tensor",
+            &[
+                "quantize",
+                &imported,
+                "--data",
+                "synthetic:64",
+                "--per-tensor",
+                "--calibration",
+                "minmax",
             ],
         ),
     ];

@@ -339,3 +339,56 @@ fn bad_inputs_are_clear_errors() {
     assert!(e.contains("left their integer grid"), "{e}");
     assert!(!dir.path().join("m.safetensors").exists());
 }
+
+#[test]
+fn qat_keeps_sparsify_masks_and_the_zeros_stay_integer_zeros() {
+    use fasterai_sparsify::sparsifier::torch_weights;
+    use fasterai_sparsify::{
+        Granularity, Schedule, ScheduleKind, SparsifyCallback, SparsifyConfig,
+    };
+
+    let _rng = serial_rng();
+    let device = device();
+    device.seed(5);
+    let train = synthetic(320, 5, [3, 16, 16], 1).unwrap();
+    let norm = Normalize::uniform(3, 0.5, 0.25);
+    let model = tiny(&device);
+    let calib = batches(&train.take(64), &device);
+    let (prepared, mut qat, _) = prepare_qat(&model, &calib, &QuantizeConfig::default()).unwrap();
+    // Half the weights of every layer zeroed at once, masks kept through every step; QAT's
+    // callback goes first, as the CLI orders them.
+    let schedule = Schedule::new(ScheduleKind::OneShot).window(0.0, 0.1);
+    let mut sparsify =
+        SparsifyCallback::new(SparsifyConfig::new(Granularity::Weight), 0.5, schedule);
+    let config = TrainConfig {
+        epochs: 2,
+        batch_size: 32,
+        lr: 0.02,
+        progress: false,
+        keep_best: false,
+        ..TrainConfig::default()
+    };
+    let (trained, _) = fit(
+        &prepared,
+        &train,
+        &train,
+        &norm,
+        &config,
+        &mut [&mut qat, &mut sparsify],
+        &device,
+    )
+    .unwrap();
+    let int8 = qat.finish(&trained).unwrap();
+    for (path, mask) in sparsify.sparsifier().unwrap().masks() {
+        let w = torch_weights(int8.net.layer(path).unwrap());
+        let q = &int8.quantized[path];
+        let codes = q.grid.codes(&w, &q.scales);
+        let masked = mask.iter().filter(|m| **m == 0.0).count();
+        assert_eq!(masked, mask.len() / 2, "{path}");
+        for (i, m) in mask.iter().enumerate() {
+            if *m == 0.0 {
+                assert_eq!((w[i], codes[i]), (0.0, 0), "{path}[{i}]");
+            }
+        }
+    }
+}
