@@ -4,6 +4,10 @@
 //! every Linear, seed 004's rule), at 3×32×32 (batch 1). The parameter count of each is
 //! printed before timing.
 //!
+//! Also `linear_int8`: a 4096×4096 Linear (VGG16's second classifier layer) at batch 1 with its
+//! float weight and with the same weight as Burn's own int8 tensor (Q8S, per tensor: the codes
+//! of `fasterai-quantize`'s per-tensor grid), to measure what int8 storage does to latency.
+//!
 //! `cargo bench -p fasterai --bench inference`
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -48,9 +52,36 @@ fn vgg16_bn(c: &mut Criterion) {
     group.finish();
 }
 
+fn linear_int8(c: &mut Criterion) {
+    use burn::nn::LinearConfig;
+    use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue};
+
+    let device = parse_device("flex").unwrap();
+    device.seed(0);
+    let float = LinearConfig::new(4096, 4096).init(&device);
+    let scheme = QuantScheme::default()
+        .with_value(QuantValue::Q8S)
+        .with_store(QuantStore::Native);
+    let mut int8 = float.clone();
+    int8.weight = int8.weight.map(|w| w.quantize_dynamic(&scheme));
+    let x = Tensor::<2>::random([1, 4096], burn::tensor::Distribution::Default, &device);
+    let mut group = c.benchmark_group("linear_4096x4096/flex/batch1");
+    group.sample_size(30);
+    for (name, layer) in [("float32", &float), ("burn-int8", &int8)] {
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter(|| {
+                let y = layer.forward(x.clone());
+                device.sync().unwrap();
+                y
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     name = benches;
     config = Criterion::default();
-    targets = vgg16_bn
+    targets = vgg16_bn, linear_int8
 );
 criterion_main!(benches);

@@ -6,6 +6,7 @@
   python onnx_parity.py check FILE X Y   onnx.checker on FILE, then onnxruntime on X (batch 2 and a
                                          single sample: the batch axis must be dynamic) against Y
                                          (ours); exits non-zero unless max|diff| <= 1e-4 * max|Y|
+                                         (QDQ graphs: 1e-2 and the same class, see check())
 
 Nothing here is committed; the files live in the parity work folder.
 """
@@ -80,20 +81,39 @@ def check(path: str, x_path: str, y_path: str) -> None:
     import onnx
     import onnxruntime as ort
 
-    onnx.checker.check_model(onnx.load(path), full_check=True)
-    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    feed = session.get_inputs()[0].name
+    model = onnx.load(path)
+    onnx.checker.check_model(model, full_check=True)
+    quantized = any(n.op_type == "QuantizeLinear" for n in model.graph.node)
     x, ours = np.load(x_path), np.load(y_path)
-    y = session.run(None, {feed: x})[0]
-    single = session.run(None, {feed: x[:1]})[0]
+
+    def run(optimize: bool):
+        options = ort.SessionOptions()
+        if not optimize:
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        feed = session.get_inputs()[0].name
+        return session.run(None, {feed: x})[0], session.run(None, {feed: x[:1]})[0]
+
+    # QDQ graphs: checked with ORT's graph rewrites off (the ONNX semantics), and reported with
+    # them on (fused integer kernels). A float sum in another order can land a value on the
+    # other side of a rounding boundary and move its code by one step, which later layers
+    # carry: the bar is 1e-2 of the output scale and the same class for every sample.
+    y, single = run(optimize=not quantized)
     if y.shape != ours.shape:
         sys.exit(f"{path}: shape mismatch: onnxruntime {y.shape}, fasterai {ours.shape}")
     diff = float(np.abs(y - ours).max())
     scale = float(np.abs(y).max())
     batch_ok = np.abs(single - y[:1]).max() <= 1e-5 * scale
-    ok = diff <= 1e-4 * scale and batch_ok
+    ok = diff <= (1e-2 if quantized else 1e-4) * scale and batch_ok
+    if quantized:
+        ok = ok and bool(np.all(y.argmax(1) == ours.argmax(1)))
+    fused = ""
+    if quantized:
+        y_int, _ = run(optimize=True)
+        fused = (f"; with ORT's integer kernels {float(np.abs(y_int - ours).max()) / scale:.1e}, "
+                 f"same class {np.mean(y_int.argmax(1) == ours.argmax(1)):.0%}")
     print(f"{path}: onnx.checker OK, onnxruntime vs fasterai relative max|diff| {diff / scale:.1e}, "
-          f"batch 1 {'OK' if batch_ok else 'differs'} -> {'OK' if ok else 'FAIL'}")
+          f"batch 1 {'OK' if batch_ok else 'differs'}{fused} -> {'OK' if ok else 'FAIL'}")
     if not ok:
         sys.exit(1)
 

@@ -392,3 +392,32 @@ fn qat_keeps_sparsify_masks_and_the_zeros_stay_integer_zeros() {
         }
     }
 }
+
+#[test]
+fn per_tensor_grid_is_burns_own_symmetric_int8() {
+    use burn::tensor::Distribution;
+    use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue};
+
+    // Burn's Q8S scheme (±127, one f32 scale): the same codes and values as our per-tensor
+    // grid, so a model quantized here can hand its weights to Burn's quantized tensors.
+    let device = device();
+    let w = Tensor::<2>::random([64, 48], Distribution::Normal(0.0, 1.0), &device);
+    let scheme = QuantScheme::default()
+        .with_value(QuantValue::Q8S)
+        .with_store(QuantStore::Native);
+    let burn: Vec<f32> = w
+        .clone()
+        .quantize_dynamic(&scheme)
+        .dequantize()
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    let values: Vec<f32> = w.into_data().try_to_vec().unwrap();
+    let grid = WeightGrid {
+        bits: 8,
+        per_channel: false,
+    };
+    let scales = grid.scales(&values, 64);
+    let ours = WeightGrid::dequantize(&grid.codes(&values, &scales), &scales);
+    assert_eq!(ours, burn);
+}

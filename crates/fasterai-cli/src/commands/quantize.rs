@@ -112,6 +112,7 @@ pub fn run(args: Args) -> Result<()> {
     let config = args.quant.config()?;
     let device = args.device.device()?;
     let data = args.data.load()?;
+    device.seed(0); // a built-in architecture's weights: the same on every run
     let model = args.model.load(Some(data.train.shape()), &device)?;
     let batches = args.quant.batches(&model, &data, &device)?;
     let (quantized, report) = quantize(&model, &batches, &config)?;
