@@ -112,17 +112,6 @@ pub fn torch_weights(layer: &Layer) -> Vec<f32> {
     layer.torch_weight().map(|(_, v)| v).unwrap_or_default()
 }
 
-fn torch_weight(layer: &Layer) -> Option<(Vec<usize>, Vec<f32>)> {
-    layer.torch_weight()
-}
-
-fn set_torch_weight(layer: &mut Layer, values: Vec<f32>) {
-    assert!(
-        layer.set_torch_weight(values),
-        "only Conv2d and Linear are sparsified"
-    );
-}
-
 /// Multiplies a layer's per-output-channel parameters by `keep`: biases, batch-norm γ and β,
 /// and, for a `carrier` (a depthwise conv), its filters too.
 fn zero_channels(layer: &mut Layer, keep: &Tensor<1>, carrier: bool) {
@@ -221,7 +210,7 @@ impl Sparsifier {
         let mut initial = BTreeMap::new();
         for path in &paths {
             let layer = net.layer(path)?;
-            let (shape, values) = torch_weight(layer).ok_or_else(|| SparsifyError::Layer {
+            let (shape, values) = layer.torch_weight().ok_or_else(|| SparsifyError::Layer {
                 path: path.clone(),
                 reason: format!(
                     "a {} has no weight to sparsify (Conv2d and Linear do)",
@@ -326,7 +315,7 @@ impl Sparsifier {
         let g = self.config.granularity;
         let mut scored = BTreeMap::new();
         for path in &self.paths {
-            let (shape, w) = torch_weight(net.layer(path)?).expect("checked in new");
+            let (shape, w) = net.layer(path)?.torch_weight().expect("checked in new");
             let inputs = ScoreInputs {
                 initial: self.initial.get(path).map(Vec::as_slice),
                 previous: self.previous.get(path).map(Vec::as_slice),
@@ -408,9 +397,9 @@ impl Sparsifier {
     pub fn apply(&self, net: &mut Graph) -> Result<()> {
         for (path, mask) in &self.masks {
             let layer = net.get_mut(path).expect("checked in new");
-            let (_, w) = torch_weight(layer).expect("checked in new");
+            let (_, w) = layer.torch_weight().expect("checked in new");
             let masked: Vec<f32> = w.iter().zip(mask).map(|(w, m)| w * m).collect();
-            set_torch_weight(layer, masked);
+            layer.set_torch_weight(masked);
         }
         for unit in &self.units {
             let mut dead: Option<Vec<bool>> = None;
@@ -418,7 +407,7 @@ impl Sparsifier {
                 let Some(mask) = self.masks.get(p) else {
                     continue;
                 };
-                let out = torch_weight(net.layer(p)?).expect("checked in new").0[0];
+                let out = net.layer(p)?.torch_weight().expect("checked in new").0[0];
                 let layer_dead = mask
                     .chunks(mask.len() / out)
                     .map(|c| c.iter().all(|&m| m == 0.0));
@@ -511,7 +500,7 @@ impl Sparsifier {
             .map(|p| {
                 Ok((
                     p.clone(),
-                    torch_weight(net.layer(p)?).expect("checked in new").1,
+                    net.layer(p)?.torch_weight().expect("checked in new").1,
                 ))
             })
             .collect()
@@ -534,7 +523,7 @@ impl Sparsifier {
                 Some(mask) => reference.iter().zip(mask).map(|(w, m)| w * m).collect(),
                 None => reference.clone(),
             };
-            set_torch_weight(layer, values);
+            layer.set_torch_weight(values);
         }
         Ok(())
     }
@@ -545,7 +534,7 @@ impl Sparsifier {
         self.paths
             .iter()
             .map(|path| {
-                let (shape, w) = torch_weight(net.layer(path)?).expect("checked in new");
+                let (shape, w) = net.layer(path)?.torch_weight().expect("checked in new");
                 let groups = Groups::new(&shape, g.reduced_dims(shape.len())?);
                 let abs: Vec<f32> = w.iter().map(|v| v.abs()).collect();
                 let zero_groups = groups

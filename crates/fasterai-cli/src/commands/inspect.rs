@@ -52,6 +52,28 @@ pub fn run(args: Args) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         println!("{summary}");
+        if path.is_file() && path.extension().is_some_and(|e| e == "safetensors") {
+            let grids = fasterai::core::io::quantized_layers(path)?;
+            if let Some(grid) = grids.values().next() {
+                let quantizers = model
+                    .net
+                    .nodes
+                    .iter()
+                    .filter(|n| n.layer.kind() == "FakeQuantize")
+                    .count();
+                println!(
+                    "int{} weights ({}) in {} layers, stored as integer codes; {quantizers} \
+                     activation quantizers",
+                    grid.bits,
+                    if grid.per_channel {
+                        "one scale per output channel"
+                    } else {
+                        "one scale per tensor"
+                    },
+                    grids.len()
+                );
+            }
+        }
     }
     Ok(())
 }

@@ -240,6 +240,25 @@ pub fn temp_sibling(path: &Path) -> std::path::PathBuf {
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
+/// The layers whose weights a model file stores as integer codes, with their grids, read from
+/// its metadata alone.
+pub fn quantized_layers(path: &Path) -> Result<BTreeMap<String, WeightGrid>> {
+    let metadata = read_safetensors_metadata(path)?;
+    let json = metadata
+        .get(ARCHITECTURE_KEY)
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| CoreError::BadModelFile {
+            path: path.to_path_buf(),
+            reason: format!("no `{ARCHITECTURE_KEY}` metadata"),
+        })?;
+    Architecture::from_json(json)
+        .map(|a| a.quantized)
+        .map_err(|reason| CoreError::BadModelFile {
+            path: path.to_path_buf(),
+            reason,
+        })
+}
+
 /// The model a file describes, with its weights not read (lazy zeros: nothing is allocated
 /// until a value is used): enough for shapes, parameter counts and MACs.
 pub fn load_architecture(path: &Path, device: &Device) -> Result<Model> {
