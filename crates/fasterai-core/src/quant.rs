@@ -174,15 +174,22 @@ mod tests {
             bits: 8,
             per_channel: true,
         };
-        // Row 0 peaks at 2.54 → scale 0.02; row 1 peaks at 1.27 → scale 0.01; row 2 is zero.
+        // Scales that are powers of two, so every quotient is exact: row 0 peaks at
+        // 127/64 (scale 1/64), row 1 at 127/128 (scale 1/128), row 2 is zero (scale 1).
         let w = [
-            2.54, -1.0, 0.03, 0.025, -1.27, 0.5, 0.004, 0.015, 0.0, 0.0, 0.0, 0.0,
+            1.984375, 0.0234375, 0.0390625, -0.0078125, // 127, 1.5, 2.5, -0.5 steps
+            -0.9921875, 0.01171875, -0.5, 0.0, // -127, 1.5, -64 steps
+            0.0, 0.0, 0.0, 0.0,
         ];
         let s = grid.scales(&w, 3);
-        assert_eq!(s, vec![2.54 / 127.0, 1.27 / 127.0, 1.0]);
+        assert_eq!(s, vec![1.0 / 64.0, 1.0 / 128.0, 1.0]);
         let q = grid.codes(&w, &s);
-        // 0.025 / 0.01 = 2.5 → 2 (ties to even); 0.015 / 0.01 = 1.5 → 2.
-        assert_eq!(q, vec![127, -50, 1, 1, -127, 50, 0, 2, 0, 0, 0, 0]);
+        // Ties go to the even code: 1.5 → 2, 2.5 → 2, -0.5 → 0.
+        assert_eq!(q, vec![127, 2, 2, 0, -127, 2, -64, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            WeightGrid::dequantize(&q, &s)[..3],
+            [1.984375, 0.03125, 0.03125]
+        );
         let per_tensor = WeightGrid {
             bits: 4,
             per_channel: false,
