@@ -195,9 +195,10 @@ mod tests {
             per_channel: false,
         };
         let s = per_tensor.scales(&w, 3);
-        assert_eq!(s, vec![2.54 / 7.0]);
+        assert_eq!(s, vec![1.984375 / 7.0]);
+        // 0.15 / 0.2835 = 0.53 → 1; 9.0 saturates at 7.
         assert_eq!(
-            per_tensor.codes(&[2.54, -2.54, 0.19, 9.0], &s),
+            per_tensor.codes(&[1.984375, -1.984375, 0.15, 9.0], &s),
             vec![7, -7, 1, 7]
         );
     }
