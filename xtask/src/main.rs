@@ -223,7 +223,15 @@ fn demo() -> Result<()> {
     run(
         cli,
         &[
-            &["quantize", &teacher, "--calibration", "mse", "-o", &int8, "--force"][..],
+            &[
+                "quantize",
+                &teacher,
+                "--calibration",
+                "mse",
+                "-o",
+                &int8,
+                "--force",
+            ][..],
             &data,
         ]
         .concat(),
