@@ -13,15 +13,15 @@ Run it in the venv of `cargo xtask parity` (torch 2.9).
 import argparse
 import gzip
 import json
-import statistics
 import struct
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 from safetensors.numpy import load_file
+
+from bench_vs_torch import torch_latency
 
 MEAN = np.array([0.4914, 0.4822, 0.4465], dtype=np.float32)
 STD = np.array([0.2470, 0.2435, 0.2616], dtype=np.float32)
@@ -110,19 +110,6 @@ def accuracy(model, images, labels):
     return right / len(labels)
 
 
-def latency(model, runs):
-    x = torch.randn(1, 3, 32, 32)
-    with torch.inference_mode():
-        for _ in range(10):
-            model(x)
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            model(x)
-            times.append(1e3 * (time.perf_counter() - start))
-    return statistics.median(times)
-
-
 def size_mb(model):
     path = Path("/tmp/_quantize_vs_torch.pt")
     torch.save(model.state_dict(), path)
@@ -159,7 +146,7 @@ def main():
     for name, model in [("float", float_model), ("dynamic_int8", dynamic), ("static_int8", static)]:
         result[name] = {
             "accuracy": accuracy(model, images, labels),
-            "latency_ms": latency(model, args.runs),
+            "latency_ms": torch_latency(model, 32, args.runs),
             "state_dict_mb": size_mb(model),
         }
     print(json.dumps({"model": args.model, "threads": args.threads, **result}, indent=1))

@@ -158,13 +158,17 @@ impl Observer {
                 };
                 ActivationGrid::from_range(lo, hi, bits)
             }
-            Calibration::Mse => (1..=100)
-                .map(|k| {
-                    let f = k as f32 / 100.0;
-                    ActivationGrid::from_range(self.min * f, self.max * f, bits)
-                })
-                .min_by(|a, b| self.error(a).total_cmp(&self.error(b)))
-                .expect("100 candidates"),
+            Calibration::Mse => {
+                (1..=100)
+                    .map(|k| {
+                        let f = k as f32 / 100.0;
+                        let grid = ActivationGrid::from_range(self.min * f, self.max * f, bits);
+                        (self.error(&grid), grid)
+                    })
+                    .min_by(|a, b| a.0.total_cmp(&b.0))
+                    .expect("100 candidates")
+                    .1
+            }
         }
     }
 }

@@ -93,7 +93,7 @@ impl QuantizeConfig {
     /// Checks every setting.
     pub fn validate(&self) -> Result<()> {
         let bits = |b: u8| {
-            fasterai_core::quant::WeightGrid {
+            WeightGrid {
                 bits: b,
                 per_channel: true,
             }

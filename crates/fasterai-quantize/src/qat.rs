@@ -45,6 +45,8 @@ pub struct QatCallback {
     shadow: Vec<Vec<f32>>,
     /// The weights the current step started from.
     start: Vec<Vec<f32>>,
+    /// Output channels of each weight (the rows its scales cover).
+    rows: Vec<usize>,
 }
 
 impl QatCallback {
@@ -55,6 +57,7 @@ impl QatCallback {
             grid,
             shadow: Vec::new(),
             start: Vec::new(),
+            rows: Vec::new(),
         }
     }
 
@@ -74,25 +77,28 @@ impl QatCallback {
     }
 
     fn set_quantized(&self, net: &mut Graph) {
-        for (path, shadow) in self.targets.iter().zip(&self.shadow) {
+        let weights = self.targets.iter().zip(&self.shadow).zip(&self.rows);
+        for ((path, shadow), &rows) in weights {
             let layer = net.get_mut(path).expect("checked in before_fit");
-            let rows = layer.torch_weight().expect("a weight").0[0];
             let scales = self.grid.scales(shadow, rows);
             let q = WeightGrid::dequantize(&self.grid.codes(shadow, &scales), &scales);
             layer.set_torch_weight(q);
         }
     }
 
-    fn weights(&self, net: &Graph) -> Vec<Vec<f32>> {
-        self.targets
+    /// The targets' weights (PyTorch layout); records their output channels.
+    fn weights(&mut self, net: &Graph) -> Vec<Vec<f32>> {
+        let (rows, weights) = self
+            .targets
             .iter()
             .map(|p| {
-                net.get(p)
-                    .and_then(|l| l.torch_weight())
-                    .expect("a weight")
-                    .1
+                let layer = net.get(p).and_then(|l| l.torch_weight());
+                let (shape, values) = layer.expect("a weight");
+                (shape[0], values)
             })
-            .collect()
+            .unzip();
+        self.rows = rows;
+        weights
     }
 }
 
