@@ -292,7 +292,9 @@ pub(crate) fn check_inputs(model: &Model, batches: &[Tensor<4>]) -> Result<()> {
         return Err(QuantizeError::AlreadyQuantized(what));
     }
     if batches.is_empty() {
-        return Err(QuantizeError::Calibration("no batches".into()));
+        return Err(QuantizeError::Calibration(
+            "no batches: give at least one batch of images the model takes".into(),
+        ));
     }
     for b in batches {
         let dims = b.dims();
