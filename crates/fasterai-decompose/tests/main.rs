@@ -1,0 +1,6 @@
+//! fasterai-decompose's integration tests, in one binary: every test binary links Burn and its
+//! backends, so one per file would cost a link and hundreds of MB each.
+
+mod conv;
+mod evbmf;
+mod linear_svd;
