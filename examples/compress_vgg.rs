@@ -13,6 +13,7 @@
 //! The output change is measured against the step before. The compressed model is then written
 //! as ONNX (to the system's temporary folder, or the path given second) and read back.
 
+use fasterai::core::infer::Inference;
 use fasterai::core::latency::measure;
 use fasterai::core::summary::{Summary, thousands};
 use fasterai::core::testing::{randomize_batch_norms, relative_max_diff};
@@ -42,30 +43,40 @@ fn main() -> anyhow::Result<()> {
     let mut previous: Option<Tensor<2>> = None;
 
     println!(
-        "{:<22} {:>14} {:>12} {:>12} {:>16}",
-        "step", "parameters", "MACs", "latency", "output change vs previous step"
+        "{:<24} {:>12} {:>10} {:>12} {:>12} {:>10}",
+        "step", "parameters", "MACs", "as built", "prepared", "change"
     );
     let mut baseline_ms = None;
     let mut step = |name: &str, net: &Graph| -> anyhow::Result<()> {
         let summary = Summary::new(name, net, &input)?;
-        let latency = measure(
-            net,
-            [1, input[0], input[1], input[2]],
+        // As built (node by node), and prepared for inference (fused, Winograd).
+        let shape = [1, input[0], input[1], input[2]];
+        let plain = measure(
+            &Inference::plain(net.clone()),
+            shape,
             &device,
             2,
             10,
             |_| {},
         )?;
+        let prepared = Inference::new(net.clone(), &device);
+        let latency = measure(&prepared, shape, &device, 2, 10, |_| {})?;
         let y = net.forward(x.clone()).flatten();
+        let fast = prepared.forward(x.clone()).flatten();
+        anyhow::ensure!(
+            relative_max_diff(fast, y.clone()) < 1e-4,
+            "prepared inference differs from the graph"
+        );
         let change = previous
             .replace(y.clone())
             .map_or(0.0, |p| relative_max_diff(y, p));
-        let base = *baseline_ms.get_or_insert(latency.median_ms);
+        let base = *baseline_ms.get_or_insert(plain.median_ms);
         println!(
-            "{:<22} {:>14} {:>12} {:>9.2} ms {:>16.2e}   ({:.2}× vs original)",
+            "{:<24} {:>12} {:>10} {:>9.2} ms {:>9.2} ms {:>10.2e}   ({:.2}× vs original as built)",
             name,
             thousands(summary.total_params as u64),
             fasterai::core::summary::si(summary.total_macs as f64),
+            plain.median_ms,
             latency.median_ms,
             change,
             base / latency.median_ms

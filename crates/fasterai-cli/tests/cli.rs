@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use fasterai::burn::tensor::{Distribution, Tensor};
+use fasterai::core::infer::Inference;
 use fasterai::core::io::save_model;
 use fasterai::core::testing::tiny_cnn;
 use fasterai::prelude::*;
@@ -54,8 +55,8 @@ fn setup(dir: &Path) -> Vec<f32> {
     let x = Tensor::<4>::random([3, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
     let data = x.clone().into_data().try_to_vec::<f32>().unwrap();
     write_npy(&dir.join("x.npy"), &[3, 3, 16, 16], &data);
-    model
-        .net
+    // `predict` runs the model prepared for inference (fused batch norm and ReLU, Winograd).
+    Inference::new(model.net, &device)
         .forward(x)
         .flatten()
         .into_data()
@@ -84,6 +85,23 @@ fn saved_model_predicts_identically_in_a_new_process() {
     let (shape, values) = read_npy(&dir.path().join("y.npy"));
     assert_eq!(shape, vec![3, 5]);
     assert_eq!(values, expected, "outputs must be bit-identical");
+
+    // --plain runs the graph node by node: the same values up to float rounding.
+    let plain = fasterai(&[
+        "predict",
+        &d("tiny.safetensors"),
+        "--input",
+        &d("x.npy"),
+        "--output",
+        &d("y_plain.npy"),
+        "--plain",
+    ]);
+    assert!(plain.status.success());
+    let (_, plain) = read_npy(&dir.path().join("y_plain.npy"));
+    let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
+    for (p, e) in plain.iter().zip(&expected) {
+        assert!((p - e).abs() <= 1e-5 * scale, "plain {p} vs prepared {e}");
+    }
 
     // The output exists now: refused without --force, accepted with it; never over the input.
     let again = fasterai(&[

@@ -7,7 +7,7 @@ use burn::tensor::{Device, Distribution, Tensor};
 use serde::Serialize;
 
 use crate::error::{CoreError, Result};
-use crate::graph::Graph;
+use crate::infer::Inference;
 
 /// Latency statistics in milliseconds.
 #[derive(Debug, Clone, Serialize)]
@@ -33,10 +33,11 @@ impl Latency {
     }
 }
 
-/// Times `net` on a random input of shape `input` (`[batch, C, H, W]`) on `device`.
+/// Times `net` on a random input of shape `input` (`[batch, C, H, W]`) on `device`
+/// ([`Inference::plain`] times the graph exactly as built, [`Inference::new`] as prepared).
 /// `progress` is called after each run (warm-up included) with the number of runs done.
 pub fn measure(
-    net: &Graph,
+    net: &Inference,
     input: [usize; 4],
     device: &Device,
     warmup: usize,
@@ -49,7 +50,7 @@ pub fn measure(
             expected: "at least one run and one image".into(),
         });
     }
-    net.output_shape(&input[1..])?;
+    net.graph().output_shape(&input[1..])?;
     let x = Tensor::<4>::random(input, Distribution::Normal(0.0, 1.0), device);
     let sync = || {
         device

@@ -7,7 +7,7 @@ use fasterai_core::prelude::*;
 use fasterai_core::testing::tiny_cnn;
 use fasterai_distill::{Distiller, KdLoss, KdWeight};
 use fasterai_train::data::{Normalize, synthetic};
-use fasterai_train::testing::{FailAt, serial_rng};
+use fasterai_train::testing::{FailAt, bit_for_bit, serial_rng};
 use fasterai_train::{TrainConfig, TrainError, fit};
 
 fn narrow(device: &Device) -> Graph {
@@ -425,59 +425,60 @@ fn each_loss_moves_the_student_toward_the_teacher() {
 
 #[test]
 fn a_stopped_fitnet_run_resumes_with_its_adapter_and_momenta() {
-    let _rng = serial_rng();
-    let device = parse_device("flex").unwrap();
-    let train = synthetic(96, 5, [3, 16, 16], 1).unwrap();
-    let norm = Normalize::uniform(3, 0.5, 0.25);
-    let teacher = Model::new("teacher", vec![3, 16, 16], tiny_cnn(3, 5, &device)).unwrap();
-    let student = Model::new("student", vec![3, 16, 16], narrow(&device)).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = TrainConfig {
-        epochs: 3,
-        keep_best: false,
-        state_dir: Some(dir.path().to_path_buf()),
-        ..config()
-    };
-    let run = |fail_at: Option<usize>, cfg: &TrainConfig| {
-        let mut kd = Distiller::new(
-            teacher.clone(),
-            KdLoss::FitNet {
-                pairs: vec![("1".to_string(), "2".to_string())],
+    bit_for_bit(|| {
+        let device = parse_device("flex").unwrap();
+        let train = synthetic(96, 5, [3, 16, 16], 1).unwrap();
+        let norm = Normalize::uniform(3, 0.5, 0.25);
+        let teacher = Model::new("teacher", vec![3, 16, 16], tiny_cnn(3, 5, &device)).unwrap();
+        let student = Model::new("student", vec![3, 16, 16], narrow(&device)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = TrainConfig {
+            epochs: 3,
+            keep_best: false,
+            state_dir: Some(dir.path().to_path_buf()),
+            ..config()
+        };
+        let run = |fail_at: Option<usize>, cfg: &TrainConfig| {
+            let mut kd = Distiller::new(
+                teacher.clone(),
+                KdLoss::FitNet {
+                    pairs: vec![("1".to_string(), "2".to_string())],
+                },
+                KdWeight::Constant(0.5),
+            );
+            let (trained, _) = fit(
+                &student,
+                &train,
+                &train,
+                &norm,
+                cfg,
+                &mut [&mut kd, &mut FailAt(fail_at)],
+                &device,
+            )?;
+            let adapter = fasterai_core::io::pytorch_tensors(kd.adapters().unwrap()).unwrap();
+            Ok::<_, TrainError>((
+                fasterai_core::io::pytorch_tensors(&trained.net).unwrap(),
+                adapter,
+            ))
+        };
+        let whole = run(
+            None,
+            &TrainConfig {
+                state_dir: None,
+                ..cfg.clone()
             },
-            KdWeight::Constant(0.5),
-        );
-        let (trained, _) = fit(
-            &student,
-            &train,
-            &train,
-            &norm,
-            cfg,
-            &mut [&mut kd, &mut FailAt(fail_at)],
-            &device,
-        )?;
-        let adapter = fasterai_core::io::pytorch_tensors(kd.adapters().unwrap()).unwrap();
-        Ok::<_, TrainError>((
-            fasterai_core::io::pytorch_tensors(&trained.net).unwrap(),
-            adapter,
-        ))
-    };
-    let whole = run(
-        None,
-        &TrainConfig {
-            state_dir: None,
-            ..cfg.clone()
-        },
-    )
-    .unwrap();
-    assert!(run(Some(2), &cfg).is_err());
-    let resumed = run(
-        None,
-        &TrainConfig {
-            resume: true,
-            ..cfg.clone()
-        },
-    )
-    .unwrap();
-    assert!(resumed.0 == whole.0, "the student differs");
-    assert!(resumed.1 == whole.1, "the adapter differs");
+        )
+        .unwrap();
+        assert!(run(Some(2), &cfg).is_err());
+        let resumed = run(
+            None,
+            &TrainConfig {
+                resume: true,
+                ..cfg.clone()
+            },
+        )
+        .unwrap();
+        assert!(resumed.0 == whole.0, "the student differs");
+        assert!(resumed.1 == whole.1, "the adapter differs");
+    })
 }

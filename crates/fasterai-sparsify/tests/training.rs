@@ -8,7 +8,7 @@ use fasterai_sparsify::{
     Granularity, Lottery, Schedule, ScheduleKind, SparsifyCallback, SparsifyConfig,
 };
 use fasterai_train::data::{Normalize, synthetic};
-use fasterai_train::testing::{FailAt, serial_rng};
+use fasterai_train::testing::{FailAt, bit_for_bit, serial_rng};
 use fasterai_train::{TrainConfig, fit};
 
 fn config() -> TrainConfig {
@@ -140,71 +140,73 @@ fn bad_training_set_ups_fail_before_the_first_batch() {
 
 #[test]
 fn a_stopped_schedule_resumes_with_its_masks_and_position() {
-    let _rng = serial_rng();
-    let device = parse_device("flex").unwrap();
-    let train = synthetic(128, 5, [3, 16, 16], 1).unwrap();
-    let norm = Normalize::uniform(3, 0.5, 0.25);
-    let model = Model::new("tiny", vec![3, 16, 16], tiny_cnn(3, 5, &device)).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = TrainConfig {
-        epochs: 3,
-        state_dir: Some(dir.path().to_path_buf()),
-        ..config()
-    };
-    let run = |fail_at: Option<usize>, cfg: &TrainConfig| {
-        // The target still rises in the last epoch, and the rewind point is saved state.
-        let schedule = Schedule::new(ScheduleKind::Agp).window(0.0, 0.9);
-        let mut cb = SparsifyCallback::new(SparsifyConfig::new(Granularity::Filter), 0.5, schedule)
-            .with_lottery(Lottery::RewindToEpoch(0));
-        let (trained, _) = fit(
-            &model,
-            &train,
-            &train,
-            &norm,
-            cfg,
-            &mut [&mut cb, &mut FailAt(fail_at)],
-            &device,
-        )?;
-        let masks = cb.sparsifier().unwrap().masks().clone();
-        Ok::<_, fasterai_train::TrainError>((trained, masks, cb.steps))
-    };
-    let (whole, whole_masks, whole_steps) = run(
-        None,
-        &TrainConfig {
-            state_dir: None,
+    bit_for_bit(|| {
+        let device = parse_device("flex").unwrap();
+        let train = synthetic(128, 5, [3, 16, 16], 1).unwrap();
+        let norm = Normalize::uniform(3, 0.5, 0.25);
+        let model = Model::new("tiny", vec![3, 16, 16], tiny_cnn(3, 5, &device)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = TrainConfig {
+            epochs: 3,
+            state_dir: Some(dir.path().to_path_buf()),
+            ..config()
+        };
+        let run = |fail_at: Option<usize>, cfg: &TrainConfig| {
+            // The target still rises in the last epoch, and the rewind point is saved state.
+            let schedule = Schedule::new(ScheduleKind::Agp).window(0.0, 0.9);
+            let mut cb =
+                SparsifyCallback::new(SparsifyConfig::new(Granularity::Filter), 0.5, schedule)
+                    .with_lottery(Lottery::RewindToEpoch(0));
+            let (trained, _) = fit(
+                &model,
+                &train,
+                &train,
+                &norm,
+                cfg,
+                &mut [&mut cb, &mut FailAt(fail_at)],
+                &device,
+            )?;
+            let masks = cb.sparsifier().unwrap().masks().clone();
+            Ok::<_, fasterai_train::TrainError>((trained, masks, cb.steps))
+        };
+        let (whole, whole_masks, whole_steps) = run(
+            None,
+            &TrainConfig {
+                state_dir: None,
+                ..cfg.clone()
+            },
+        )
+        .unwrap();
+        let (_, again_masks, _) = run(
+            None,
+            &TrainConfig {
+                state_dir: None,
+                ..cfg.clone()
+            },
+        )
+        .unwrap();
+        assert!(again_masks == whole_masks, "not deterministic");
+        assert!(run(Some(2), &cfg).is_err());
+        let resume = TrainConfig {
+            resume: true,
             ..cfg.clone()
-        },
-    )
-    .unwrap();
-    let (_, again_masks, _) = run(
-        None,
-        &TrainConfig {
-            state_dir: None,
-            ..cfg.clone()
-        },
-    )
-    .unwrap();
-    assert!(again_masks == whole_masks, "not deterministic");
-    assert!(run(Some(2), &cfg).is_err());
-    let resume = TrainConfig {
-        resume: true,
-        ..cfg.clone()
-    };
-    let (resumed, masks, steps) = run(None, &resume).unwrap();
-    assert!(masks == whole_masks, "masks differ");
-    assert_eq!(
-        steps
-            .iter()
-            .map(|s| (s.step, s.sparsity))
-            .collect::<Vec<_>>(),
-        whole_steps
-            .iter()
-            .map(|s| (s.step, s.sparsity))
-            .collect::<Vec<_>>()
-    );
-    for path in whole_masks.keys() {
-        let a = torch_weights(resumed.net.layer(path).unwrap());
-        let b = torch_weights(whole.net.layer(path).unwrap());
-        assert!(a == b, "{path}: the resumed run's weights differ");
-    }
+        };
+        let (resumed, masks, steps) = run(None, &resume).unwrap();
+        assert!(masks == whole_masks, "masks differ");
+        assert_eq!(
+            steps
+                .iter()
+                .map(|s| (s.step, s.sparsity))
+                .collect::<Vec<_>>(),
+            whole_steps
+                .iter()
+                .map(|s| (s.step, s.sparsity))
+                .collect::<Vec<_>>()
+        );
+        for path in whole_masks.keys() {
+            let a = torch_weights(resumed.net.layer(path).unwrap());
+            let b = torch_weights(whole.net.layer(path).unwrap());
+            assert!(a == b, "{path}: the resumed run's weights differ");
+        }
+    })
 }

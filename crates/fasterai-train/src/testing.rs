@@ -25,3 +25,15 @@ static RNG: Mutex<()> = Mutex::new(());
 pub fn serial_rng() -> MutexGuard<'static, ()> {
     RNG.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// Runs `work` holding [`serial_rng`] on a one-thread rayon pool: flex splits its parallel sums
+/// by how rayon's threads steal work, which depends on timing, so two runs agree bit for bit
+/// only on one thread.
+pub fn bit_for_bit<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    let _rng = serial_rng();
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("a one-thread pool")
+        .install(work)
+}

@@ -7,7 +7,7 @@ use fasterai_core::schedule::LrSchedule;
 use fasterai_core::testing::tiny_cnn;
 use fasterai_train::data::{Normalize, synthetic};
 use fasterai_train::learner::{EpochRecord, OptimizerKind};
-use fasterai_train::testing::{FailAt, serial_rng};
+use fasterai_train::testing::{FailAt, bit_for_bit, serial_rng};
 use fasterai_train::{Callback, LossContext, TrainConfig, TrainError, TrainState, evaluate, fit};
 
 fn quick() -> TrainConfig {
@@ -214,88 +214,89 @@ fn all_values(model: &Model) -> Vec<u8> {
 
 #[test]
 fn a_run_stopped_after_an_epoch_resumes_to_the_uninterrupted_result() {
-    let _rng = serial_rng();
-    let device = parse_device("flex").unwrap();
-    let train = synthetic(96, 5, [3, 16, 16], 1).unwrap();
-    let valid = synthetic(40, 5, [3, 16, 16], 2).unwrap();
-    let norm = Normalize::uniform(3, 0.5, 0.25);
-    device.seed(5);
-    let model = Model::new("tiny", vec![3, 16, 16], tiny_cnn(3, 5, &device)).unwrap();
-    for optimizer in [
-        OptimizerKind::Sgd {
-            momentum: 0.9,
-            weight_decay: 5e-4,
-        },
-        OptimizerKind::Adam { weight_decay: 0.0 },
-    ] {
-        let dir = tempfile::tempdir().unwrap();
-        let config = TrainConfig {
-            epochs: 3,
-            optimizer,
-            lr: 0.01,
-            // Keep the last epoch's model: the comparison covers the whole run.
-            keep_best: false,
-            state_dir: Some(dir.path().join("state")),
-            ..quick()
-        };
-        let run = |fail_at: Option<usize>, config: &TrainConfig| {
-            let mut fail = FailAt(fail_at);
-            fit(
-                &model,
-                &train,
-                &valid,
-                &norm,
-                config,
-                &mut [&mut fail],
-                &device,
-            )
-        };
-        let (whole, whole_history) = run(
-            None,
-            &TrainConfig {
-                state_dir: None,
-                ..config.clone()
+    bit_for_bit(|| {
+        let device = parse_device("flex").unwrap();
+        let train = synthetic(96, 5, [3, 16, 16], 1).unwrap();
+        let valid = synthetic(40, 5, [3, 16, 16], 2).unwrap();
+        let norm = Normalize::uniform(3, 0.5, 0.25);
+        device.seed(5);
+        let model = Model::new("tiny", vec![3, 16, 16], tiny_cnn(3, 5, &device)).unwrap();
+        for optimizer in [
+            OptimizerKind::Sgd {
+                momentum: 0.9,
+                weight_decay: 5e-4,
             },
-        )
-        .unwrap();
-        // Stops in the third epoch: the state of the first two is on disk.
-        let err = run(Some(2), &config).unwrap_err();
-        assert!(
-            matches!(err, TrainError::Diverged { epoch: 2, .. }),
-            "{err}"
-        );
-        let names: Vec<String> = std::fs::read_dir(dir.path().join("state"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert!(names.contains(&"net-2.bpk".to_string()), "{names:?}");
-        assert!(
-            !names.iter().any(|n| n.contains("-1.")),
-            "stale files: {names:?}"
-        );
-        let resume = TrainConfig {
-            resume: true,
-            ..config.clone()
-        };
-        let (resumed, history) = run(None, &resume).unwrap();
-        assert_eq!(history.epochs.len(), 3);
-        assert_eq!(
-            history.epochs[2].valid.accuracy,
-            whole_history.epochs[2].valid.accuracy
-        );
-        assert!(
-            all_values(&resumed) == all_values(&whole),
-            "{optimizer:?}: the resumed run differs"
-        );
-        // A finished run resumes to its result without training.
-        let (again, _) = run(Some(0), &resume).unwrap();
-        assert!(all_values(&again) == all_values(&whole));
-        // Other settings do not resume this run's state.
-        let other = TrainConfig {
-            lr: 0.02,
-            ..resume.clone()
-        };
-        let err = run(None, &other).unwrap_err();
-        assert!(err.to_string().contains("another run"), "{err}");
-    }
+            OptimizerKind::Adam { weight_decay: 0.0 },
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let config = TrainConfig {
+                epochs: 3,
+                optimizer,
+                lr: 0.01,
+                // Keep the last epoch's model: the comparison covers the whole run.
+                keep_best: false,
+                state_dir: Some(dir.path().join("state")),
+                ..quick()
+            };
+            let run = |fail_at: Option<usize>, config: &TrainConfig| {
+                let mut fail = FailAt(fail_at);
+                fit(
+                    &model,
+                    &train,
+                    &valid,
+                    &norm,
+                    config,
+                    &mut [&mut fail],
+                    &device,
+                )
+            };
+            let (whole, whole_history) = run(
+                None,
+                &TrainConfig {
+                    state_dir: None,
+                    ..config.clone()
+                },
+            )
+            .unwrap();
+            // Stops in the third epoch: the state of the first two is on disk.
+            let err = run(Some(2), &config).unwrap_err();
+            assert!(
+                matches!(err, TrainError::Diverged { epoch: 2, .. }),
+                "{err}"
+            );
+            let names: Vec<String> = std::fs::read_dir(dir.path().join("state"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert!(names.contains(&"net-2.bpk".to_string()), "{names:?}");
+            assert!(
+                !names.iter().any(|n| n.contains("-1.")),
+                "stale files: {names:?}"
+            );
+            let resume = TrainConfig {
+                resume: true,
+                ..config.clone()
+            };
+            let (resumed, history) = run(None, &resume).unwrap();
+            assert_eq!(history.epochs.len(), 3);
+            assert_eq!(
+                history.epochs[2].valid.accuracy,
+                whole_history.epochs[2].valid.accuracy
+            );
+            assert!(
+                all_values(&resumed) == all_values(&whole),
+                "{optimizer:?}: the resumed run differs"
+            );
+            // A finished run resumes to its result without training.
+            let (again, _) = run(Some(0), &resume).unwrap();
+            assert!(all_values(&again) == all_values(&whole));
+            // Other settings do not resume this run's state.
+            let other = TrainConfig {
+                lr: 0.02,
+                ..resume.clone()
+            };
+            let err = run(None, &other).unwrap_err();
+            assert!(err.to_string().contains("another run"), "{err}");
+        }
+    })
 }

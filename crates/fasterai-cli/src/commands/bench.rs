@@ -1,6 +1,7 @@
 //! `fasterai bench MODEL`: inference latency.
 
 use anyhow::Result;
+use fasterai::core::infer::Inference;
 use fasterai::core::latency::{Latency, measure};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -26,6 +27,10 @@ pub struct Args {
     /// Timed runs.
     #[arg(long, default_value_t = 10)]
     runs: usize,
+    /// Time the graph exactly as built, node by node, instead of prepared for inference
+    /// (on flex: batch norms and activations fused into the convolution, Winograd 3×3).
+    #[arg(long)]
+    plain: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -36,6 +41,10 @@ struct Report {
     model: String,
     device: String,
     params: usize,
+    /// Nodes folded into the convolution before them.
+    fused_nodes: usize,
+    /// Convolutions computed by Winograd F(2×2, 3×3).
+    winograd_convs: usize,
     #[serde(flatten)]
     latency: Latency,
     images_per_second: f64,
@@ -51,8 +60,13 @@ pub fn run(args: Args) -> Result<()> {
         ProgressStyle::with_template("timing {bar:30} {pos}/{len} runs ({elapsed})")
             .expect("valid template"),
     );
+    let net = if args.plain {
+        Inference::plain(model.net.clone())
+    } else {
+        Inference::new(model.net.clone(), &device)
+    };
     let latency = measure(
-        &model.net,
+        &net,
         [args.batch, c, h, w],
         &device,
         args.warmup,
@@ -64,6 +78,8 @@ pub fn run(args: Args) -> Result<()> {
         model: model.name.clone(),
         device: args.device.device.clone(),
         params: model.num_params(),
+        fused_nodes: net.fused_nodes(),
+        winograd_convs: net.winograd_convs(),
         images_per_second: latency.images_per_second(),
         latency,
     };
@@ -86,6 +102,12 @@ pub fn run(args: Args) -> Result<()> {
             l.max_ms,
             report.images_per_second
         );
+        if report.fused_nodes + report.winograd_convs > 0 {
+            println!(
+                "  prepared: {} nodes fused into their convolution, {} convolutions by Winograd (--plain: as built)",
+                report.fused_nodes, report.winograd_convs
+            );
+        }
     }
     Ok(())
 }

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use fasterai::burn::tensor::{Tensor, TensorData};
+use fasterai::core::infer::Inference;
 
 use crate::files::{read_npy, refuse_overwrite, write_npy};
 use crate::model_arg::{DeviceArgs, ModelArgs};
@@ -22,6 +23,11 @@ pub struct Args {
     /// Replace OUTPUT if it exists.
     #[arg(long)]
     force: bool,
+    /// Run the graph exactly as built, node by node, instead of prepared for inference (on
+    /// flex: batch norms and activations fused into the convolution, Winograd 3×3; equal up
+    /// to float rounding).
+    #[arg(long)]
+    plain: bool,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -52,7 +58,13 @@ pub fn run(args: Args) -> Result<()> {
         .model
         .load(Some([shape[1], shape[2], shape[3]]), &device)?;
     let x = Tensor::<4>::from_data(TensorData::new(array.data, shape), &device);
-    let y = model.net.try_forward(x)?;
+    model.net.shapes(&shape[1..])?;
+    let net = if args.plain {
+        Inference::plain(model.net)
+    } else {
+        Inference::new(model.net, &device)
+    };
+    let y = net.forward(x);
     let out_shape = y.dims();
     let values = match y {
         fasterai::core::graph::Activation::Flat(t) => t.into_data(),

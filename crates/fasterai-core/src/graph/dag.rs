@@ -185,7 +185,19 @@ impl Graph {
     fn run(
         &self,
         x: Activation,
+        before: impl FnMut(&str, &Layer, &[Activation]),
+        after: impl FnMut(usize, &Activation),
+    ) -> Activation {
+        self.run_with(x, before, |_, layer, inputs| layer.forward(inputs), after)
+    }
+
+    /// Runs the graph with `compute(index, layer, inputs)` in place of each layer's forward:
+    /// the inference engine's way to swap in fused kernels.
+    pub(crate) fn run_with(
+        &self,
+        x: Activation,
         mut before: impl FnMut(&str, &Layer, &[Activation]),
+        mut compute: impl FnMut(usize, &Layer, Vec<Activation>) -> Activation,
         mut after: impl FnMut(usize, &Activation),
     ) -> Activation {
         let index: HashMap<&str, usize> = self
@@ -223,7 +235,7 @@ impl Graph {
                 })
                 .collect();
             before(&node.name, &node.layer, &inputs);
-            let y = node.layer.forward(inputs);
+            let y = compute(i, &node.layer, inputs);
             after(i, &y);
             if i + 1 == self.nodes.len() {
                 last = y;

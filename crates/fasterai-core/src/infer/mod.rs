@@ -1,0 +1,291 @@
+//! Inference on a prepared graph: fused convolutions on the CPU.
+//!
+//! [`Graph::forward`] runs each node as a Burn op, which on the flex backend means a separate
+//! pass over memory for a convolution's bias, its batch norm and its activation, and an im2col
+//! buffer nine times the input for every 3×3 convolution. [`Inference`] prepares a graph once
+//! for a device and runs:
+//! - `Conv2d [→ BatchNorm2d] [→ ReLU | ReLU6]` chains, where each value has no other reader, as
+//!   one convolution whose output pass applies the batch norm (evaluation mode: `x·scale + shift`
+//!   per channel) and the activation: batch-norm folding without changing the weights;
+//! - stride-1 3×3 convolutions by Winograd F(4×4, 3×3) ([`winograd`]), 4× fewer
+//!   multiply-adds than the direct convolution;
+//! - max pooling without the argmax indices Burn's CPU kernel computes ([`pool`]);
+//! - every other node as the graph does.
+//!
+//! Results equal [`Graph::forward`]'s up to float rounding (the sums run in another order;
+//! tested to 1e-5 relative). On devices other than flex, and for inputs that track gradients,
+//! [`Inference::forward`] is [`Graph::forward`]: the fused kernels compute on host memory and do
+//! not record a backward pass.
+
+mod pool;
+mod winograd;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use rayon::prelude::*;
+
+use crate::graph::ops::batch_norm::BatchNormAffine;
+use crate::graph::{Activation, Graph, Layer, LayerSpec, LiveOp};
+use crate::linalg::host_values;
+use winograd::WinogradConv;
+
+/// The activation applied in a fused convolution's output pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Act {
+    None,
+    Relu,
+    Relu6,
+}
+
+impl Act {
+    #[inline(always)]
+    fn apply(self, x: f32) -> f32 {
+        match self {
+            Act::None => x,
+            Act::Relu => x.max(0.0),
+            Act::Relu6 => x.clamp(0.0, 6.0),
+        }
+    }
+}
+
+/// What a fused convolution does to each output value: `act(x · scale[c] + shift[c])`.
+#[derive(Debug, Clone)]
+struct Epilogue {
+    /// `None` means 1 everywhere.
+    scale: Option<Vec<f32>>,
+    /// `None` means 0 everywhere.
+    shift: Option<Vec<f32>>,
+    activation: Act,
+}
+
+impl Epilogue {
+    #[inline]
+    fn affine(&self, channel: usize) -> (f32, f32) {
+        (
+            self.scale.as_ref().map_or(1.0, |s| s[channel]),
+            self.shift.as_ref().map_or(0.0, |s| s[channel]),
+        )
+    }
+
+    fn is_identity(&self) -> bool {
+        self.scale.is_none() && self.shift.is_none() && self.activation == Act::None
+    }
+
+    /// Applies the epilogue to a `[N, C, H, W]` tensor in one pass over host memory.
+    fn apply(&self, y: Tensor<4>) -> Tensor<4> {
+        if self.is_identity() {
+            return y;
+        }
+        let (device, dims) = (y.device(), y.dims());
+        let [_, channels, h, w] = dims;
+        let mut values = host_values(y);
+        values
+            .par_chunks_mut(h * w)
+            .enumerate()
+            .for_each(|(nc, plane)| {
+                let (scale, shift) = self.affine(nc % channels);
+                for v in plane {
+                    *v = self.activation.apply(*v * scale + shift);
+                }
+            });
+        Tensor::from_data(TensorData::new(values, dims), &device)
+    }
+}
+
+/// How one convolution computes before its epilogue.
+enum Engine {
+    /// The graph's own layer (Burn's convolution, bias included).
+    Layer,
+    /// Winograd F(4×4, 3×3); the bias is in the epilogue's shift.
+    Winograd(Box<WinogradConv>),
+}
+
+/// How one node runs.
+enum Step {
+    /// As the graph runs it.
+    Layer,
+    /// A convolution with the nodes after it folded into its output pass.
+    Conv { engine: Engine, epilogue: Epilogue },
+    /// Already done by the fused convolution before it: passes its input on.
+    Fused,
+    /// Max pooling without indices ([`pool`]).
+    MaxPool,
+}
+
+/// A graph prepared for fast inference on one device; see the [module docs](self).
+pub struct Inference {
+    graph: Graph,
+    steps: Vec<Step>,
+    fused: usize,
+    winograd: usize,
+}
+
+impl Inference {
+    /// Prepares `graph` for `device`: finds the fusable chains and transforms the Winograd
+    /// filters once. On devices other than flex, nothing is prepared.
+    pub fn new(graph: Graph, device: &Device) -> Self {
+        let mut steps: Vec<Step> = (0..graph.nodes.len()).map(|_| Step::Layer).collect();
+        let (mut fused, mut winograd) = (0, 0);
+        if winograd::on_host(device) {
+            for i in 0..graph.nodes.len() {
+                if let Layer::MaxPool2d(spec) = &graph.nodes[i].layer
+                    && pool::applies(spec)
+                {
+                    steps[i] = Step::MaxPool;
+                }
+                let Layer::Conv2d(conv) = &graph.nodes[i].layer else {
+                    continue;
+                };
+                let mut epilogue = Epilogue {
+                    scale: None,
+                    shift: None,
+                    activation: Act::None,
+                };
+                let mut followers = Vec::new();
+                let mut last = i;
+                if let Some(j) = sole_reader(&graph, last)
+                    && let Layer::BatchNorm2d(bn) = &graph.nodes[j].layer
+                {
+                    let (scale, shift) = bn.affine();
+                    epilogue.scale = Some(scale);
+                    epilogue.shift = Some(shift);
+                    followers.push(j);
+                    last = j;
+                }
+                if let Some(j) = sole_reader(&graph, last) {
+                    let act = match graph.nodes[j].layer {
+                        Layer::ReLU(_) => Act::Relu,
+                        Layer::ReLU6(_) => Act::Relu6,
+                        _ => Act::None,
+                    };
+                    if act != Act::None {
+                        epilogue.activation = act;
+                        followers.push(j);
+                    }
+                }
+                let LayerSpec::Conv2d(spec) = conv.spec() else {
+                    unreachable!("a Conv2d layer has a Conv2d spec")
+                };
+                // Below 8 input channels the matrix products are too thin to pay for the
+                // transforms; Burn's small-channel path is faster there.
+                let engine =
+                    if winograd::applies(spec.kernel_size, spec.stride, spec.dilation, spec.groups)
+                        && spec.in_channels >= 8
+                    {
+                        // Winograd has no bias of its own: it moves into the shift.
+                        if let Some(bias) = &conv.bias {
+                            let bias = host_values(bias.val());
+                            let (scale, shift) = (0..bias.len())
+                                .map(|c| epilogue.affine(c))
+                                .unzip::<_, _, Vec<f32>, Vec<f32>>();
+                            let shift = (0..bias.len()).map(|c| bias[c] * scale[c] + shift[c]);
+                            epilogue.shift = Some(shift.collect());
+                        }
+                        winograd += 1;
+                        Engine::Winograd(Box::new(WinogradConv::new(
+                            conv.weight.val(),
+                            spec.padding,
+                        )))
+                    } else if followers.is_empty() {
+                        continue;
+                    } else {
+                        Engine::Layer
+                    };
+                for &j in &followers {
+                    steps[j] = Step::Fused;
+                }
+                fused += followers.len();
+                steps[i] = Step::Conv { engine, epilogue };
+            }
+        }
+        Self {
+            graph,
+            steps,
+            fused,
+            winograd,
+        }
+    }
+
+    /// `graph` run exactly as built, node by node (the reference [`new`](Self::new) is
+    /// compared with).
+    pub fn plain(graph: Graph) -> Self {
+        let steps = (0..graph.nodes.len()).map(|_| Step::Layer).collect();
+        Self {
+            graph,
+            steps,
+            fused: 0,
+            winograd: 0,
+        }
+    }
+
+    /// The graph it runs.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Nodes folded into the output pass of the convolution before them.
+    pub fn fused_nodes(&self) -> usize {
+        self.fused
+    }
+
+    /// Convolutions computed by Winograd F(4×4, 3×3).
+    pub fn winograd_convs(&self) -> usize {
+        self.winograd
+    }
+
+    /// Runs the prepared graph (see the [module docs](self) for when it is the plain graph).
+    ///
+    /// # Panics
+    /// As [`Graph::forward`] does, on an input the graph cannot take.
+    pub fn forward(&self, x: impl Into<Activation>) -> Activation {
+        let x = x.into();
+        let tracked = match &x {
+            Activation::Spatial(t) => t.is_autodiff(),
+            Activation::Flat(t) => t.is_autodiff(),
+        };
+        if tracked {
+            return self.graph.forward(x);
+        }
+        self.graph.run_with(
+            x,
+            |_, _, _| {},
+            |i, layer, inputs| match &self.steps[i] {
+                Step::Layer => layer.forward(inputs),
+                Step::Fused => inputs.into_iter().next().expect("one input"),
+                Step::MaxPool => {
+                    let Layer::MaxPool2d(spec) = layer else {
+                        unreachable!("planned for max pooling nodes only")
+                    };
+                    let x = inputs.into_iter().next().and_then(Activation::into_spatial);
+                    Activation::Spatial(pool::max_pool(
+                        spec,
+                        x.expect("shape checked: image batch"),
+                    ))
+                }
+                Step::Conv { engine, epilogue } => {
+                    let y = match engine {
+                        Engine::Layer => layer.forward(inputs),
+                        Engine::Winograd(w) => {
+                            let x = inputs.into_iter().next().and_then(Activation::into_spatial);
+                            let x = x.expect("shape checked: image batch");
+                            return Activation::Spatial(w.forward(x, epilogue));
+                        }
+                    };
+                    let y = y
+                        .into_spatial()
+                        .expect("a convolution gives an image batch");
+                    Activation::Spatial(epilogue.apply(y))
+                }
+            },
+            |_, _| {},
+        )
+    }
+}
+
+/// The node that alone reads node `i`, when it reads nothing else.
+fn sole_reader(graph: &Graph, i: usize) -> Option<usize> {
+    let name = &graph.nodes[i].name;
+    match graph.readers(name)[..] {
+        [j] if graph.nodes[j].inputs.len() == 1 => Some(j),
+        _ => None,
+    }
+}

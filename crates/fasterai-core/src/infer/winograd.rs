@@ -1,0 +1,298 @@
+//! Winograd convolution F(4×4, 3×3) (Lavin & Gray, 2016) for stride-1 3×3 convolutions on the
+//! CPU.
+//!
+//! A 3×3 filter over a 6×6 input tile gives a 4×4 output tile with 36 multiplications instead of
+//! 144: `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`. Summed over input channels, the element-wise products
+//! become 36 independent matrix products `U[ξ] (out × in) · V[ξ] (in × tiles)`, which Burn's
+//! matmul runs. The transforms are host loops over contiguous rows with the matrices as
+//! constants (their zeros and ones cost nothing), one rayon task per channel, compiled for the
+//! CPU's vector width at run time (`pulp`'s dispatch: AVX2 or AVX-512 where present).
+
+use burn::tensor::{Device, Tensor, TensorData};
+use rayon::prelude::*;
+
+use super::Epilogue;
+use crate::linalg::host_values;
+
+/// Outputs per tile side.
+const M: usize = 4;
+/// Inputs per tile side (`M + 2`).
+const A: usize = 6;
+
+/// Input transform `Bᵀ` (`V = Bᵀ d B`), interpolation points 0, ±1, ±2 and ∞.
+const BT: [[f32; A]; A] = [
+    [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
+    [0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
+    [0.0, 4.0, -4.0, -1.0, 1.0, 0.0],
+    [0.0, -2.0, -1.0, 2.0, 1.0, 0.0],
+    [0.0, 2.0, -1.0, -2.0, 1.0, 0.0],
+    [0.0, 4.0, 0.0, -5.0, 0.0, 1.0],
+];
+
+/// Filter transform `G` (`U = G g Gᵀ`), in f64 so that `U` is rounded once.
+const G: [[f64; 3]; A] = [
+    [1.0 / 4.0, 0.0, 0.0],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+    [0.0, 0.0, 1.0],
+];
+
+/// Output transform `Aᵀ` (`Y = Aᵀ M A`).
+const AT: [[f32; A]; M] = [
+    [1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
+    [0.0, 1.0, -1.0, 2.0, -2.0, 0.0],
+    [0.0, 1.0, 1.0, 4.0, 4.0, 0.0],
+    [0.0, 1.0, -1.0, 8.0, -8.0, 1.0],
+];
+
+/// Whether a convolution has the shape F(4×4, 3×3) computes.
+pub(crate) fn applies(
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    groups: usize,
+) -> bool {
+    kernel == [3, 3] && stride == [1, 1] && dilation == [1, 1] && groups == 1
+}
+
+/// Winograd computes on host memory: only worth it where tensors live there.
+pub(crate) fn on_host(device: &Device) -> bool {
+    #[cfg(feature = "flex")]
+    {
+        *device == Device::flex()
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = device;
+        false
+    }
+}
+
+/// Where the tiles of one convolution lie.
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    batch: usize,
+    channels: usize,
+    height: usize,
+    width: usize,
+    pad: [usize; 2],
+    out_h: usize,
+    out_w: usize,
+    tiles_h: usize,
+    tiles_w: usize,
+}
+
+impl Geometry {
+    fn tiles(&self) -> usize {
+        self.batch * self.tiles_h * self.tiles_w
+    }
+}
+
+/// A stride-1, dilation-1, ungrouped 3×3 convolution with its filters transformed once.
+pub(crate) struct WinogradConv {
+    /// `U`, `[36, out, in]`, on the device.
+    u: Tensor<3>,
+    out_channels: usize,
+    in_channels: usize,
+    pad: [usize; 2],
+}
+
+impl WinogradConv {
+    /// Transforms `weight` (`[out, in, 3, 3]`) once.
+    pub(crate) fn new(weight: Tensor<4>, pad: [usize; 2]) -> Self {
+        let device = weight.device();
+        let [out_channels, in_channels, kh, kw] = weight.dims();
+        assert_eq!([kh, kw], [3, 3], "Winograd F(4, 3) takes 3×3 filters");
+        let w = host_values(weight);
+        let mut u = vec![0f32; A * A * out_channels * in_channels];
+        u.par_chunks_mut(in_channels)
+            .enumerate()
+            .for_each(|(row, out)| {
+                let (xi, k) = (row / out_channels, row % out_channels);
+                let (gi, gj) = (&G[xi / A], &G[xi % A]);
+                for (c, value) in out.iter_mut().enumerate() {
+                    let f = &w[(k * in_channels + c) * 9..][..9];
+                    let mut acc = 0f64;
+                    for a in 0..3 {
+                        for b in 0..3 {
+                            acc += gi[a] * f64::from(f[a * 3 + b]) * gj[b];
+                        }
+                    }
+                    *value = acc as f32;
+                }
+            });
+        let u = Tensor::from_data(
+            TensorData::new(u, [A * A, out_channels, in_channels]),
+            &device,
+        );
+        Self {
+            u,
+            out_channels,
+            in_channels,
+            pad,
+        }
+    }
+
+    /// The convolution of `x` (`[N, in, H, W]`), then `epilogue` per output channel.
+    pub(crate) fn forward(&self, x: Tensor<4>, epilogue: &Epilogue) -> Tensor<4> {
+        let device = x.device();
+        let [batch, channels, height, width] = x.dims();
+        assert_eq!(channels, self.in_channels, "shape checked by the graph");
+        let out_h = height + 2 * self.pad[0] - 2;
+        let out_w = width + 2 * self.pad[1] - 2;
+        let geo = Geometry {
+            batch,
+            channels,
+            height,
+            width,
+            pad: self.pad,
+            out_h,
+            out_w,
+            tiles_h: out_h.div_ceil(M),
+            tiles_w: out_w.div_ceil(M),
+        };
+        let v = transform_input(&host_values(x), &geo);
+        let v = Tensor::<3>::from_data(TensorData::new(v, [A * A, channels, geo.tiles()]), &device);
+        let m = host_values(self.u.clone().matmul(v));
+        let y = transform_output(&m, &geo, self.out_channels, epilogue);
+        Tensor::from_data(
+            TensorData::new(y, [batch, self.out_channels, out_h, out_w]),
+            &device,
+        )
+    }
+}
+
+/// `V[ξ][c][t] = (Bᵀ d B)[ξ]` for the 6×6 input tile `d` of channel `c` at tile `t`.
+fn transform_input(x: &[f32], geo: &Geometry) -> Vec<f32> {
+    let tiles = geo.tiles();
+    let mut v = vec![0f32; A * A * geo.channels * tiles];
+    // One task per input channel, each writing its row of every V[ξ].
+    let mut rows: Vec<Vec<&mut [f32]>> = (0..geo.channels)
+        .map(|_| Vec::with_capacity(A * A))
+        .collect();
+    for plane in v.chunks_mut(geo.channels * tiles) {
+        for (c, row) in plane.chunks_mut(tiles).enumerate() {
+            rows[c].push(row);
+        }
+    }
+    // A zero-padded input row covers every tile of a tile row: 4·tiles_w + 2 columns, rounded
+    // up to whole groups of 4.
+    let (tiles_w, wide) = (geo.tiles_w, (geo.tiles_w + 1) * M);
+    let plane = geo.height * geo.width;
+    let arch = pulp::Arch::new();
+    rows.into_par_iter().enumerate().for_each(|(c, mut out)| {
+        arch.dispatch(|| {
+            let mut padded = vec![0f32; A * wide];
+            let mut across = vec![0f32; A * wide];
+            let mut phases: [Vec<f32>; M] = std::array::from_fn(|_| vec![0f32; tiles_w + 1]);
+            for n in 0..geo.batch {
+                let image = &x[(n * geo.channels + c) * plane..][..plane];
+                for ty in 0..geo.tiles_h {
+                    for (r, dst) in padded.chunks_exact_mut(wide).enumerate() {
+                        let y = (ty * M + r).checked_sub(geo.pad[0]);
+                        match y.filter(|&y| y < geo.height) {
+                            Some(y) => {
+                                let len = geo.width.min(wide - geo.pad[1]);
+                                dst[..geo.pad[1]].fill(0.0);
+                                dst[geo.pad[1]..geo.pad[1] + len]
+                                    .copy_from_slice(&image[y * geo.width..][..len]);
+                                dst[geo.pad[1] + len..].fill(0.0);
+                            }
+                            None => dst.fill(0.0),
+                        }
+                    }
+                    // Bᵀ down the rows, whole rows at a time.
+                    let src: [&[f32]; A] = std::array::from_fn(|r| &padded[r * wide..][..wide]);
+                    for (i, dst) in across.chunks_exact_mut(wide).enumerate() {
+                        combine(dst, &BT[i], src);
+                    }
+                    // B across each tile's six columns: column k of tile tx is column k % 4
+                    // of group tx + k / 4; split the row into its four phases, combine.
+                    let base = (n * geo.tiles_h + ty) * tiles_w;
+                    for (i, row) in across.chunks_exact(wide).enumerate() {
+                        let [p0, p1, p2, p3] = &mut phases;
+                        for (g, group) in row.chunks_exact(M).enumerate() {
+                            (p0[g], p1[g], p2[g], p3[g]) = (group[0], group[1], group[2], group[3]);
+                        }
+                        let cols: [&[f32]; A] = [
+                            &p0[..tiles_w],
+                            &p1[..tiles_w],
+                            &p2[..tiles_w],
+                            &p3[..tiles_w],
+                            &p0[1..],
+                            &p1[1..],
+                        ];
+                        for (j, bt) in BT.iter().enumerate() {
+                            combine(&mut out[i * A + j][base..base + tiles_w], bt, cols);
+                        }
+                    }
+                }
+            }
+        })
+    });
+    v
+}
+
+/// `dst = Σ_i c[i] · src[i]` element-wise, skipping zero coefficients (loops the compiler
+/// vectorises).
+#[inline(always)]
+fn combine(dst: &mut [f32], c: &[f32; A], src: [&[f32]; A]) {
+    let mut terms = c.iter().zip(src).filter(|(ci, _)| **ci != 0.0);
+    let (&c0, s0) = terms.next().expect("every transform row has a non-zero");
+    dst.iter_mut().zip(s0).for_each(|(d, x)| *d = c0 * x);
+    for (&ci, s) in terms {
+        dst.iter_mut().zip(s).for_each(|(d, x)| *d += ci * x);
+    }
+}
+
+/// `Y = Aᵀ M A` per tile, then the epilogue, into `[N, out, H', W']`.
+fn transform_output(
+    m: &[f32],
+    geo: &Geometry,
+    out_channels: usize,
+    epilogue: &Epilogue,
+) -> Vec<f32> {
+    let tiles = geo.tiles();
+    let (out_h, out_w, tiles_w) = (geo.out_h, geo.out_w, geo.tiles_w);
+    let mut y = vec![0f32; geo.batch * out_channels * out_h * out_w];
+    let arch = pulp::Arch::new();
+    y.par_chunks_mut(out_h * out_w)
+        .enumerate()
+        .for_each(|(nk, plane)| {
+            arch.dispatch(|| {
+                let (n, k) = (nk / out_channels, nk % out_channels);
+                let (scale, shift) = epilogue.affine(k);
+                let act = epilogue.activation;
+                // Both halves of Aᵀ M A over whole tile rows, so that every loop runs along the
+                // tiles (contiguous): z[r][j] = Σ_i Aᵀ[r][i] M[6i + j], w[r][s] = Σ_j Aᵀ[s][j] z[r][j],
+                // then the 4×4 blocks into the plane.
+                let mut z = vec![0f32; M * A * tiles_w];
+                let mut w = vec![0f32; M * tiles_w];
+                let mut line = vec![0f32; M * tiles_w];
+                for ty in 0..geo.tiles_h {
+                    let base = (n * geo.tiles_h + ty) * tiles_w;
+                    for (rj, dst) in z.chunks_exact_mut(tiles_w).enumerate() {
+                        let (r, j) = (rj / A, rj % A);
+                        let src: [&[f32]; A] = std::array::from_fn(|i| {
+                            &m[((i * A + j) * out_channels + k) * tiles + base..][..tiles_w]
+                        });
+                        combine(dst, &AT[r], src);
+                    }
+                    for r in 0..(out_h - ty * M).min(M) {
+                        let zr: [&[f32]; A] =
+                            std::array::from_fn(|j| &z[(r * A + j) * tiles_w..][..tiles_w]);
+                        for (s, dst) in w.chunks_exact_mut(tiles_w).enumerate() {
+                            combine(dst, &AT[s], zr);
+                            for (tx, v) in dst.iter().enumerate() {
+                                line[tx * M + s] = act.apply(v * scale + shift);
+                            }
+                        }
+                        plane[(ty * M + r) * out_w..][..out_w].copy_from_slice(&line[..out_w]);
+                    }
+                }
+            })
+        });
+    y
+}

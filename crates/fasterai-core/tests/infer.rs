@@ -1,0 +1,107 @@
+//! The inference engine against the graph it prepares: fused convolution chains and Winograd
+//! 3×3 convolutions give the graph's outputs up to float rounding, on every shape they take.
+
+use burn::tensor::{Distribution, Tensor};
+use fasterai_core::graph::ops::Conv2dSpec;
+use fasterai_core::infer::Inference;
+use fasterai_core::prelude::*;
+use fasterai_core::testing::{
+    random_branched_spec, random_graph, relative_max_diff, tiny_cnn, tiny_resnet,
+};
+
+fn flex() -> Device {
+    parse_device("flex").unwrap()
+}
+
+/// Prepared and plain outputs of `net` on a random batch of `input` images.
+fn both(net: &Graph, input: [usize; 4]) -> (Inference, Tensor<2>, Tensor<2>) {
+    let device = flex();
+    let x = Tensor::<4>::random(input, Distribution::Normal(0.0, 1.0), &device);
+    let prepared = Inference::new(net.clone(), &device);
+    let fast = prepared.forward(x.clone()).flatten();
+    let reference = net.forward(x).flatten();
+    (prepared, fast, reference)
+}
+
+#[test]
+fn winograd_equals_the_direct_convolution_on_every_geometry() {
+    let device = flex();
+    // Odd and even sizes (partial last tiles), 1×1 to 3×3 images, padding 0 and 1, with and
+    // without bias and a following ReLU.
+    let cases = [
+        (8, 16, [7, 9], 1, true, false),
+        (12, 8, [16, 16], 1, false, true),
+        (8, 8, [1, 1], 1, true, true),
+        (9, 5, [2, 3], 1, true, false),
+        (16, 24, [5, 6], 0, true, true),
+        (8, 8, [3, 3], 0, false, false),
+        (32, 32, [14, 14], 1, true, true),
+    ];
+    for (i, (cin, cout, [h, w], pad, bias, relu)) in cases.into_iter().enumerate() {
+        let mut spec = Conv2dSpec::new(cin, cout, 3, 1).with_bias(bias);
+        spec.padding = [pad, pad];
+        let mut g = GraphBuilder::new();
+        g.then("conv", LayerSpec::Conv2d(spec));
+        if relu {
+            g.then("act", LayerSpec::relu());
+        }
+        g.then("flat", LayerSpec::flatten());
+        let net = random_graph(&g.build(), &device);
+        let (prepared, fast, reference) = both(&net, [2, cin, h, w]);
+        assert_eq!(prepared.winograd_convs(), 1, "case {i}");
+        assert_eq!(prepared.fused_nodes(), usize::from(relu), "case {i}");
+        let err = relative_max_diff(fast, reference);
+        assert!(err < 1e-5, "case {i}: relative error {err}");
+    }
+}
+
+#[test]
+fn fused_chains_equal_the_graph() {
+    let device = flex();
+    // Conv → BN → ReLU twice (Winograd on the second, 8 input channels), linear head.
+    let net = tiny_cnn(3, 5, &device);
+    let (prepared, fast, reference) = both(&net, [3, 3, 16, 16]);
+    assert_eq!(prepared.fused_nodes(), 4);
+    assert_eq!(prepared.winograd_convs(), 1);
+    let err = relative_max_diff(fast, reference);
+    assert!(err < 1e-5, "tiny CNN: {err}");
+
+    // Shortcuts: a BN whose conv also feeds an Add, strided 1×1 projections.
+    let net = tiny_resnet(3, 4, &device);
+    let (prepared, fast, reference) = both(&net, [2, 3, 8, 8]);
+    assert!(prepared.fused_nodes() > 0);
+    let err = relative_max_diff(fast, reference);
+    assert!(err < 1e-5, "tiny ResNet: {err}");
+}
+
+#[test]
+fn random_branched_graphs_give_the_graphs_outputs() {
+    let device = flex();
+    for seed in 0..12 {
+        let (spec, [c, h, w]) = random_branched_spec(seed);
+        let net = random_graph(&spec, &device);
+        let (_, fast, reference) = both(&net, [2, c, h, w]);
+        let err = relative_max_diff(fast, reference);
+        assert!(err < 1e-5, "seed {seed}: {err}");
+    }
+}
+
+#[test]
+fn plain_and_tracked_inputs_run_the_graph_as_built() {
+    let device = flex();
+    let net = tiny_cnn(3, 5, &device);
+    let x = Tensor::<4>::random([2, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
+    let reference = net.forward(x.clone()).flatten().into_data();
+    let plain = Inference::plain(net.clone());
+    assert_eq!(plain.fused_nodes() + plain.winograd_convs(), 0);
+    assert_eq!(plain.forward(x.clone()).flatten().into_data(), reference);
+
+    // An input that records a backward pass gets the graph itself, gradients included.
+    let ad = device.autodiff();
+    let prepared = Inference::new(tiny_cnn(3, 5, &ad), &ad);
+    let x = Tensor::<4>::random([2, 3, 16, 16], Distribution::Normal(0.0, 1.0), &ad).require_grad();
+    let y = prepared.forward(x.clone()).flatten();
+    let grads = y.sum().backward();
+    let grad = x.grad(&grads).expect("the input's gradient is recorded");
+    assert_eq!(grad.dims(), [2, 3, 16, 16]);
+}
