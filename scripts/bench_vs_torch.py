@@ -1,7 +1,8 @@
 """Seed 004's chain on VGG16-bn (10 classes) in one run, as ratios: each `fasterai` CLI step
 (a new process that reads and writes its model file) beside fasterai 0.4.1's in-memory call on
 PyTorch plus the time to read and write that file at this disk's speed; then batch-1 inference
-on flex beside PyTorch, before and after BatchNorm folding.
+on flex (prepared for inference: fused convolutions, Winograd) beside PyTorch, before and
+after BatchNorm folding.
 
 Usage: bench_vs_torch.py CLI WORK_DIR [--before OLD_CLI] [--json OUT.json]
 (run by `cargo xtask bench-vs-torch`; --before adds a column for another build of the CLI, so
@@ -142,13 +143,13 @@ def main():
     latency = []
     for size, runs in [(224, 10), (32, 30)]:
         for label, model_file in [("VGG16-bn", "base"), ("VGG16-bn folded", "base_folded")]:
-            report = json.loads(cli(exe, "bench", path(f"{model_file}.safetensors"), "--input",
-                                    f"3x{size}x{size}", "--runs", str(runs), "--json"))
+            medians = [json.loads(cli(binary, "bench", path(f"{model_file}.safetensors"),
+                                      "--input", f"3x{size}x{size}", "--runs", str(runs),
+                                      "--json"))["median_ms"] for _, binary in builds]
             reference = torchvision.models.vgg16_bn(num_classes=10).eval()
             if model_file == "base_folded":
                 reference = BN_Folder().fold(reference)
-            latency.append((f"{label} {size}²", report["median_ms"],
-                            torch_latency(reference, size, runs)))
+            latency.append((f"{label} {size}²", medians, torch_latency(reference, size, runs)))
 
     print(f"\n{THREADS} threads each; CLI steps include starting the process and reading and "
           "writing the model file.\n")
@@ -168,14 +169,19 @@ def main():
             line += f" {before[step]:.2f} | {before[step] / anchor:.2f}× |"
         rows.append(row)
         print(line)
-    print("\n| batch-1 inference | flex (ms) | PyTorch (ms) | ratio |")
-    print("|---|---:|---:|---:|")
-    for label, flex_ms, torch_ms in latency:
-        print(f"| {label} | {flex_ms:.1f} | {torch_ms:.1f} | {flex_ms / torch_ms:.2f}× |")
+    print("\n| batch-1 inference | flex (ms) | PyTorch (ms) | ratio |"
+          + (" before (ms) | ratio before |" if before else ""))
+    print("|---|---:|---:|---:|" + ("---:|---:|" if before else ""))
+    for label, medians, torch_ms in latency:
+        line = f"| {label} | {medians[0]:.1f} | {torch_ms:.1f} | {medians[0] / torch_ms:.2f}× |"
+        if before:
+            line += f" {medians[1]:.1f} | {medians[1] / torch_ms:.2f}× |"
+        print(line)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"threads": THREADS, "steps": rows, "latency": [
-                {"model": l, "flex_ms": a, "torch_ms": b} for l, a, b in latency]}, f, indent=2)
+                {"model": l, "flex_ms": m[0], "before_ms": m[1] if len(m) > 1 else None,
+                 "torch_ms": b} for l, m, b in latency]}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -58,13 +58,12 @@ pub fn run(args: Args) -> Result<()> {
         .model
         .load(Some([shape[1], shape[2], shape[3]]), &device)?;
     let x = Tensor::<4>::from_data(TensorData::new(array.data, shape), &device);
-    model.net.shapes(&shape[1..])?;
     let net = if args.plain {
         Inference::plain(model.net)
     } else {
         Inference::new(model.net, &device)
     };
-    let y = net.forward(x);
+    let y = net.try_forward(x)?;
     let out_shape = y.dims();
     let values = match y {
         fasterai::core::graph::Activation::Flat(t) => t.into_data(),

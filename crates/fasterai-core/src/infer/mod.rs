@@ -232,10 +232,18 @@ impl Inference {
         self.winograd
     }
 
+    /// Checks the input shape against every node first, then runs the prepared graph.
+    pub fn try_forward(&self, x: impl Into<Activation>) -> crate::Result<Activation> {
+        let x = x.into();
+        self.graph.shapes(&x.dims()[1..])?;
+        Ok(self.forward(x))
+    }
+
     /// Runs the prepared graph (see the [module docs](self) for when it is the plain graph).
     ///
     /// # Panics
-    /// As [`Graph::forward`] does, on an input the graph cannot take.
+    /// As [`Graph::forward`] does, on an input the graph cannot take; see
+    /// [`try_forward`](Self::try_forward).
     pub fn forward(&self, x: impl Into<Activation>) -> Activation {
         let x = x.into();
         let tracked = match &x {

@@ -140,8 +140,11 @@ impl WinogradConv {
         let device = x.device();
         let [batch, channels, height, width] = x.dims();
         assert_eq!(channels, self.in_channels, "shape checked by the graph");
-        let out_h = height + 2 * self.pad[0] - 2;
-        let out_w = width + 2 * self.pad[1] - 2;
+        let (out_h, out_w) = (height + 2 * self.pad[0], width + 2 * self.pad[1]);
+        let (out_h, out_w) = (out_h.checked_sub(2), out_w.checked_sub(2));
+        let (out_h, out_w) = out_h
+            .zip(out_w)
+            .expect("the image is smaller than the kernel");
         let geo = Geometry {
             batch,
             channels,
