@@ -105,3 +105,22 @@ fn plain_and_tracked_inputs_run_the_graph_as_built() {
     let grad = x.grad(&grads).expect("the input's gradient is recorded");
     assert_eq!(grad.dims(), [2, 3, 16, 16]);
 }
+
+#[test]
+fn one_image_linears_split_over_the_cores_give_the_layers_outputs() {
+    let device = flex();
+    let mut g = GraphBuilder::new();
+    g.then("fc", LayerSpec::linear(300, 1000));
+    g.then("act", LayerSpec::relu());
+    g.then("head", LayerSpec::linear(1000, 7));
+    let net = random_graph(&g.build(), &device);
+    let prepared = Inference::new(net.clone(), &device);
+    for rows in [1, 3] {
+        let x = Tensor::<2>::random([rows, 300], Distribution::Normal(0.0, 1.0), &device);
+        let fast = prepared.forward(x.clone()).flatten();
+        let reference = net.forward(x).flatten();
+        assert_eq!(fast.dims(), [rows, 7]);
+        let err = relative_max_diff(fast, reference);
+        assert!(err < 1e-6, "{rows} rows: {err}");
+    }
+}

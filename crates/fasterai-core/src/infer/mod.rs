@@ -10,6 +10,7 @@
 //! - stride-1 3×3 convolutions by Winograd F(4×4, 3×3) ([`winograd`]), 4× fewer
 //!   multiply-adds than the direct convolution;
 //! - max pooling without the argmax indices Burn's CPU kernel computes ([`pool`]);
+//! - one-image `Linear` layers split by output columns over the cores ([`linear`]);
 //! - every other node as the graph does.
 //!
 //! Results equal [`Graph::forward`]'s up to float rounding (the sums run in another order;
@@ -17,6 +18,7 @@
 //! [`Inference::forward`] is [`Graph::forward`]: the fused kernels compute on host memory and do
 //! not record a backward pass.
 
+mod linear;
 mod pool;
 mod winograd;
 
@@ -109,6 +111,8 @@ enum Step {
     Fused,
     /// Max pooling without indices ([`pool`]).
     MaxPool,
+    /// A `Linear` whose one-row products use every core ([`linear`]).
+    Linear,
 }
 
 /// A graph prepared for fast inference on one device; see the [module docs](self).
@@ -131,6 +135,9 @@ impl Inference {
                     && pool::applies(spec)
                 {
                     steps[i] = Step::MaxPool;
+                }
+                if let Layer::Linear(_) = &graph.nodes[i].layer {
+                    steps[i] = Step::Linear;
                 }
                 let Layer::Conv2d(conv) = &graph.nodes[i].layer else {
                     continue;
@@ -259,6 +266,16 @@ impl Inference {
             |i, layer, inputs| match &self.steps[i] {
                 Step::Layer => layer.forward(inputs),
                 Step::Fused => inputs.into_iter().next().expect("one input"),
+                Step::Linear => {
+                    let Layer::Linear(linear) = layer else {
+                        unreachable!("planned for linear nodes only")
+                    };
+                    let x = inputs.into_iter().next().and_then(Activation::into_flat);
+                    Activation::Flat(linear::forward(
+                        linear,
+                        x.expect("shape checked: flat batch"),
+                    ))
+                }
                 Step::MaxPool => {
                     let Layer::MaxPool2d(spec) = layer else {
                         unreachable!("planned for max pooling nodes only")
