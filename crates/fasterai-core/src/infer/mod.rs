@@ -22,6 +22,7 @@ mod linear;
 mod pool;
 mod winograd;
 
+use burn::nn::conv::Conv2d;
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
@@ -130,78 +131,29 @@ impl Inference {
         let mut steps: Vec<Step> = (0..graph.nodes.len()).map(|_| Step::Layer).collect();
         let (mut fused, mut winograd) = (0, 0);
         if winograd::on_host(device) {
-            for i in 0..graph.nodes.len() {
-                if let Layer::MaxPool2d(spec) = &graph.nodes[i].layer
-                    && pool::applies(spec)
-                {
-                    steps[i] = Step::MaxPool;
-                }
-                if let Layer::Linear(_) = &graph.nodes[i].layer {
-                    steps[i] = Step::Linear;
-                }
-                let Layer::Conv2d(conv) = &graph.nodes[i].layer else {
-                    continue;
-                };
-                let mut epilogue = Epilogue {
-                    scale: None,
-                    shift: None,
-                    activation: Act::None,
-                };
-                let mut followers = Vec::new();
-                let mut last = i;
-                if let Some(j) = sole_reader(&graph, last)
-                    && let Layer::BatchNorm2d(bn) = &graph.nodes[j].layer
-                {
-                    let (scale, shift) = bn.affine();
-                    epilogue.scale = Some(scale);
-                    epilogue.shift = Some(shift);
-                    followers.push(j);
-                    last = j;
-                }
-                if let Some(j) = sole_reader(&graph, last) {
-                    let act = match graph.nodes[j].layer {
-                        Layer::ReLU(_) => Act::Relu,
-                        Layer::ReLU6(_) => Act::Relu6,
-                        _ => Act::None,
-                    };
-                    if act != Act::None {
-                        epilogue.activation = act;
-                        followers.push(j);
-                    }
-                }
-                let LayerSpec::Conv2d(spec) = conv.spec() else {
-                    unreachable!("a Conv2d layer has a Conv2d spec")
-                };
-                // Below 8 input channels the matrix products are too thin to pay for the
-                // transforms; Burn's small-channel path is faster there.
-                let engine =
-                    if winograd::applies(spec.kernel_size, spec.stride, spec.dilation, spec.groups)
-                        && spec.in_channels >= 8
-                    {
-                        // Winograd has no bias of its own: it moves into the shift.
-                        if let Some(bias) = &conv.bias {
-                            let bias = host_values(bias.val());
-                            let (scale, shift) = (0..bias.len())
-                                .map(|c| epilogue.affine(c))
-                                .unzip::<_, _, Vec<f32>, Vec<f32>>();
-                            let shift = (0..bias.len()).map(|c| bias[c] * scale[c] + shift[c]);
-                            epilogue.shift = Some(shift.collect());
+            for (i, node) in graph.nodes.iter().enumerate() {
+                match &node.layer {
+                    Layer::MaxPool2d(spec) if pool::applies(spec) => steps[i] = Step::MaxPool,
+                    Layer::Linear(_) => steps[i] = Step::Linear,
+                    Layer::Conv2d(conv) => {
+                        let Some((step, followers)) = plan_conv(&graph, i, conv) else {
+                            continue;
+                        };
+                        if let Step::Conv {
+                            engine: Engine::Winograd(_),
+                            ..
+                        } = step
+                        {
+                            winograd += 1;
                         }
-                        winograd += 1;
-                        Engine::Winograd(Box::new(WinogradConv::new(
-                            conv.weight.val(),
-                            spec.padding,
-                        )))
-                    } else if followers.is_empty() {
-                        continue;
-                    } else {
-                        Engine::Layer
-                    };
-                for &j in &followers {
-                    steps[j] = Step::Fused;
+                        for &j in &followers {
+                            steps[j] = Step::Fused;
+                        }
+                        fused += followers.len();
+                        steps[i] = step;
+                    }
+                    _ => {}
                 }
-                fused += followers.len();
-                steps[i] = Step::Conv { engine, epilogue };
             }
         }
         Self {
@@ -304,6 +256,56 @@ impl Inference {
             |_, _| {},
         )
     }
+}
+
+/// The fused step of the convolution at node `i` and the nodes folded into it, or `None` when
+/// the graph's own layer does as well.
+fn plan_conv(graph: &Graph, i: usize, conv: &Conv2d) -> Option<(Step, Vec<usize>)> {
+    let mut epilogue = Epilogue {
+        scale: None,
+        shift: None,
+        activation: Act::None,
+    };
+    let mut followers = Vec::new();
+    let mut last = i;
+    if let Some(j) = sole_reader(graph, last)
+        && let Layer::BatchNorm2d(bn) = &graph.nodes[j].layer
+    {
+        let (scale, shift) = bn.affine();
+        (epilogue.scale, epilogue.shift) = (Some(scale), Some(shift));
+        followers.push(j);
+        last = j;
+    }
+    if let Some(j) = sole_reader(graph, last) {
+        epilogue.activation = match graph.nodes[j].layer {
+            Layer::ReLU(_) => Act::Relu,
+            Layer::ReLU6(_) => Act::Relu6,
+            _ => Act::None,
+        };
+        if epilogue.activation != Act::None {
+            followers.push(j);
+        }
+    }
+    let LayerSpec::Conv2d(spec) = conv.spec() else {
+        unreachable!("a Conv2d layer has a Conv2d spec")
+    };
+    let engine = if winograd::applies(&spec) {
+        // Winograd has no bias of its own: it moves into the shift.
+        if let Some(bias) = &conv.bias {
+            let bias = host_values(bias.val());
+            let shift = (0..bias.len()).map(|c| {
+                let (scale, shift) = epilogue.affine(c);
+                bias[c] * scale + shift
+            });
+            epilogue.shift = Some(shift.collect());
+        }
+        Engine::Winograd(Box::new(WinogradConv::new(conv.weight.val(), spec.padding)))
+    } else if followers.is_empty() {
+        return None;
+    } else {
+        Engine::Layer
+    };
+    Some((Step::Conv { engine, epilogue }, followers))
 }
 
 /// The node that alone reads node `i`, when it reads nothing else.

@@ -12,6 +12,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::Epilogue;
+use crate::graph::ops::Conv2dSpec;
 use crate::linalg::host_values;
 
 /// Outputs per tile side.
@@ -47,14 +48,15 @@ const AT: [[f32; A]; M] = [
     [0.0, 1.0, -1.0, 8.0, -8.0, 1.0],
 ];
 
-/// Whether a convolution has the shape F(4×4, 3×3) computes.
-pub(crate) fn applies(
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    dilation: [usize; 2],
-    groups: usize,
-) -> bool {
-    kernel == [3, 3] && stride == [1, 1] && dilation == [1, 1] && groups == 1
+/// Whether F(4×4, 3×3) computes this convolution: 3×3, stride 1, dilation 1, ungrouped, and at
+/// least 8 input channels (below that the matrix products are too thin to pay for the
+/// transforms, and Burn's small-channel path is faster).
+pub(crate) fn applies(spec: &Conv2dSpec) -> bool {
+    spec.kernel_size == [3, 3]
+        && spec.stride == [1, 1]
+        && spec.dilation == [1, 1]
+        && spec.groups == 1
+        && spec.in_channels >= 8
 }
 
 /// Winograd computes on host memory: only worth it where tensors live there.
