@@ -7,10 +7,10 @@
 //! - `Conv2d [→ BatchNorm2d] [→ ReLU | ReLU6]` chains, where each value has no other reader, as
 //!   one convolution whose output pass applies the batch norm (evaluation mode: `x·scale + shift`
 //!   per channel) and the activation: batch-norm folding without changing the weights;
-//! - stride-1 3×3 convolutions by Winograd F(4×4, 3×3) ([`winograd`]), 4× fewer
+//! - stride-1 3×3 convolutions by Winograd F(4×4, 3×3) (`infer/winograd.rs`), 4× fewer
 //!   multiply-adds than the direct convolution;
-//! - max pooling without the argmax indices Burn's CPU kernel computes ([`pool`]);
-//! - one-image `Linear` layers split by output columns over the cores ([`linear`]);
+//! - max pooling without the argmax indices Burn's CPU kernel computes;
+//! - one-image `Linear` layers split by output columns over the cores;
 //! - every other node as the graph does.
 //!
 //! Results equal [`Graph::forward`]'s up to float rounding (the sums run in another order;
@@ -110,9 +110,9 @@ enum Step {
     Conv { engine: Engine, epilogue: Epilogue },
     /// Already done by the fused convolution before it: passes its input on.
     Fused,
-    /// Max pooling without indices ([`pool`]).
+    /// Max pooling without indices.
     MaxPool,
-    /// A `Linear` whose one-row products use every core ([`linear`]).
+    /// A `Linear` whose one-row products use every core.
     Linear,
 }
 
