@@ -250,10 +250,14 @@ const TEST_FEATURES: [&str; 2] = ["--features", "fasterai-models/wgpu"];
 
 fn test_with(envs: &[(&str, &str)]) -> Result<()> {
     let cargo = cargo();
+    // One test at a time in each binary: Burn's flex RNG is global to the process, so a test
+    // drawing weights while another replays a run (the bit-for-bit resume tests) changes that
+    // run's dropout draws. Each test still uses every core through rayon.
+    let envs = [envs, &[("RUST_TEST_THREADS", "1")]].concat();
     let all = ["test", "--workspace", "--all-targets"];
-    run_env(&cargo, &[&all[..], &TEST_FEATURES].concat(), envs)?;
+    run_env(&cargo, &[&all[..], &TEST_FEATURES].concat(), &envs)?;
     let doc = ["test", "--workspace", "--doc"];
-    run_env(&cargo, &[&doc[..], &TEST_FEATURES].concat(), envs)
+    run_env(&cargo, &[&doc[..], &TEST_FEATURES].concat(), &envs)
 }
 
 fn test() -> Result<()> {
