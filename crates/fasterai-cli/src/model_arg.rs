@@ -4,6 +4,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use fasterai::core::device::parse_device;
+use fasterai::core::graph::Graph;
+use fasterai::core::infer::Inference;
 use fasterai::core::io::load_model;
 use fasterai::core::model::Model;
 use fasterai::models::{BUILTIN_HELP, Builtin};
@@ -102,6 +104,26 @@ pub struct DeviceArgs {
     /// Backend: flex, wgpu, vulkan, cuda[:N], tch, tch-cuda[:N] (each needs its cargo feature).
     #[arg(long, default_value = "flex")]
     pub device: String,
+}
+
+/// How `bench` and `predict` run the model.
+#[derive(clap::Args)]
+pub struct InferenceArgs {
+    /// Run the graph exactly as built, node by node, instead of prepared for inference (on
+    /// flex: batch norms and activations fused into the convolution, Winograd 3×3, max pooling
+    /// without indices; equal up to float rounding).
+    #[arg(long)]
+    pub plain: bool,
+}
+
+impl InferenceArgs {
+    pub fn prepare(&self, net: Graph, device: &Device) -> Inference {
+        if self.plain {
+            Inference::plain(net)
+        } else {
+            Inference::new(net, device)
+        }
+    }
 }
 
 impl DeviceArgs {

@@ -1,12 +1,11 @@
 //! `fasterai bench MODEL`: inference latency.
 
 use anyhow::Result;
-use fasterai::core::infer::Inference;
 use fasterai::core::latency::{Latency, measure};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use crate::model_arg::{DeviceArgs, ModelArgs, parse_shape};
+use crate::model_arg::{DeviceArgs, InferenceArgs, ModelArgs, parse_shape};
 
 /// Measure inference latency: warm-up runs, then timed runs, each ending with a device sync.
 #[derive(clap::Args)]
@@ -27,10 +26,8 @@ pub struct Args {
     /// Timed runs.
     #[arg(long, default_value_t = 10)]
     runs: usize,
-    /// Time the graph exactly as built, node by node, instead of prepared for inference
-    /// (on flex: batch norms and activations fused into the convolution, Winograd 3×3).
-    #[arg(long)]
-    plain: bool,
+    #[command(flatten)]
+    inference: InferenceArgs,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -43,7 +40,7 @@ struct Report {
     params: usize,
     /// Nodes folded into the convolution before them.
     fused_nodes: usize,
-    /// Convolutions computed by Winograd F(2×2, 3×3).
+    /// Convolutions computed by Winograd F(4×4, 3×3).
     winograd_convs: usize,
     #[serde(flatten)]
     latency: Latency,
@@ -60,11 +57,7 @@ pub fn run(args: Args) -> Result<()> {
         ProgressStyle::with_template("timing {bar:30} {pos}/{len} runs ({elapsed})")
             .expect("valid template"),
     );
-    let net = if args.plain {
-        Inference::plain(model.net.clone())
-    } else {
-        Inference::new(model.net.clone(), &device)
-    };
+    let net = args.inference.prepare(model.net.clone(), &device);
     let latency = measure(
         &net,
         [args.batch, c, h, w],

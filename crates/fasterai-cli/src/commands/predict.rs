@@ -4,10 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use fasterai::burn::tensor::{Tensor, TensorData};
-use fasterai::core::infer::Inference;
 
 use crate::files::{read_npy, refuse_overwrite, write_npy};
-use crate::model_arg::{DeviceArgs, ModelArgs};
+use crate::model_arg::{DeviceArgs, InferenceArgs, ModelArgs};
 
 /// Run MODEL in evaluation mode on an NCHW float32 `.npy` array and write its outputs as `.npy`.
 #[derive(clap::Args)]
@@ -23,11 +22,8 @@ pub struct Args {
     /// Replace OUTPUT if it exists.
     #[arg(long)]
     force: bool,
-    /// Run the graph exactly as built, node by node, instead of prepared for inference (on
-    /// flex: batch norms and activations fused into the convolution, Winograd 3×3; equal up
-    /// to float rounding).
-    #[arg(long)]
-    plain: bool,
+    #[command(flatten)]
+    inference: InferenceArgs,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -58,11 +54,7 @@ pub fn run(args: Args) -> Result<()> {
         .model
         .load(Some([shape[1], shape[2], shape[3]]), &device)?;
     let x = Tensor::<4>::from_data(TensorData::new(array.data, shape), &device);
-    let net = if args.plain {
-        Inference::plain(model.net)
-    } else {
-        Inference::new(model.net, &device)
-    };
+    let net = args.inference.prepare(model.net, &device);
     let y = net.try_forward(x)?;
     let out_shape = y.dims();
     let values = match y {

@@ -27,6 +27,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
 use crate::graph::ops::batch_norm::BatchNormAffine;
+use crate::graph::ops::{flat, image};
 use crate::graph::{Activation, Graph, Layer, LayerSpec, LiveOp};
 use crate::linalg::host_values;
 use winograd::WinogradConv;
@@ -119,61 +120,41 @@ enum Step {
 /// A graph prepared for fast inference on one device; see the [module docs](self).
 pub struct Inference {
     graph: Graph,
+    /// How each node runs, by index.
     steps: Vec<Step>,
-    fused: usize,
-    winograd: usize,
 }
 
 impl Inference {
     /// Prepares `graph` for `device`: finds the fusable chains and transforms the Winograd
     /// filters once. On devices other than flex, nothing is prepared.
     pub fn new(graph: Graph, device: &Device) -> Self {
-        let mut steps: Vec<Step> = (0..graph.nodes.len()).map(|_| Step::Layer).collect();
-        let (mut fused, mut winograd) = (0, 0);
-        if winograd::on_host(device) {
-            for (i, node) in graph.nodes.iter().enumerate() {
-                match &node.layer {
-                    Layer::MaxPool2d(spec) if pool::applies(spec) => steps[i] = Step::MaxPool,
-                    Layer::Linear(_) => steps[i] = Step::Linear,
-                    Layer::Conv2d(conv) => {
-                        let Some((step, followers)) = plan_conv(&graph, i, conv) else {
-                            continue;
-                        };
-                        if let Step::Conv {
-                            engine: Engine::Winograd(_),
-                            ..
-                        } = step
-                        {
-                            winograd += 1;
+        let mut net = Self::plain(graph);
+        if !on_host(device) {
+            return net;
+        }
+        for (i, node) in net.graph.nodes.iter().enumerate() {
+            match &node.layer {
+                Layer::MaxPool2d(spec) if pool::applies(spec) => net.steps[i] = Step::MaxPool,
+                Layer::Linear(_) => net.steps[i] = Step::Linear,
+                Layer::Conv2d(conv) => {
+                    if let Some((step, followers)) = plan_conv(&net.graph, i, conv) {
+                        for j in followers {
+                            net.steps[j] = Step::Fused;
                         }
-                        for &j in &followers {
-                            steps[j] = Step::Fused;
-                        }
-                        fused += followers.len();
-                        steps[i] = step;
+                        net.steps[i] = step;
                     }
-                    _ => {}
                 }
+                _ => {}
             }
         }
-        Self {
-            graph,
-            steps,
-            fused,
-            winograd,
-        }
+        net
     }
 
     /// `graph` run exactly as built, node by node (the reference [`new`](Self::new) is
     /// compared with).
     pub fn plain(graph: Graph) -> Self {
         let steps = (0..graph.nodes.len()).map(|_| Step::Layer).collect();
-        Self {
-            graph,
-            steps,
-            fused: 0,
-            winograd: 0,
-        }
+        Self { graph, steps }
     }
 
     /// The graph it runs.
@@ -183,12 +164,24 @@ impl Inference {
 
     /// Nodes folded into the output pass of the convolution before them.
     pub fn fused_nodes(&self) -> usize {
-        self.fused
+        self.steps
+            .iter()
+            .filter(|s| matches!(s, Step::Fused))
+            .count()
     }
 
     /// Convolutions computed by Winograd F(4×4, 3×3).
     pub fn winograd_convs(&self) -> usize {
-        self.winograd
+        let winograd = |s: &&Step| {
+            matches!(
+                s,
+                Step::Conv {
+                    engine: Engine::Winograd(_),
+                    ..
+                }
+            )
+        };
+        self.steps.iter().filter(winograd).count()
     }
 
     /// Checks the input shape against every node first, then runs the prepared graph.
@@ -218,40 +211,25 @@ impl Inference {
             |i, layer, inputs| match &self.steps[i] {
                 Step::Layer => layer.forward(inputs),
                 Step::Fused => inputs.into_iter().next().expect("one input"),
-                Step::Linear => {
-                    let Layer::Linear(linear) = layer else {
-                        unreachable!("planned for linear nodes only")
-                    };
-                    let x = inputs.into_iter().next().and_then(Activation::into_flat);
-                    Activation::Flat(linear::forward(
-                        linear,
-                        x.expect("shape checked: flat batch"),
-                    ))
-                }
-                Step::MaxPool => {
-                    let Layer::MaxPool2d(spec) = layer else {
-                        unreachable!("planned for max pooling nodes only")
-                    };
-                    let x = inputs.into_iter().next().and_then(Activation::into_spatial);
-                    Activation::Spatial(pool::max_pool(
-                        spec,
-                        x.expect("shape checked: image batch"),
-                    ))
-                }
-                Step::Conv { engine, epilogue } => {
-                    let y = match engine {
-                        Engine::Layer => layer.forward(inputs),
-                        Engine::Winograd(w) => {
-                            let x = inputs.into_iter().next().and_then(Activation::into_spatial);
-                            let x = x.expect("shape checked: image batch");
-                            return Activation::Spatial(w.forward(x, epilogue));
-                        }
-                    };
-                    let y = y
-                        .into_spatial()
-                        .expect("a convolution gives an image batch");
-                    Activation::Spatial(epilogue.apply(y))
-                }
+                Step::Linear => match layer {
+                    Layer::Linear(linear) => {
+                        Activation::Flat(linear::forward(linear, flat(inputs)))
+                    }
+                    _ => unreachable!("planned for linear nodes only"),
+                },
+                Step::MaxPool => match layer {
+                    Layer::MaxPool2d(spec) => {
+                        Activation::Spatial(pool::max_pool(spec, image(inputs)))
+                    }
+                    _ => unreachable!("planned for max pooling nodes only"),
+                },
+                Step::Conv { engine, epilogue } => Activation::Spatial(match engine {
+                    Engine::Winograd(w) => w.forward(image(inputs), epilogue),
+                    Engine::Layer => {
+                        let y = layer.forward(inputs).into_spatial();
+                        epilogue.apply(y.expect("a convolution gives an image batch"))
+                    }
+                }),
             },
             |_, _| {},
         )
@@ -306,6 +284,20 @@ fn plan_conv(graph: &Graph, i: usize, conv: &Conv2d) -> Option<(Step, Vec<usize>
         Engine::Layer
     };
     Some((Step::Conv { engine, epilogue }, followers))
+}
+
+/// Whether the fused kernels run here: they compute on host memory, which is where flex keeps
+/// its tensors (elsewhere each would be a copy to the host and back).
+fn on_host(device: &Device) -> bool {
+    #[cfg(feature = "flex")]
+    {
+        *device == Device::flex()
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = device;
+        false
+    }
 }
 
 /// The node that alone reads node `i`, when it reads nothing else.

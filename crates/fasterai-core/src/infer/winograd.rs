@@ -8,7 +8,7 @@
 //! constants (their zeros and ones cost nothing), one rayon task per channel, compiled for the
 //! CPU's vector width at run time (`pulp`'s dispatch: AVX2 or AVX-512 where present).
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::Epilogue;
@@ -57,19 +57,6 @@ pub(crate) fn applies(spec: &Conv2dSpec) -> bool {
         && spec.dilation == [1, 1]
         && spec.groups == 1
         && spec.in_channels >= 8
-}
-
-/// Winograd computes on host memory: only worth it where tensors live there.
-pub(crate) fn on_host(device: &Device) -> bool {
-    #[cfg(feature = "flex")]
-    {
-        *device == Device::flex()
-    }
-    #[cfg(not(feature = "flex"))]
-    {
-        let _ = device;
-        false
-    }
 }
 
 /// Where the tiles of one convolution lie.

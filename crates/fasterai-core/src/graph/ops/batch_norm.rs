@@ -5,7 +5,7 @@ use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-use super::select_dim;
+use super::{image, select_dim};
 use crate::graph::activation::Activation;
 use crate::graph::layer::{Layer, LayerSpec};
 use crate::graph::op::{InitScheme, LiveOp, Op, spatial};
@@ -98,11 +98,7 @@ impl LiveOp for BatchNorm {
     }
 
     fn forward(&self, inputs: Vec<Activation>) -> Activation {
-        let x = inputs.into_iter().next().and_then(Activation::into_spatial);
-        Activation::Spatial(BatchNorm::forward(
-            self,
-            x.expect("shape checked: image batch"),
-        ))
+        Activation::Spatial(BatchNorm::forward(self, image(inputs)))
     }
 
     fn select_channels(&mut self, _inputs: Option<&[bool]>, outputs: Option<&[bool]>) {

@@ -6,7 +6,7 @@ use burn::nn::{Initializer, PaddingConfig2d};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-use super::{all_zero, select_dim};
+use super::{all_zero, image, select_dim};
 use crate::graph::activation::Activation;
 use crate::graph::layer::{Layer, LayerSpec};
 use crate::graph::op::{Channels, InitScheme, LiveOp, Op, pair, spatial, window_out};
@@ -205,11 +205,7 @@ impl LiveOp for Conv2d {
     }
 
     fn forward(&self, inputs: Vec<Activation>) -> Activation {
-        let x = inputs.into_iter().next().and_then(Activation::into_spatial);
-        Activation::Spatial(Conv2d::forward(
-            self,
-            x.expect("shape checked: image batch"),
-        ))
+        Activation::Spatial(Conv2d::forward(self, image(inputs)))
     }
 
     fn select_channels(&mut self, inputs: Option<&[bool]>, outputs: Option<&[bool]>) {

@@ -5,7 +5,7 @@ use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::select_dim;
+use super::{flat, select_dim};
 use crate::graph::activation::Activation;
 use crate::graph::layer::{Layer, LayerSpec};
 use crate::graph::op::{Channels, InitScheme, LiveOp, Op};
@@ -117,8 +117,7 @@ impl LiveOp for Linear {
     }
 
     fn forward(&self, inputs: Vec<Activation>) -> Activation {
-        let x = inputs.into_iter().next().and_then(Activation::into_flat);
-        Activation::Flat(Linear::forward(self, x.expect("shape checked: flat batch")))
+        Activation::Flat(Linear::forward(self, flat(inputs)))
     }
 
     fn select_channels(&mut self, inputs: Option<&[bool]>, outputs: Option<&[bool]>) {

@@ -21,6 +21,8 @@ pub use shape::{Flatten, Identity};
 
 use burn::tensor::{Int, Tensor, TensorData};
 
+use crate::graph::activation::Activation;
+
 /// Keeps the entries of `t` along `dim` where `keep` is true.
 pub fn select_dim<const D: usize>(t: Tensor<D>, dim: usize, keep: &[bool]) -> Tensor<D> {
     let idx: Vec<i64> = (0..keep.len() as i64)
@@ -32,6 +34,18 @@ pub fn select_dim<const D: usize>(t: Tensor<D>, dim: usize, keep: &[bool]) -> Te
         dim,
         Tensor::<1, Int>::from_data(TensorData::new(idx, [n]), &device),
     )
+}
+
+/// The image batch a one-input op reads (the graph checked its shape).
+pub(crate) fn image(inputs: Vec<Activation>) -> Tensor<4> {
+    let x = inputs.into_iter().next().and_then(Activation::into_spatial);
+    x.expect("shape checked: image batch")
+}
+
+/// The flat batch a one-input op reads (the graph checked its shape).
+pub(crate) fn flat(inputs: Vec<Activation>) -> Tensor<2> {
+    let x = inputs.into_iter().next().and_then(Activation::into_flat);
+    x.expect("shape checked: flat batch")
 }
 
 /// Whether `slice` is all zeros.

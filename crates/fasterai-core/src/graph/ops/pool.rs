@@ -5,6 +5,7 @@ use burn::nn::pool::{AdaptiveAvgPool2dConfig, AvgPool2dConfig, MaxPool2dConfig};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
+use super::image;
 use crate::graph::activation::Activation;
 use crate::graph::layer::{Layer, LayerSpec};
 use crate::graph::op::{InitScheme, LiveOp, Op, pair, spatial, window_out};
@@ -28,11 +29,6 @@ fn check_window(kernel: [usize; 2], stride: [usize; 2], padding: [usize; 2]) -> 
         return Err("padding must be at most half the kernel size".into());
     }
     Ok(())
-}
-
-fn image(inputs: Vec<Activation>) -> burn::tensor::Tensor<4> {
-    let x = inputs.into_iter().next().and_then(Activation::into_spatial);
-    x.expect("shape checked: image batch")
 }
 
 /// `torch.nn.MaxPool2d`.
