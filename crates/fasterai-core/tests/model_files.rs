@@ -5,10 +5,11 @@ use std::path::Path;
 use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Distribution, Tensor};
 use fasterai_core::io::{
-    ARCHITECTURE_KEY, load_architecture, load_model, read_safetensors_metadata, save_model,
+    ARCHITECTURE_KEY, CHECKSUM_KEY, CRC_KEY, load_architecture, load_model, pytorch_tensors,
+    read_safetensors_metadata, save_model,
 };
 use fasterai_core::prelude::*;
-use fasterai_core::testing::tiny_cnn;
+use fasterai_core::testing::{tiny_cnn, tiny_resnet};
 
 fn device() -> Device {
     parse_device("flex").unwrap()
@@ -51,6 +52,39 @@ fn round_trip_is_bit_identical() {
     assert_eq!(skeleton.macs().unwrap(), model.macs().unwrap());
 }
 
+/// Tensors larger than one read or write chunk (4 MB): parallel chunked reads, a Linear weight
+/// transposed band by band, rows streamed out in several pieces; the file holds PyTorch's
+/// layout and loads back bit for bit.
+#[test]
+fn large_tensors_round_trip_in_chunks() {
+    let mut g = GraphBuilder::new();
+    g.then("flatten", LayerSpec::flatten());
+    g.then("fc", LayerSpec::linear(3 * 40 * 40, 1100));
+    g.then("relu", LayerSpec::relu());
+    g.then("head", LayerSpec::linear(1100, 1001));
+    let net = fasterai_core::testing::random_graph(&g.build(), &device());
+    let model = Model::new("wide", vec![3, 40, 40], net).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wide.safetensors");
+    save_model(&model, &path, false).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let weight = file.tensor("fc.weight").unwrap();
+    assert_eq!(weight.shape(), [1100, 4800]);
+    assert!(weight.data().len() > 2 * (4 << 20));
+    let burn_weight = model.net.get("fc").unwrap().torch_weight().unwrap().1;
+    assert_eq!(weight.data(), bytemuck_bytes(&burn_weight));
+    let loaded = load_model(&path, &device()).unwrap();
+    assert_eq!(
+        pytorch_tensors(&loaded.net).unwrap(),
+        pytorch_tensors(&model.net).unwrap()
+    );
+}
+
+fn bytemuck_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
 #[test]
 fn existing_file_is_not_overwritten_without_asking() {
     let dir = tempfile::tempdir().unwrap();
@@ -87,6 +121,47 @@ fn corrupted_data_is_detected() {
     std::fs::write(&path, &bytes).unwrap();
     let err = load_model(&path, &device()).unwrap_err();
     assert!(err.to_string().contains("corrupted"), "{err}");
+}
+
+#[test]
+fn files_of_the_older_checksum_are_still_verified() {
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1_vgg11_bn_small.safetensors");
+    let meta = read_safetensors_metadata(&fixture).unwrap();
+    assert!(meta.contains_key(CHECKSUM_KEY) && !meta.contains_key(CRC_KEY));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.safetensors");
+    let mut bytes = std::fs::read(&fixture).unwrap();
+    let n = bytes.len();
+    bytes[n - 5] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = load_model(&path, &device()).unwrap_err();
+    assert!(err.to_string().contains("corrupted"), "{err}");
+}
+
+/// Our writer's files read back with the `safetensors` crate: PyTorch keys and layouts, the
+/// same values as `pytorch_tensors`, and the CRC-32 of the data section in the metadata.
+#[test]
+fn saved_files_are_plain_safetensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Model::new("tiny", vec![3, 16, 16], tiny_resnet(3, 5, &device())).unwrap();
+    let path = dir.path().join("tiny.safetensors");
+    save_model(&model, &path, false).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let expected = pytorch_tensors(&model.net).unwrap();
+    assert_eq!(file.len(), expected.len());
+    for (key, data) in &expected {
+        let view = file.tensor(key).unwrap();
+        assert_eq!(view.shape(), data.shape().as_slice(), "{key}");
+        assert_eq!(view.data(), data.as_bytes(), "{key}");
+    }
+    let header = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let meta = read_safetensors_metadata(&path).unwrap();
+    assert_eq!(
+        meta[CRC_KEY].as_str().unwrap(),
+        format!("{:08x}", crc32fast::hash(&bytes[header..]))
+    );
 }
 
 #[test]

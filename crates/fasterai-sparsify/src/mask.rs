@@ -51,11 +51,40 @@ impl Groups {
         group
     }
 
+    /// The group of every element, in row-major order: an odometer over the shape, so no
+    /// division per element (calling `group_of` per weight was most of the scoring time on VGG16).
+    fn element_groups(&self) -> impl Iterator<Item = usize> + '_ {
+        let rank = self.shape.len();
+        let mut strides = vec![0; rank];
+        let mut stride = 1;
+        for d in (0..rank).rev() {
+            if !self.reduced.contains(&d) {
+                strides[d] = stride;
+                stride *= self.shape[d];
+            }
+        }
+        let mut index = vec![0; rank];
+        let mut group = 0;
+        (0..self.shape.iter().product::<usize>()).map(move |_| {
+            let current = group;
+            for d in (0..rank).rev() {
+                index[d] += 1;
+                group += strides[d];
+                if index[d] < self.shape[d] {
+                    break;
+                }
+                group -= strides[d] * self.shape[d];
+                index[d] = 0;
+            }
+            current
+        })
+    }
+
     /// Mean score of every group.
     pub fn mean_scores(&self, scores: &[f32]) -> Vec<f64> {
         let mut sums = vec![0.0f64; self.count()];
-        for (i, &s) in scores.iter().enumerate() {
-            sums[self.group_of(i)] += s as f64;
+        for (&s, g) in scores.iter().zip(self.element_groups()) {
+            sums[g] += s as f64;
         }
         let size = self.size() as f64;
         sums.iter_mut().for_each(|s| *s /= size);
@@ -64,9 +93,8 @@ impl Groups {
 
     /// The element mask of a per-group decision.
     pub fn expand(&self, keep: &[bool]) -> Vec<f32> {
-        let n: usize = self.shape.iter().product();
-        (0..n)
-            .map(|i| if keep[self.group_of(i)] { 1.0 } else { 0.0 })
+        self.element_groups()
+            .map(|g| if keep[g] { 1.0 } else { 0.0 })
             .collect()
     }
 }
@@ -138,4 +166,22 @@ pub fn n_of_m(scores: &[f32], shape: &[usize], n: usize, m: usize) -> Result<Vec
         }
     }
     Ok(mask)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_odometer_agrees_with_group_of() {
+        let shape = [3, 4, 2, 5];
+        let reductions: [&[usize]; 6] = [&[], &[0], &[1, 2, 3], &[2, 3], &[0, 2], &[0, 1, 2, 3]];
+        for reduced in reductions {
+            let groups = Groups::new(&shape, reduced);
+            let fast: Vec<usize> = groups.element_groups().collect();
+            let slow: Vec<usize> = (0..fast.len()).map(|i| groups.group_of(i)).collect();
+            assert_eq!(fast.len(), 120);
+            assert_eq!(fast, slow, "reduced {reduced:?}");
+        }
+    }
 }

@@ -1,17 +1,19 @@
-//! A graph's tensors to and from PyTorch's keys and layouts, for model files, in one pass and
-//! one copy per tensor: Linear weights transposed (Burn keeps `[in, out]`, PyTorch
-//! `[out, in]`) in cache-sized tiles, batch norms' `gamma`/`beta` named `weight`/`bias`, and the
-//! file checksum computed on the way. burn-store's adapters do the same renaming and
-//! transposing, element by element and with extra copies: on VGG16-bn they were most of a save
-//! or a load.
+//! A graph's tensors to and from PyTorch's keys and layouts, for model files: Linear weights
+//! transposed (Burn keeps `[in, out]`, PyTorch `[out, in]`), batch norms' `gamma`/`beta` named
+//! `weight`/`bias`. burn-store's adapters do the same renaming and transposing, element by
+//! element and with extra copies: on VGG16-bn they were most of a save or a load.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use burn::module::{ModuleMapper, ModuleVisitor, Param};
-use burn::tensor::{Bytes, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
+use safetensors::Dtype;
+
+use super::file::{Reader, transpose_rows_into};
 
 /// FNV-1a-style hash over each float tensor's Burn path, shape and values (Burn's layout), in
-/// visiting order: the `fasterai.checksum` of a model file.
+/// visiting order: the `fasterai.checksum` of files written before the CRC-32 replaced it
+/// (still verified when such a file loads).
 pub(crate) struct Checksum(u64);
 
 impl Checksum {
@@ -94,31 +96,6 @@ impl Position {
     }
 }
 
-/// `values` (`rows × cols`, row-major f32 bytes) transposed, on every core, in tiles that stay
-/// in cache; a `Vec<f32>` so that Burn takes the buffer as it is (a byte vector would be copied
-/// to align it).
-fn transpose(values: &[u8], rows: usize, cols: usize) -> Vec<f32> {
-    use rayon::prelude::*;
-    const TILE: usize = 32;
-    let mut out = vec![0f32; rows * cols];
-    // Each task fills TILE output rows (input columns c0..c0 + width), reading TILE input rows
-    // at a time.
-    out.par_chunks_mut(TILE * rows)
-        .enumerate()
-        .for_each(|(t, block)| {
-            let (c0, width) = (t * TILE, block.len() / rows);
-            for r0 in (0..rows).step_by(TILE) {
-                for r in r0..(r0 + TILE).min(rows) {
-                    let at = 4 * (r * cols + c0);
-                    for (dc, b) in values[at..at + 4 * width].chunks_exact(4).enumerate() {
-                        block[dc * rows + r] = f32::from_le_bytes(b.try_into().expect("4 bytes"));
-                    }
-                }
-            }
-        });
-    out
-}
-
 /// f32 little-endian bytes as values.
 pub(crate) fn floats(bytes: &[u8]) -> Vec<f32> {
     bytes
@@ -127,12 +104,32 @@ pub(crate) fn floats(bytes: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-/// Every float parameter and buffer of a module under its PyTorch key, in PyTorch's layout
-/// (f32 little-endian bytes and shape), with the checksum over them.
+/// A float parameter or buffer in the file's layout.
+pub(crate) struct FileTensor {
+    pub key: String,
+    /// PyTorch shape.
+    pub shape: Vec<usize>,
+    /// The values as `[shape[0], rest]` in PyTorch layout: a view of the parameter, nothing
+    /// copied (a Linear weight is a transposed view).
+    pub rows: Tensor<2>,
+}
+
+impl FileTensor {
+    /// The values, copied out.
+    pub(crate) fn values(&self) -> Vec<f32> {
+        self.rows
+            .clone()
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec()
+            .expect("float32 after conversion")
+    }
+}
+
+/// Every float parameter and buffer of a module under its PyTorch key, in PyTorch's layout.
 pub(crate) struct Collect {
     position: Position,
-    pub tensors: Vec<(String, Vec<usize>, Bytes)>,
-    pub checksum: Checksum,
+    pub tensors: Vec<FileTensor>,
 }
 
 impl Collect {
@@ -140,7 +137,6 @@ impl Collect {
         Collect {
             position: Position::default(),
             tensors: Vec::new(),
-            checksum: Checksum::new(),
         }
     }
 }
@@ -155,48 +151,83 @@ impl ModuleVisitor for Collect {
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let data = param.val().into_data().convert::<f32>();
-        let shape = data.shape().to_vec();
-        let bytes = data.into_bytes();
-        self.checksum
-            .tensor(&self.position.burn_path.join("."), &shape, &bytes);
+        let value = param.val();
+        let dims = value.dims();
         let (key, transposed) = self.position.key();
-        if transposed && shape.len() == 2 {
-            let bytes = Bytes::from_elems(transpose(&bytes, shape[0], shape[1]));
-            self.tensors.push((key, vec![shape[1], shape[0]], bytes));
+        let (shape, rows) = if transposed && D == 2 {
+            let rows = value.reshape([dims[0], dims[1]]).transpose();
+            (vec![dims[1], dims[0]], rows)
         } else {
-            self.tensors.push((key, shape, bytes));
-        }
+            let first = dims.first().copied().unwrap_or(1);
+            let rest = dims.iter().skip(1).product::<usize>();
+            (dims.to_vec(), value.reshape([first, rest]))
+        };
+        self.tensors.push(FileTensor { key, shape, rows });
     }
 }
 
-/// A file's tensor: PyTorch shape and f32 little-endian bytes.
-pub(crate) type FileTensor<'a> = (Vec<usize>, &'a [u8]);
-
 /// Replaces every float parameter of a module by the file's tensor under its PyTorch key,
-/// checking shapes; the checksum comes out over the loaded values.
+/// read straight into the parameter's new buffer, checking types and shapes.
 pub(crate) struct Apply<'a> {
     position: Position,
-    file: HashMap<String, FileTensor<'a>>,
-    pub used: usize,
+    reader: &'a mut Reader,
+    /// Weights decoded before the pass (int8 codes times their scales), in PyTorch layout.
+    decoded: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    /// File keys no parameter has taken yet.
+    pub left: BTreeSet<String>,
     pub problems: Vec<String>,
-    pub checksum: Checksum,
+    pub io_error: Option<std::io::Error>,
+    /// The checksum of older files, over the loaded values.
+    pub legacy: Option<Checksum>,
 }
 
 impl<'a> Apply<'a> {
-    pub(crate) fn new(file: HashMap<String, FileTensor<'a>>) -> Self {
+    pub(crate) fn new(
+        reader: &'a mut Reader,
+        decoded: HashMap<String, (Vec<usize>, Vec<f32>)>,
+        left: BTreeSet<String>,
+        legacy: Option<Checksum>,
+    ) -> Self {
         Apply {
             position: Position::default(),
-            file,
-            used: 0,
+            reader,
+            decoded,
+            left,
             problems: Vec::new(),
-            checksum: Checksum::new(),
+            io_error: None,
+            legacy,
         }
     }
 
-    /// Keys of the file that no parameter took.
-    pub(crate) fn unused(&self) -> Vec<String> {
-        self.file.keys().cloned().collect()
+    /// The values under `key` in Burn's layout, or why not.
+    fn values(&mut self, key: &str, transposed: bool) -> std::result::Result<Vec<f32>, String> {
+        if let Some((shape, values)) = self.decoded.remove(key) {
+            return Ok(match (transposed, shape.as_slice()) {
+                (true, &[rows, cols]) => {
+                    let mut out = vec![0f32; values.len()];
+                    transpose_rows_into(&values, 0, &mut out, rows, cols);
+                    out
+                }
+                _ => values,
+            });
+        }
+        let entry = self.reader.header.tensors[key].clone();
+        if entry.dtype != Dtype::F32 {
+            return Err(format!(
+                "`{key}` is {:?} in the file, not float32",
+                entry.dtype
+            ));
+        }
+        let read = if transposed {
+            self.reader.floats_transposed(&entry)
+        } else {
+            self.reader.floats(&entry)
+        };
+        read.map_err(|e| {
+            let reason = format!("reading `{key}`: {e}");
+            self.io_error.get_or_insert(e);
+            reason
+        })
     }
 }
 
@@ -211,10 +242,14 @@ impl ModuleMapper for Apply<'_> {
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let (key, transposed) = self.position.key();
-        let Some((file_shape, bytes)) = self.file.remove(&key) else {
+        if !self.left.remove(&key) {
             self.problems
                 .push(format!("`{key}` is missing from the file"));
             return param;
+        }
+        let file_shape = match self.decoded.get(&key) {
+            Some((shape, _)) => shape.clone(),
+            None => self.reader.header.tensors[&key].shape.clone(),
         };
         let expected = param.lazy_shape().dims::<D>().to_vec();
         let burn_shape = match (transposed, file_shape.as_slice()) {
@@ -232,18 +267,21 @@ impl ModuleMapper for Apply<'_> {
             ));
             return param;
         }
-        let values = if transposed {
-            transpose(bytes, file_shape[0], file_shape[1])
-        } else {
-            floats(bytes)
+        let values = match self.values(&key, transposed) {
+            Ok(values) => values,
+            Err(problem) => {
+                self.problems.push(problem);
+                return param;
+            }
         };
+        if let Some(checksum) = &mut self.legacy {
+            checksum.tensor(
+                &self.position.burn_path.join("."),
+                &burn_shape,
+                bytemuck::cast_slice(&values),
+            );
+        }
         let data = TensorData::new(values, burn_shape);
-        self.checksum.tensor(
-            &self.position.burn_path.join("."),
-            data.shape(),
-            data.as_bytes(),
-        );
-        self.used += 1;
         let device = param.lazy_device();
         let id = param.id;
         param.transform_for_load(Tensor::from_data(data, &device), id)
@@ -268,7 +306,10 @@ mod tests {
             let mut ours: Vec<_> = collect
                 .tensors
                 .iter()
-                .map(|(k, s, b)| (k.clone(), s.clone(), b.to_vec()))
+                .map(|t| {
+                    let bytes: Vec<u8> = t.values().iter().flat_map(|v| v.to_le_bytes()).collect();
+                    (t.key.clone(), t.shape.clone(), bytes)
+                })
                 .collect();
             let mut theirs: Vec<_> = net
                 .collect(None, Some(Box::new(BurnToPyTorchAdapter)), false)
@@ -287,20 +328,6 @@ mod tests {
                 ours.iter()
                     .any(|(k, s, _)| k.ends_with("running_var") && s.len() == 1)
             );
-        }
-    }
-
-    #[test]
-    fn transposes_exactly() {
-        let (rows, cols) = (37, 70);
-        let values: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let t = transpose(&bytes, rows, cols);
-        for r in 0..rows {
-            for c in 0..cols {
-                let at = 4 * (c * rows + r);
-                assert_eq!(t[at / 4], values[r * cols + c]);
-            }
         }
     }
 }

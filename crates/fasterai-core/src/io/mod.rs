@@ -2,16 +2,15 @@
 //! holds the architecture JSON, so that a compressed model loads with no knowledge of how it was
 //! made. Also the import of torchvision checkpoints (`.pth`/`.pt` or `.safetensors`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
-use std::io::Read;
 use std::path::Path;
 
 use burn::module::Module;
 use burn::store::{
     ApplyResult, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore, bridge,
 };
-use burn::tensor::{Bytes, DType, Device, TensorData};
+use burn::tensor::{Device, TensorData};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
@@ -20,20 +19,22 @@ use crate::graph::{Graph, InitScheme};
 use crate::model::{Architecture, Model};
 use crate::quant::{WeightGrid, WeightQuant};
 
+mod file;
 mod layout;
 
 /// Metadata key of the architecture JSON.
 pub const ARCHITECTURE_KEY: &str = "fasterai.architecture";
-/// Metadata key of the checksum over all tensor values.
+/// Metadata key of the CRC-32 (IEEE) of the file's data section, as 8 hex digits.
+pub const CRC_KEY: &str = "fasterai.crc32";
+/// Metadata key of the checksum files carried before [`CRC_KEY`]: still verified on load,
+/// no longer written.
 pub const CHECKSUM_KEY: &str = "fasterai.checksum";
 
 /// Suffix of the tensor holding a quantized weight's scales (`features.0.weight_scale`).
 pub const SCALE_SUFFIX: &str = "weight_scale";
 
-/// Largest safetensors header we accept (the format's own limit is 100 MB).
-const MAX_HEADER: u64 = 100_000_000;
-
-/// Saves `model` to `path` atomically (written beside it, then renamed into place).
+/// Saves `model` to `path` atomically (written beside it, then renamed into place), each
+/// tensor streamed from the model to the file.
 ///
 /// Refuses to replace an existing file unless `overwrite` is true.
 pub fn save_model(model: &Model, path: &Path, overwrite: bool) -> Result<()> {
@@ -43,48 +44,38 @@ pub fn save_model(model: &Model, path: &Path, overwrite: bool) -> Result<()> {
     let arch = serde_json::to_string(&model.architecture()).expect("architecture serialises");
     let mut collect = layout::Collect::new();
     model.net.visit(&mut collect);
-    let metadata = HashMap::from([
+    let tensors = with_integer_codes(model, collect.tensors)?;
+    let metadata = BTreeMap::from([
         ("format".to_string(), "pt".to_string()),
         ("producer".to_string(), "fasterai".to_string()),
         (ARCHITECTURE_KEY.to_string(), arch),
-        (
-            CHECKSUM_KEY.to_string(),
-            format!("{:016x}", collect.checksum.value()),
-        ),
     ]);
-    let tensors = with_integer_codes(model, collect.tensors)?;
-    let views = tensors
-        .iter()
-        .map(|(key, dtype, shape, bytes)| {
-            TensorView::new(*dtype, shape.clone(), bytes).map(|view| (key.as_str(), view))
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| CoreError::io(path, e))?;
-    // Streamed to the temporary file: no second copy of the tensors in memory.
     write_atomic_with(path, overwrite, |temp| {
-        safetensors::serialize_to_file(views, Some(metadata), temp).map_err(std::io::Error::other)
+        file::write(temp, metadata, CRC_KEY, tensors)
     })
 }
-
-/// A file tensor: key, type, PyTorch shape, little-endian bytes.
-type FileEntry = (String, Dtype, Vec<usize>, Bytes);
 
 /// The weights of quantized layers as int8 codes beside their scales (`X.weight_scale`); the
 /// rest as float32. A weight that left its grid (changed after quantization) is an error, not
 /// silently rounded again.
 fn with_integer_codes(
     model: &Model,
-    tensors: Vec<(String, Vec<usize>, Bytes)>,
-) -> Result<Vec<FileEntry>> {
+    tensors: Vec<layout::FileTensor>,
+) -> Result<Vec<file::Outgoing>> {
     let mut out = Vec::with_capacity(tensors.len() + model.quantized.len());
-    for (key, shape, bytes) in tensors {
-        let layer = key.strip_suffix(".weight");
+    for tensor in tensors {
+        let layer = tensor.key.strip_suffix(".weight");
         let Some((path, q)) = layer.and_then(|l| model.quantized.get_key_value(l)) else {
-            out.push((key, Dtype::F32, shape, bytes));
+            out.push(file::Outgoing {
+                key: tensor.key,
+                dtype: Dtype::F32,
+                shape: tensor.shape,
+                payload: file::Payload::Rows(Box::new(tensor.rows)),
+            });
             continue;
         };
-        let values = layout::floats(&bytes);
-        let channels = shape.first().copied().unwrap_or(1);
+        let values = tensor.values();
+        let channels = tensor.shape.first().copied().unwrap_or(1);
         let expected = if q.grid.per_channel { channels } else { 1 };
         if q.scales.len() != expected || q.scales.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
             return Err(CoreError::InvalidLayer {
@@ -108,15 +99,18 @@ fn with_integer_codes(
                     .into(),
             });
         }
-        let code_bytes = codes.iter().map(|&c| c as u8).collect::<Vec<u8>>();
-        out.push((key, Dtype::I8, shape, Bytes::from_bytes_vec(code_bytes)));
-        let scales = Bytes::from_elems(q.scales.clone());
-        out.push((
-            format!("{path}.{SCALE_SUFFIX}"),
-            Dtype::F32,
-            vec![q.scales.len()],
-            scales,
-        ));
+        out.push(file::Outgoing {
+            key: tensor.key,
+            dtype: Dtype::I8,
+            shape: tensor.shape,
+            payload: file::Payload::Bytes(codes.iter().map(|&c| c as u8).collect()),
+        });
+        out.push(file::Outgoing {
+            key: format!("{path}.{SCALE_SUFFIX}"),
+            dtype: Dtype::F32,
+            shape: vec![q.scales.len()],
+            payload: file::Payload::Bytes(q.scales.iter().flat_map(|s| s.to_le_bytes()).collect()),
+        });
     }
     Ok(out)
 }
@@ -162,7 +156,10 @@ pub fn pytorch_tensors(net: &Graph) -> Result<Vec<(String, TensorData)>> {
     Ok(collect
         .tensors
         .into_iter()
-        .map(|(key, shape, bytes)| (key, TensorData::from_bytes(bytes, shape, DType::F32)))
+        .map(|t| {
+            let values = t.values();
+            (t.key, TensorData::new(values, t.shape))
+        })
         .collect())
 }
 
@@ -262,18 +259,17 @@ pub fn quantized_layers(path: &Path) -> Result<BTreeMap<String, WeightGrid>> {
 /// The model a file describes, with its weights not read (lazy zeros: nothing is allocated
 /// until a value is used): enough for shapes, parameter counts and MACs.
 pub fn load_architecture(path: &Path, device: &Device) -> Result<Model> {
-    Ok(read_skeleton(path, device)?.0)
+    let metadata = read_safetensors_metadata(path)?;
+    Ok(skeleton(path, &metadata, device)?.0)
 }
 
-/// A file's model with lazy weights, its metadata, and the weight grids of quantized layers.
-type Skeleton = (
-    Model,
-    serde_json::Map<String, serde_json::Value>,
-    BTreeMap<String, WeightGrid>,
-);
-
-fn read_skeleton(path: &Path, device: &Device) -> Result<Skeleton> {
-    let metadata = read_safetensors_metadata(path)?;
+/// The model a file's metadata describes, with lazy weights, and the weight grids of its
+/// quantized layers.
+fn skeleton(
+    path: &Path,
+    metadata: &serde_json::Map<String, serde_json::Value>,
+    device: &Device,
+) -> Result<(Model, BTreeMap<String, WeightGrid>)> {
     let bad = |reason: String| CoreError::BadModelFile {
         path: path.to_path_buf(),
         reason,
@@ -290,33 +286,38 @@ fn read_skeleton(path: &Path, device: &Device) -> Result<Skeleton> {
     let arch = Architecture::from_json(arch_json).map_err(bad)?;
     arch.validate().map_err(|e| bad(e.to_string()))?;
     let model = Model::from_architecture(&arch, InitScheme::Zeros, device)?;
-    Ok((model, metadata, arch.quantized))
+    Ok((model, arch.quantized))
 }
 
-/// Loads a model saved by [`save_model`] onto `device`.
+/// Loads a model saved by [`save_model`] onto `device`, each tensor read from the file straight
+/// into its buffer, and the file's CRC-32 checked.
 pub fn load_model(path: &Path, device: &Device) -> Result<Model> {
-    let (mut model, metadata, grids) = read_skeleton(path, device)?;
+    let mut reader = file::Reader::open(path)?;
+    let metadata = std::mem::take(&mut reader.header.metadata);
+    let (mut model, grids) = skeleton(path, &metadata, device)?;
     let bad = |reason: String| CoreError::BadModelFile {
         path: path.to_path_buf(),
         reason,
     };
+    let io = |e: std::io::Error| CoreError::io(path, e);
 
-    let bytes = std::fs::read(path).map_err(|e| CoreError::io(path, e))?;
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
-    let mut tensors = HashMap::new();
-    let mut codes = Vec::new();
-    for (key, view) in file.tensors() {
-        match view.dtype() {
-            Dtype::F32 => {
-                tensors.insert(key, (view.shape().to_vec(), view.data()));
-            }
-            Dtype::I8 => codes.push((key, view)),
-            other => return Err(bad(format!("`{key}` is {other:?}, not float32 or int8"))),
-        }
-    }
     // Quantized weights: codes · scales, the values the saved model computed with.
-    let mut dequantized = Vec::new();
-    for (key, view) in codes {
+    let mut left: BTreeSet<String> = reader.header.tensors.keys().cloned().collect();
+    let mut decoded = HashMap::new();
+    let integers: Vec<(String, file::Entry)> = reader
+        .header
+        .tensors
+        .iter()
+        .filter(|(_, e)| e.dtype != Dtype::F32)
+        .map(|(k, e)| (k.clone(), e.clone()))
+        .collect();
+    for (key, entry) in integers {
+        if entry.dtype != Dtype::I8 {
+            return Err(bad(format!(
+                "`{key}` is {:?}, not float32 or int8",
+                entry.dtype
+            )));
+        }
         let layer = key.strip_suffix(".weight").unwrap_or(&key);
         let Some(&grid) = grids.get(layer) else {
             return Err(bad(format!(
@@ -324,53 +325,56 @@ pub fn load_model(path: &Path, device: &Device) -> Result<Model> {
             )));
         };
         let scale_key = format!("{layer}.{SCALE_SUFFIX}");
-        let Some((_, scale_bytes)) = tensors.remove(scale_key.as_str()) else {
+        let Some(scale_entry) = reader.header.tensors.get(&scale_key).cloned() else {
             return Err(bad(format!("`{key}` has no scales (`{scale_key}`)")));
         };
-        let scales = layout::floats(scale_bytes);
-        let channels = view.shape().first().copied().unwrap_or(1);
+        left.remove(&scale_key);
+        let scales = reader.floats(&scale_entry).map_err(io)?;
+        let channels = entry.shape.first().copied().unwrap_or(1);
         if scales.len() != if grid.per_channel { channels } else { 1 } {
             return Err(bad(format!(
                 "`{scale_key}` holds {} scales for {channels} channels",
                 scales.len()
             )));
         }
-        let values = view.data().iter().map(|&b| b as i8).collect::<Vec<_>>();
-        let floats = WeightGrid::dequantize(&values, &scales);
+        let codes: Vec<i8> = reader
+            .bytes(&entry)
+            .map_err(io)?
+            .iter()
+            .map(|&b| b as i8)
+            .collect();
+        let floats = WeightGrid::dequantize(&codes, &scales);
         model
             .quantized
             .insert(layer.to_string(), WeightQuant { grid, scales });
-        dequantized.push((key, view.shape().to_vec(), floats));
+        decoded.insert(key, (entry.shape, floats));
     }
     if let Some(layer) = grids.keys().find(|l| !model.quantized.contains_key(*l)) {
         return Err(bad(format!(
             "the architecture quantizes `{layer}` but its weight is not stored as integers"
         )));
     }
-    let dequantized_bytes: Vec<(String, Vec<usize>, Vec<u8>)> = dequantized
-        .into_iter()
-        .map(|(key, shape, floats)| {
-            let bytes = floats.iter().flat_map(|x| x.to_le_bytes()).collect();
-            (key, shape, bytes)
-        })
-        .collect();
-    for (key, shape, bytes) in &dequantized_bytes {
-        tensors.insert(key.clone(), (shape.clone(), bytes.as_slice()));
-    }
-    let mut apply = layout::Apply::new(tensors);
+
+    let stored = |key: &str| metadata.get(key).and_then(|v| v.as_str());
+    let legacy =
+        (stored(CRC_KEY).is_none() && stored(CHECKSUM_KEY).is_some()).then(layout::Checksum::new);
+    let mut apply = layout::Apply::new(&mut reader, decoded, left, legacy);
     model.net = model.net.map(&mut apply);
-    let unused = apply.unused();
-    let mut problems = std::mem::take(&mut apply.problems);
-    if !unused.is_empty() {
+    let layout::Apply {
+        left,
+        mut problems,
+        io_error,
+        legacy,
+        ..
+    } = apply;
+    if let Some(e) = io_error {
+        return Err(io(e));
+    }
+    if !left.is_empty() {
         problems.push(format!(
             "{} tensors in the file have no place in the model (e.g. {})",
-            unused.len(),
-            unused
-                .iter()
-                .take(8)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
+            left.len(),
+            left.iter().take(8).cloned().collect::<Vec<_>>().join(", ")
         ));
     }
     if !problems.is_empty() {
@@ -379,12 +383,20 @@ pub fn load_model(path: &Path, device: &Device) -> Result<Model> {
             reason: problems.join("; "),
         });
     }
-    if let Some(expected) = metadata.get(CHECKSUM_KEY).and_then(|v| v.as_str()) {
-        let actual = format!("{:016x}", apply.checksum.value());
+    let corrupted = |actual: String, expected: &str| {
+        bad(format!(
+            "tensor data is corrupted (checksum {actual}, file says {expected})"
+        ))
+    };
+    if let Some(expected) = stored(CRC_KEY) {
+        let actual = reader.crc32().map(|c| format!("{c:08x}"));
+        if actual.as_deref() != Some(expected) {
+            return Err(corrupted(actual.unwrap_or_default(), expected));
+        }
+    } else if let (Some(expected), Some(legacy)) = (stored(CHECKSUM_KEY), legacy) {
+        let actual = format!("{:016x}", legacy.value());
         if actual != expected {
-            return Err(bad(format!(
-                "tensor data is corrupted (checksum {actual}, file says {expected})"
-            )));
+            return Err(corrupted(actual, expected));
         }
     }
     Ok(model)
@@ -473,47 +485,10 @@ fn check_applied(
     }
 }
 
-/// Reads the `__metadata__` map of a safetensors file without reading its tensors.
+/// Reads the `__metadata__` map of a safetensors file without reading its tensors (the
+/// header is checked whole: a truncated or damaged file is an error here already).
 pub fn read_safetensors_metadata(
     path: &Path,
 ) -> Result<serde_json::Map<String, serde_json::Value>> {
-    let bad = |reason: &str| CoreError::BadModelFile {
-        path: path.to_path_buf(),
-        reason: reason.to_string(),
-    };
-    let mut file = File::open(path).map_err(|e| CoreError::io(path, e))?;
-    let file_len = file.metadata().map_err(|e| CoreError::io(path, e))?.len();
-    let mut len_bytes = [0u8; 8];
-    file.read_exact(&mut len_bytes)
-        .map_err(|_| bad("file is too short to be safetensors"))?;
-    let header_len = u64::from_le_bytes(len_bytes);
-    if header_len > MAX_HEADER || header_len > file_len - 8 {
-        return Err(bad(
-            "the header length is larger than the file: not safetensors, or truncated",
-        ));
-    }
-    let mut header = vec![0u8; header_len as usize];
-    file.read_exact(&mut header)
-        .map_err(|e| CoreError::io(path, e))?;
-    let header: serde_json::Value = serde_json::from_slice(&header)
-        .map_err(|_| bad("the header is not valid JSON: not safetensors, or damaged"))?;
-    let data_len = file_len - 8 - header_len;
-    let needed = header
-        .as_object()
-        .ok_or_else(|| bad("the header is not a JSON object"))?
-        .iter()
-        .filter(|(k, _)| *k != "__metadata__")
-        .filter_map(|(_, v)| v.get("data_offsets")?.get(1)?.as_u64())
-        .max()
-        .unwrap_or(0);
-    if needed > data_len {
-        return Err(bad(&format!(
-            "truncated: tensors need {needed} bytes of data, the file has {data_len}"
-        )));
-    }
-    Ok(header
-        .get("__metadata__")
-        .and_then(|m| m.as_object())
-        .cloned()
-        .unwrap_or_default())
+    Ok(file::Reader::open(path)?.header.metadata)
 }
