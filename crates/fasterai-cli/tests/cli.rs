@@ -147,6 +147,23 @@ fn inspect_counts_vgg16_bn_like_pytorch() {
     assert_eq!(value["layers"][0]["path"], "features.0");
 }
 
+/// `fasterai inspect … | head`: a reader that stops early ends the process quietly, not with a
+/// panic and its backtrace.
+#[test]
+fn a_closed_output_pipe_is_not_a_panic() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fasterai"))
+        .args(["inspect", "vgg16_bn", "--num-classes", "10"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[test]
 fn bad_inputs_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();

@@ -242,7 +242,7 @@ impl Sparsifier {
             ));
         }
         Ok(Self {
-            previous: initial.clone(),
+            previous: BTreeMap::new(),
             initial,
             paths,
             units,
@@ -318,7 +318,12 @@ impl Sparsifier {
             let (shape, w) = net.layer(path)?.torch_weight().expect("checked in new");
             let inputs = ScoreInputs {
                 initial: self.initial.get(path).map(Vec::as_slice),
-                previous: self.previous.get(path).map(Vec::as_slice),
+                // Before the first step, the previous weights are the initial ones.
+                previous: self
+                    .previous
+                    .get(path)
+                    .or(self.initial.get(path))
+                    .map(Vec::as_slice),
                 gradient: self.gradients.get(path).map(Vec::as_slice),
                 input_norms: self.input_norms.get(path).map(Vec::as_slice),
                 seed: self.config.seed,
@@ -382,12 +387,15 @@ impl Sparsifier {
                 }
             }
         }
-        for (path, (_, w, _, _)) in scored {
-            self.previous.insert(path, w);
-        }
         self.masks = new_masks;
-        self.apply(net)?;
-        self.report(net)
+        // The weights just read are masked and set: the model is not read again.
+        let weights: BTreeMap<_, _> = scored
+            .into_iter()
+            .map(|(path, (shape, w, _, _))| (path, (shape, w)))
+            .collect();
+        let report = self.apply_masks(net, &weights)?;
+        self.previous = weights.into_iter().map(|(p, (_, w))| (p, w)).collect();
+        Ok(report)
     }
 
     /// Multiplies the weights by their masks. Where a channel's filters are masked in every
@@ -395,11 +403,34 @@ impl Sparsifier {
     /// and depthwise convs it passes through, so it carries exactly zero (and pruning it away
     /// is lossless).
     pub fn apply(&self, net: &mut Graph) -> Result<()> {
+        let weights = self
+            .masks
+            .keys()
+            .map(|p| {
+                Ok((
+                    p.clone(),
+                    net.layer(p)?.torch_weight().expect("checked in new"),
+                ))
+            })
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        self.apply_masks(net, &weights).map(|_| ())
+    }
+
+    /// [`Sparsifier::apply`] to `weights` (PyTorch shape and values per masked layer, as
+    /// read from `net`), returning the sparsity of the masked layers.
+    fn apply_masks(
+        &self,
+        net: &mut Graph,
+        weights: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    ) -> Result<Vec<LayerSparsity>> {
+        let mut report = Vec::with_capacity(self.masks.len());
         for (path, mask) in &self.masks {
-            let layer = net.get_mut(path).expect("checked in new");
-            let (_, w) = layer.torch_weight().expect("checked in new");
+            let (shape, w) = &weights[path];
             let masked: Vec<f32> = w.iter().zip(mask).map(|(w, m)| w * m).collect();
-            layer.set_torch_weight(masked);
+            report.push(self.layer_report(path, shape.clone(), &masked)?);
+            net.get_mut(path)
+                .expect("checked in new")
+                .set_torch_weight(masked);
         }
         for unit in &self.units {
             let mut dead: Option<Vec<bool>> = None;
@@ -407,7 +438,7 @@ impl Sparsifier {
                 let Some(mask) = self.masks.get(p) else {
                     continue;
                 };
-                let out = net.layer(p)?.torch_weight().expect("checked in new").0[0];
+                let out = weights[p].0[0];
                 let layer_dead = mask
                     .chunks(mask.len() / out)
                     .map(|c| c.iter().all(|&m| m == 0.0));
@@ -433,7 +464,9 @@ impl Sparsifier {
                 zero_channels(layer, &keep, unit.carriers.contains(name));
             }
         }
-        Ok(())
+        // In the order of `paths`, as `report` gives it.
+        report.sort_by_key(|l| self.paths.iter().position(|p| *p == l.path));
+        Ok(report)
     }
 
     /// Records, for [`Criterion::Wanda`], the RMS of every input channel (or feature) each
@@ -530,27 +563,31 @@ impl Sparsifier {
 
     /// Sparsity of every selected layer as it is now.
     pub fn report(&self, net: &Graph) -> Result<Vec<LayerSparsity>> {
-        let g = self.config.granularity;
         self.paths
             .iter()
             .map(|path| {
                 let (shape, w) = net.layer(path)?.torch_weight().expect("checked in new");
-                let groups = Groups::new(&shape, g.reduced_dims(shape.len())?);
-                let abs: Vec<f32> = w.iter().map(|v| v.abs()).collect();
-                let zero_groups = groups
-                    .mean_scores(&abs)
-                    .iter()
-                    .filter(|&&s| s == 0.0)
-                    .count();
-                Ok(LayerSparsity {
-                    path: path.clone(),
-                    groups: groups.count(),
-                    zero_groups,
-                    sparsity: w.iter().filter(|&&v| v == 0.0).count() as f64 / w.len() as f64,
-                    shape,
-                })
+                self.layer_report(path, shape, &w)
             })
             .collect()
+    }
+
+    fn layer_report(&self, path: &str, shape: Vec<usize>, w: &[f32]) -> Result<LayerSparsity> {
+        let g = self.config.granularity;
+        let groups = Groups::new(&shape, g.reduced_dims(shape.len())?);
+        let abs: Vec<f32> = w.iter().map(|v| v.abs()).collect();
+        let zero_groups = groups
+            .mean_scores(&abs)
+            .iter()
+            .filter(|&&s| s == 0.0)
+            .count();
+        Ok(LayerSparsity {
+            path: path.to_string(),
+            groups: groups.count(),
+            zero_groups,
+            sparsity: w.iter().filter(|&&v| v == 0.0).count() as f64 / w.len() as f64,
+            shape,
+        })
     }
 }
 

@@ -129,7 +129,7 @@ impl Inference {
     /// filters once. On devices other than flex, nothing is prepared.
     pub fn new(graph: Graph, device: &Device) -> Self {
         let mut net = Self::plain(graph);
-        if !on_host(device) {
+        if !crate::device::on_host(device) {
             return net;
         }
         for (i, node) in net.graph.nodes.iter().enumerate() {
@@ -284,20 +284,6 @@ fn plan_conv(graph: &Graph, i: usize, conv: &Conv2d) -> Option<(Step, Vec<usize>
         Engine::Layer
     };
     Some((Step::Conv { engine, epilogue }, followers))
-}
-
-/// Whether the fused kernels run here: they compute on host memory, which is where flex keeps
-/// its tensors (elsewhere each would be a copy to the host and back).
-fn on_host(device: &Device) -> bool {
-    #[cfg(feature = "flex")]
-    {
-        *device == Device::flex()
-    }
-    #[cfg(not(feature = "flex"))]
-    {
-        let _ = device;
-        false
-    }
 }
 
 /// The node that alone reads node `i`, when it reads nothing else.

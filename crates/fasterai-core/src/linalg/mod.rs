@@ -62,10 +62,27 @@ fn gram_is_accurate(singular_values: &[f64], k: usize) -> bool {
 
 /// The values of a Burn tensor on the host, as float32, in row-major order.
 pub fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("float32 after convert")
+    // flex copies a buffer that is shared (a parameter's, say) twice in `into_data`: to bytes,
+    // then to aligned memory. Slices of it are copied once, into cache-sized aligned buffers,
+    // so a large tensor is read out slice by slice: one pass over fresh memory, not two.
+    const SLICE: usize = 1 << 20;
+    let n = t.shape().num_elements();
+    let whole = |t: Tensor<D>| {
+        t.into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("float32 after convert")
+    };
+    if n <= SLICE || !crate::device::on_host(&t.device()) {
+        return whole(t);
+    }
+    let flat = t.reshape([n]);
+    let mut values = Vec::with_capacity(n);
+    for first in (0..n).step_by(SLICE) {
+        let slice = flat.clone().slice([first..(first + SLICE).min(n)]);
+        values.extend_from_slice(&host_values(slice));
+    }
+    values
 }
 
 /// A Burn matrix as a host array.
