@@ -91,6 +91,15 @@ impl Groups {
         sums
     }
 
+    /// Number of groups with a nonzero value in `values`.
+    pub fn nonzero(&self, values: &[f32]) -> usize {
+        let mut nonzero = vec![false; self.count()];
+        for (&v, g) in values.iter().zip(self.element_groups()) {
+            nonzero[g] |= v != 0.0;
+        }
+        nonzero.iter().filter(|&&n| n).count()
+    }
+
     /// The element mask of a per-group decision.
     pub fn expand(&self, keep: &[bool]) -> Vec<f32> {
         self.element_groups()

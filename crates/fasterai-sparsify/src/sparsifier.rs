@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use rayon::prelude::*;
+
 use burn::module::{Module, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -313,28 +315,32 @@ impl Sparsifier {
     pub fn prune(&mut self, net: &mut Graph, sparsity: f64) -> Result<Vec<LayerSparsity>> {
         check_sparsity(sparsity)?;
         let g = self.config.granularity;
-        let mut scored = BTreeMap::new();
-        for path in &self.paths {
-            let (shape, w) = net.layer(path)?.torch_weight().expect("checked in new");
-            let inputs = ScoreInputs {
-                initial: self.initial.get(path).map(Vec::as_slice),
-                // Before the first step, the previous weights are the initial ones.
-                previous: self
-                    .previous
-                    .get(path)
-                    .or(self.initial.get(path))
-                    .map(Vec::as_slice),
-                gradient: self.gradients.get(path).map(Vec::as_slice),
-                input_norms: self.input_norms.get(path).map(Vec::as_slice),
-                seed: self.config.seed,
-            };
-            let mut scores = self.config.criterion.scores(&w, &shape, &inputs)?;
-            if let Some(mask) = self.masks.get(path) {
-                scores.iter_mut().zip(mask).for_each(|(s, m)| *s *= m);
-            }
-            let groups = Groups::new(&shape, g.reduced_dims(shape.len())?);
-            scored.insert(path.clone(), (shape, w, scores, groups));
-        }
+        // Layers are read and scored on every core.
+        let scored = self
+            .paths
+            .par_iter()
+            .map(|path| {
+                let (shape, w) = net.layer(path)?.torch_weight().expect("checked in new");
+                let inputs = ScoreInputs {
+                    initial: self.initial.get(path).map(Vec::as_slice),
+                    // Before the first step, the previous weights are the initial ones.
+                    previous: self
+                        .previous
+                        .get(path)
+                        .or(self.initial.get(path))
+                        .map(Vec::as_slice),
+                    gradient: self.gradients.get(path).map(Vec::as_slice),
+                    input_norms: self.input_norms.get(path).map(Vec::as_slice),
+                    seed: self.config.seed,
+                };
+                let mut scores = self.config.criterion.scores(&w, &shape, &inputs)?;
+                if let Some(mask) = self.masks.get(path) {
+                    scores.iter_mut().zip(mask).for_each(|(s, m)| *s *= m);
+                }
+                let groups = Groups::new(&shape, g.reduced_dims(shape.len())?);
+                Ok((path.clone(), (shape, w, scores, groups)))
+            })
+            .collect::<Result<BTreeMap<_, _>>>()?;
         let mut new_masks = BTreeMap::new();
         if let Some((n, m)) = self.config.n_of_m {
             for (path, (shape, _, scores, _)) in &scored {
@@ -423,14 +429,22 @@ impl Sparsifier {
         net: &mut Graph,
         weights: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
     ) -> Result<Vec<LayerSparsity>> {
-        let mut report = Vec::with_capacity(self.masks.len());
-        for (path, mask) in &self.masks {
-            let (shape, w) = &weights[path];
-            let masked: Vec<f32> = w.iter().zip(mask).map(|(w, m)| w * m).collect();
-            report.push(self.layer_report(path, shape.clone(), &masked)?);
+        let masked: Vec<(&String, Vec<f32>, LayerSparsity)> = self
+            .masks
+            .par_iter()
+            .map(|(path, mask)| {
+                let (shape, w) = &weights[path];
+                let masked: Vec<f32> = w.iter().zip(mask).map(|(w, m)| w * m).collect();
+                let report = self.layer_report(path, shape.clone(), &masked)?;
+                Ok((path, masked, report))
+            })
+            .collect::<Result<_>>()?;
+        let mut report = Vec::with_capacity(masked.len());
+        for (path, values, layer) in masked {
             net.get_mut(path)
                 .expect("checked in new")
-                .set_torch_weight(masked);
+                .set_torch_weight(values);
+            report.push(layer);
         }
         for unit in &self.units {
             let mut dead: Option<Vec<bool>> = None;
@@ -575,12 +589,7 @@ impl Sparsifier {
     fn layer_report(&self, path: &str, shape: Vec<usize>, w: &[f32]) -> Result<LayerSparsity> {
         let g = self.config.granularity;
         let groups = Groups::new(&shape, g.reduced_dims(shape.len())?);
-        let abs: Vec<f32> = w.iter().map(|v| v.abs()).collect();
-        let zero_groups = groups
-            .mean_scores(&abs)
-            .iter()
-            .filter(|&&s| s == 0.0)
-            .count();
+        let zero_groups = groups.count() - groups.nonzero(w);
         Ok(LayerSparsity {
             path: path.to_string(),
             groups: groups.count(),
