@@ -18,7 +18,7 @@ use super::ops::pool::{AdaptiveAvgPool2dSpec, AvgPool2dSpec, MaxPool2dSpec};
 use super::ops::quant::FakeQuantize;
 use super::ops::shape::{Flatten, Identity};
 use crate::error::{CoreError, Result};
-use crate::linalg::host_values;
+use crate::linalg::{host_values, shared_host_values};
 
 macro_rules! registry {
     (
@@ -311,8 +311,11 @@ impl Layer {
     /// The weight of a Conv2d or Linear in PyTorch's layout (`[out, ...]`), with its shape.
     pub fn torch_weight(&self) -> Option<(Vec<usize>, Vec<f32>)> {
         match self {
-            Layer::Conv2d(c) => Some((c.weight.dims().to_vec(), host_values(c.weight.val()))),
+            Layer::Conv2d(c) => {
+                Some((c.weight.dims().to_vec(), shared_host_values(c.weight.val())))
+            }
             Layer::Linear(l) => {
+                // A transposed view: copied once into a buffer of its own.
                 let [i, o] = l.weight.dims();
                 Some((vec![o, i], host_values(l.weight.val().transpose())))
             }

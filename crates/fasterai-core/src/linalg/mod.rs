@@ -60,21 +60,23 @@ fn gram_is_accurate(singular_values: &[f64], k: usize) -> bool {
     tail >= 1e3 * discarded as f64 * f32::EPSILON as f64 * largest
 }
 
-/// The values of a Burn tensor on the host, as float32, in row-major order.
+/// The values of a Burn tensor on the host, as float32, in row-major order (no copy on flex
+/// when nothing else holds the tensor, as with a layer's output).
 pub fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    // flex copies a buffer that is shared (a parameter's, say) twice in `into_data`: to bytes,
-    // then to aligned memory. Slices of it are copied once, into cache-sized aligned buffers,
-    // so a large tensor is read out slice by slice: one pass over fresh memory, not two.
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("float32 after convert")
+}
+
+/// [`host_values`] of a tensor that is also held elsewhere (a parameter's value): flex copies
+/// such a buffer twice in `into_data` (to bytes, then to aligned memory), but a slice of it
+/// once, so a large one is read out slice by slice: one pass over fresh memory, not two.
+pub fn shared_host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     const SLICE: usize = 1 << 20;
     let n = t.shape().num_elements();
-    let whole = |t: Tensor<D>| {
-        t.into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .expect("float32 after convert")
-    };
     if n <= SLICE || !crate::device::on_host(&t.device()) {
-        return whole(t);
+        return host_values(t);
     }
     let flat = t.reshape([n]);
     let mut values = Vec::with_capacity(n);
