@@ -83,6 +83,20 @@ fn build(name: &str, index: usize) -> Option<Device> {
     }
 }
 
+/// Whether `device` keeps its tensors in host memory (flex): where the inference kernels run,
+/// and where reading a tensor in slices costs no transfers.
+pub(crate) fn on_host(device: &Device) -> bool {
+    #[cfg(feature = "flex")]
+    {
+        *device == Device::flex()
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = device;
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,19 +131,5 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("--features cuda"), "{err}");
-    }
-}
-
-/// Whether `device` keeps its tensors in host memory (flex): where the inference kernels run,
-/// and where reading a tensor in slices costs no transfers.
-pub(crate) fn on_host(device: &Device) -> bool {
-    #[cfg(feature = "flex")]
-    {
-        *device == Device::flex()
-    }
-    #[cfg(not(feature = "flex"))]
-    {
-        let _ = device;
-        false
     }
 }

@@ -81,7 +81,8 @@ pub fn shared_host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     let flat = t.reshape([n]);
     let mut values = Vec::with_capacity(n);
     for first in (0..n).step_by(SLICE) {
-        let slice = flat.clone().slice([first..(first + SLICE).min(n)]);
+        let range = first..(first + SLICE).min(n);
+        let slice = flat.clone().slice([range]);
         values.extend_from_slice(&host_values(slice));
     }
     values
