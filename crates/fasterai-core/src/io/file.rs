@@ -1,7 +1,7 @@
 //! safetensors files tensor by tensor, straight between the file and each tensor's own buffer:
 //! the file is never held whole in memory, and a CRC-32 of its data section is computed on the
 //! way. On VGG16 (537 MB) the first touch of fresh memory costs more than copying into it, so
-//! reads fill a buffer in parallel chunks; writes go in chunks small enough to stay in cache.
+//! reads fill a buffer in parallel chunks, and writes copy chunks out on every core.
 //! (A memory map would save no copy here: Burn owns its tensors' buffers, so the bytes are
 //! copied into them either way.)
 
