@@ -111,14 +111,19 @@ fn truncated_file_is_an_error() {
     }
 }
 
+/// Copies `from` to `to` with `mask` flipped in the byte `from_end` bytes before the end.
+fn flip_bit(from: &Path, to: &Path, from_end: usize, mask: u8) {
+    let mut bytes = std::fs::read(from).unwrap();
+    let at = bytes.len() - from_end;
+    bytes[at] ^= mask;
+    std::fs::write(to, &bytes).unwrap();
+}
+
 #[test]
 fn corrupted_data_is_detected() {
     let dir = tempfile::tempdir().unwrap();
     let (_, path) = saved_tiny(dir.path());
-    let mut bytes = std::fs::read(&path).unwrap();
-    let n = bytes.len();
-    bytes[n - 3] ^= 0x40; // one bit of the last tensor
-    std::fs::write(&path, &bytes).unwrap();
+    flip_bit(&path, &path, 3, 0x40); // one bit of the last tensor
     let err = load_model(&path, &device()).unwrap_err();
     assert!(err.to_string().contains("corrupted"), "{err}");
 }
@@ -131,10 +136,7 @@ fn files_of_the_older_checksum_are_still_verified() {
     assert!(meta.contains_key(CHECKSUM_KEY) && !meta.contains_key(CRC_KEY));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.safetensors");
-    let mut bytes = std::fs::read(&fixture).unwrap();
-    let n = bytes.len();
-    bytes[n - 5] ^= 0x01;
-    std::fs::write(&path, &bytes).unwrap();
+    flip_bit(&fixture, &path, 5, 0x01);
     let err = load_model(&path, &device()).unwrap_err();
     assert!(err.to_string().contains("corrupted"), "{err}");
 }

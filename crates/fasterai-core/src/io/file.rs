@@ -246,16 +246,49 @@ pub(crate) fn write(
     crc_key: &str,
     tensors: Vec<Outgoing>,
 ) -> std::io::Result<()> {
+    let (json, crc_at, data_len) = header(metadata, crc_key, &tensors)?;
+    let mut file = File::create(path)?;
+    file.write_all(&(json.len() as u64).to_le_bytes())?;
+    file.write_all(&json)?;
+    let mut data = DataSink {
+        file,
+        crc: Hasher::new(),
+    };
+    for t in tensors {
+        match t.payload {
+            Payload::Bytes(bytes) => data.put(&bytes)?,
+            Payload::Rows(values) => write_rows(&values, &mut data)?,
+        }
+    }
+    let DataSink { mut file, crc } = data;
+    if crc.total_len() != data_len {
+        return Err(std::io::Error::other(format!(
+            "wrote {} bytes of tensor data where the header announces {data_len}",
+            crc.total_len()
+        )));
+    }
+    file.seek(SeekFrom::Start(8 + crc_at as u64))?;
+    file.write_all(format!("{:08x}", crc.finalize()).as_bytes())?;
+    file.flush()
+}
+
+/// The header JSON (metadata first, then the tensors in file order, as other writers do,
+/// padded with spaces to a multiple of 8 bytes as the format asks), the offset in it of the
+/// CRC placeholder, and the length of the data section.
+fn header(
+    metadata: BTreeMap<String, String>,
+    crc_key: &str,
+    tensors: &[Outgoing],
+) -> std::io::Result<(Vec<u8>, usize, u64)> {
     const PLACEHOLDER: &str = "00000000";
     let mut metadata: serde_json::Map<_, _> = metadata
         .into_iter()
         .map(|(k, v)| (k, serde_json::Value::String(v)))
         .collect();
     metadata.insert(crc_key.into(), PLACEHOLDER.into());
-    // Metadata first, then the tensors in file order, as other writers do.
     let mut json = format!("{{\"__metadata__\":{}", serde_json::to_string(&metadata)?);
     let mut offset = 0usize;
-    for t in &tensors {
+    for t in tensors {
         let size = t.shape.iter().product::<usize>() * t.dtype.bitsize() / 8;
         let info = TensorInfo {
             dtype: t.dtype,
@@ -271,76 +304,67 @@ pub(crate) fn write(
     }
     json.push('}');
     let mut json = json.into_bytes();
-    // The format pads the header with spaces to a multiple of 8 bytes.
     json.resize(json.len().next_multiple_of(8), b' ');
     let pattern = format!("\"{crc_key}\":\"{PLACEHOLDER}\"");
     let crc_at = find_once(&json, pattern.as_bytes())
-        .map(|at| 8 + at + pattern.len() - PLACEHOLDER.len() - 1)
+        .map(|at| at + pattern.len() - PLACEHOLDER.len() - 1)
         .ok_or_else(|| std::io::Error::other("the CRC placeholder is not unique in the header"))?;
+    Ok((json, crc_at, offset as u64))
+}
 
-    let mut file = File::create(path)?;
-    file.write_all(&(json.len() as u64).to_le_bytes())?;
-    file.write_all(&json)?;
-    let mut crc = Hasher::new();
-    let mut put = |bytes: &[u8]| -> std::io::Result<()> {
-        crc.update(bytes);
-        file.write_all(bytes)
+/// The data section on its way out: written to the file and through the CRC.
+struct DataSink {
+    file: File,
+    crc: Hasher,
+}
+
+impl DataSink {
+    fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.crc.update(bytes);
+        self.file.write_all(bytes)
+    }
+
+    fn put_chunks(&mut self, chunks: &[Vec<f32>]) -> std::io::Result<()> {
+        chunks
+            .iter()
+            .try_for_each(|c| self.put(bytemuck::cast_slice(c)))
+    }
+}
+
+/// Streams a `[rows, cols]` tensor in chunks of rows, copied out on every core (a Linear
+/// weight's rows are strided columns of Burn's buffer), a window at a time, while the previous
+/// window is written.
+fn write_rows(values: &Tensor<2>, data: &mut DataSink) -> std::io::Result<()> {
+    let [rows, cols] = values.dims();
+    let step = (WRITE_CHUNK / (4 * cols.max(1))).max(1);
+    let ranges: Vec<_> = (0..rows)
+        .step_by(step)
+        .map(|first| first..(first + step).min(rows))
+        .collect();
+    let copy_out = |range: &std::ops::Range<usize>| -> std::io::Result<Vec<f32>> {
+        let data = values.clone().slice([range.clone()]).into_data();
+        let mut chunk = data
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(std::io::Error::other)?;
+        to_little_endian(&mut chunk);
+        Ok(chunk)
     };
-    for t in tensors {
-        match t.payload {
-            Payload::Bytes(bytes) => put(&bytes)?,
-            Payload::Rows(values) => {
-                // Chunks of rows are copied out on every core (a Linear weight's rows are
-                // strided columns of Burn's buffer), a window at a time, while the previous
-                // window is written.
-                let [rows, cols] = values.dims();
-                let step = (WRITE_CHUNK / (4 * cols.max(1))).max(1);
-                let ranges: Vec<_> = (0..rows)
-                    .step_by(step)
-                    .map(|first| first..(first + step).min(rows))
-                    .collect();
-                let copy_out = |range: &std::ops::Range<usize>| -> std::io::Result<Vec<f32>> {
-                    let data = values.clone().slice([range.clone()]).into_data();
-                    let mut chunk = data
-                        .convert::<f32>()
-                        .try_into_vec::<f32>()
-                        .map_err(std::io::Error::other)?;
-                    to_little_endian(&mut chunk);
-                    Ok(chunk)
-                };
-                let mut pending: Vec<Vec<f32>> = Vec::new();
-                for window in ranges.chunks(rayon::current_num_threads()) {
-                    let (written, next) = rayon::join(
-                        || {
-                            pending
-                                .iter()
-                                .try_for_each(|c| put(bytemuck::cast_slice(c)))
-                        },
-                        || {
-                            window
-                                .par_iter()
-                                .map(copy_out)
-                                .collect::<std::io::Result<_>>()
-                        },
-                    );
-                    written?;
-                    pending = next?;
-                }
-                pending
-                    .iter()
-                    .try_for_each(|c| put(bytemuck::cast_slice(c)))?;
-            }
-        }
+    let mut pending: Vec<Vec<f32>> = Vec::new();
+    for window in ranges.chunks(rayon::current_num_threads()) {
+        let (written, next) = rayon::join(
+            || data.put_chunks(&pending),
+            || {
+                window
+                    .par_iter()
+                    .map(copy_out)
+                    .collect::<std::io::Result<_>>()
+            },
+        );
+        written?;
+        pending = next?;
     }
-    if crc.total_len() != offset as u64 {
-        return Err(std::io::Error::other(format!(
-            "wrote {} bytes of tensor data where the header announces {offset}",
-            crc.total_len()
-        )));
-    }
-    file.seek(SeekFrom::Start(crc_at as u64))?;
-    file.write_all(format!("{:08x}", crc.finalize()).as_bytes())?;
-    file.flush()
+    data.put_chunks(&pending)
 }
 
 /// `band` holds rows `first..` of a row-major `[rows, cols]` matrix; writes them into
