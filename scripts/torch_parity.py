@@ -3,6 +3,11 @@
   python torch_parity.py make DIR      writes DIR/vgg16_bn.{pth,safetensors}, DIR/x.npy, DIR/y_torch.npy
   python torch_parity.py families DIR  writes DIR/NAME.pth, DIR/NAME_x.npy, DIR/NAME_y.npy for every
                                        branched family (torchvision's, and the CIFAR ResNet-20)
+  python torch_parity.py vits DIR      writes DIR/NAME.pth, DIR/NAME_x.npy, DIR/NAME_y.npy for vit_b_16,
+                                       vit_b_32 and vit_cifar, every parameter random (and
+                                       DIR/vit_b_32.safetensors)
+  python torch_parity.py tiny-vit DIR  writes the small ViT fixture the flex tests read:
+                                       DIR/tiny_vit.safetensors and DIR/tiny_vit.json (x and y)
   python torch_parity.py compare A B   exits non-zero unless max|A-B| <= 1e-4 * max|A|
   python torch_parity.py latency CxHxW [RUNS]   VGG16-bn (10 classes) batch-1 latency in torch
 
@@ -147,6 +152,80 @@ def families(out_dir: str) -> None:
         print(f"{name}: {params:,} parameters, x {tuple(x.shape)} -> y {tuple(y.shape)}")
 
 
+# name, image side, classes. vit_cifar is torchvision's VisionTransformer with the shape of
+# fasterai's `vit_cifar` (its stochastic depth is the identity at inference).
+VITS = [("vit_b_16", 224, 1000), ("vit_b_32", 224, 1000), ("vit_cifar", 32, 10)]
+
+
+def vit(name: str) -> nn.Module:
+    from torchvision.models import vision_transformer as V
+    if name == "vit_cifar":
+        return V.VisionTransformer(image_size=32, patch_size=4, num_layers=6, num_heads=3,
+                                   hidden_dim=192, mlp_dim=384, num_classes=10)
+    if name == "tiny_vit":
+        return V.VisionTransformer(image_size=8, patch_size=4, num_layers=2, num_heads=2,
+                                   hidden_dim=8, mlp_dim=16, num_classes=3)
+    return getattr(V, name)()
+
+
+def randomize(model: nn.Module) -> None:
+    """Every parameter random: torchvision starts the head and the class token at zero, which
+    would make a comparison of logits trivial."""
+    with torch.no_grad():
+        norms = set()
+        for m in model.modules():
+            if isinstance(m, nn.LayerNorm):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0.0, 0.1)
+                norms.update(id(p) for p in m.parameters())
+        for name, p in model.named_parameters():
+            if id(p) in norms:
+                continue
+            if p.dim() >= 2 and "token" not in name and "embedding" not in name:
+                p.normal_(0.0, (p[0].numel()) ** -0.5)  # activations stay O(1) layer after layer
+            else:
+                p.normal_(0.0, 0.2)
+
+
+def vits(out_dir: str) -> None:
+    for name, side, _ in VITS:
+        torch.manual_seed(0)
+        model = vit(name)
+        randomize(model)
+        model.eval()
+        x = torch.randn(2, 3, side, side)
+        with torch.no_grad():
+            y = model(x)
+        torch.save(model.state_dict(), f"{out_dir}/{name}.pth")
+        if name == "vit_b_32":
+            from safetensors.torch import save_file
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+                      f"{out_dir}/{name}.safetensors")
+        np.save(f"{out_dir}/{name}_x.npy", x.numpy())
+        np.save(f"{out_dir}/{name}_y.npy", y.numpy())
+        params = sum(p.numel() for p in model.parameters())
+        print(f"{name}: {params:,} parameters, x {tuple(x.shape)} -> y {tuple(y.shape)}, "
+              f"max|y| {float(y.abs().max()):.3f}")
+
+
+def tiny_vit(out_dir: str) -> None:
+    import json
+    from safetensors.torch import save_file
+    torch.manual_seed(0)
+    model = vit("tiny_vit")
+    randomize(model)
+    model.eval()
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        y = model(x)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              f"{out_dir}/tiny_vit.safetensors")
+    with open(f"{out_dir}/tiny_vit.json", "w") as f:
+        json.dump({"torch": torch.__version__, "x_shape": list(x.shape), "x": x.flatten().tolist(),
+                   "y_shape": list(y.shape), "y": y.flatten().tolist()}, f)
+    print(f"tiny_vit: {sum(p.numel() for p in model.parameters())} parameters, y {y.tolist()}")
+
+
 def compare(expected_path: str, actual_path: str) -> None:
     expected, actual = np.load(expected_path), np.load(actual_path)
     if expected.shape != actual.shape:
@@ -182,6 +261,10 @@ if __name__ == "__main__":
         make(sys.argv[2])
     elif len(sys.argv) == 3 and sys.argv[1] == "families":
         families(sys.argv[2])
+    elif len(sys.argv) == 3 and sys.argv[1] == "vits":
+        vits(sys.argv[2])
+    elif len(sys.argv) == 3 and sys.argv[1] == "tiny-vit":
+        tiny_vit(sys.argv[2])
     elif len(sys.argv) == 4 and sys.argv[1] == "compare":
         compare(sys.argv[2], sys.argv[3])
     elif len(sys.argv) in (3, 4) and sys.argv[1] == "latency":

@@ -21,8 +21,8 @@ cargo xtask <command>
   test     run the test suite (flex, and the flex/wgpu parity test on software Vulkan)
   ci       what CI runs: setup, fmt check, clippy, then `test` with ../shared required (benches
            and examples included); prints each stage's time
-  parity   PyTorch parity: torch writes VGG16-bn and every branched family's checkpoints and
-           outputs, fasterai must match
+  parity   PyTorch parity: torch writes VGG16-bn, every branched family's and the vision
+           transformers' checkpoints and outputs, fasterai must match
   bench-vs-torch [--before OLD_CLI]
            seed 004's chain (CLI steps) and batch-1 latency beside fasterai 0.4.1 and PyTorch,
            in one run, as ratios (and beside another build of the CLI)
@@ -455,7 +455,42 @@ fn parity() -> Result<()> {
             ],
         )?;
     }
+    vit_parity(python, cli, work_str)?;
     onnx_parity(python, cli, work_str)
+}
+
+/// Vision transformers: torchvision's ViT-B/16, ViT-B/32 and the CIFAR ViT with every
+/// parameter random, imported from their state dicts (`.pth`, and `.safetensors` for ViT-B/32)
+/// by name; our logits must match PyTorch's.
+fn vit_parity(python: &str, cli: &str, work: &str) -> Result<()> {
+    run(python, &["scripts/torch_parity.py", "vits", work])?;
+    let cases = [
+        ("vit_b_16", "1000", "pth"),
+        ("vit_b_32", "1000", "pth"),
+        ("vit_b_32", "1000", "safetensors"),
+        ("vit_cifar", "10", "pth"),
+    ];
+    for (name, classes, format) in cases {
+        let file = |suffix: &str| format!("{work}/{name}{suffix}");
+        let (weights, model) = (file(&format!(".{format}")), file(&format!("_{format}.fai.safetensors")));
+        let output = file(&format!("_{format}_fasterai.npy"));
+        run(
+            cli,
+            &[
+                "import", name, "--num-classes", classes, "--weights", &weights, "-o", &model,
+                "--force",
+            ],
+        )?;
+        run(
+            cli,
+            &["predict", &model, "--input", &file("_x.npy"), "--output", &output, "--force"],
+        )?;
+        run(
+            python,
+            &["scripts/torch_parity.py", "compare", &file("_y.npy"), &output],
+        )?;
+    }
+    Ok(())
 }
 
 /// ONNX in: torchvision exports imported, onnxruntime's outputs reproduced; every pass run on

@@ -41,12 +41,12 @@ pub fn require_float(model: &Model, step: &str) -> Result<()> {
 /// Options that pick and shape a model.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// A built-in architecture (vgg16_bn, vgg11_small, resnet18, resnet20, mobilenet_v2, …), a
-    /// fasterai model file, or an ONNX file.
+    /// A built-in architecture (vgg16_bn, vgg11_small, resnet18, resnet20, mobilenet_v2,
+    /// vit_b_16, vit_cifar, …), a fasterai model file, or an ONNX file.
     #[arg(value_name = "MODEL")]
     pub model: String,
     /// Number of classes of a built-in model [default: 1000, or 10 for `_small` and CIFAR
-    /// ResNets].
+    /// models (ResNet-20/56, vit_cifar)].
     #[arg(long)]
     pub num_classes: Option<usize>,
     /// Channel multiplier of a built-in VGG or mobilenet_v2 (0.25 keeps a quarter).

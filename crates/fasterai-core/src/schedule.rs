@@ -34,6 +34,12 @@ pub enum LrSchedule {
     },
     /// Cosine annealing from `lr` to 0.
     Cosine,
+    /// A linear warm-up from 0 to `lr` over the first `warmup` of training, then cosine
+    /// annealing to 0 (what vision transformers are trained with).
+    WarmupCosine {
+        /// Fraction of training spent warming up.
+        warmup: f64,
+    },
 }
 
 impl LrSchedule {
@@ -51,6 +57,10 @@ impl LrSchedule {
         match *self {
             LrSchedule::Constant => lr,
             LrSchedule::Cosine => cos_anneal(lr, 0.0, t),
+            LrSchedule::WarmupCosine { warmup } if t < warmup => lr * t / warmup,
+            LrSchedule::WarmupCosine { warmup } => {
+                cos_anneal(lr, 0.0, (t - warmup) / (1.0 - warmup).max(f64::MIN_POSITIVE))
+            }
             LrSchedule::OneCycle {
                 pct_start,
                 div,
@@ -86,5 +96,11 @@ mod tests {
         assert_eq!(LrSchedule::Constant.at(lr, 0.7), lr);
         assert!((LrSchedule::Cosine.at(lr, 0.5) - lr / 2.0).abs() < 1e-12);
         assert!((lin_anneal(1.0, 3.0, 0.25) - 1.5).abs() < 1e-12);
+        let w = LrSchedule::WarmupCosine { warmup: 0.1 };
+        assert_eq!(w.at(lr, 0.0), 0.0);
+        assert!((w.at(lr, 0.05) - lr / 2.0).abs() < 1e-12);
+        assert!((w.at(lr, 0.1) - lr).abs() < 1e-12);
+        assert!((w.at(lr, 0.55) - lr / 2.0).abs() < 1e-12);
+        assert!(w.at(lr, 1.0).abs() < 1e-12);
     }
 }

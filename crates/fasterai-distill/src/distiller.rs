@@ -261,9 +261,9 @@ impl Callback for Distiller {
         let s_logits = ctx.logits.clone();
         let spatial = |a: &Activation| a.clone().into_spatial().expect("checked in before_fit");
         let feature_pairs = || {
-            ctx.features.iter().zip(t_features.iter().map(|a| match a {
-                Activation::Spatial(x) => Activation::Spatial(x.clone().autodiff()),
-                Activation::Flat(x) => Activation::Flat(x.clone().autodiff()),
+            ctx.features.iter().zip(t_features.iter().map(|a| {
+                a.clone()
+                    .map(|x| x.autodiff(), |x| x.autodiff(), |x| x.autodiff())
             }))
         };
         let kd = match &self.loss {

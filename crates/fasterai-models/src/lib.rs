@@ -10,6 +10,8 @@
 //! | `resnet18`, `resnet34`, `resnet50` | torchvision's ResNets (basic / bottleneck blocks, projection shortcuts) |
 //! | `resnet20`, `resnet56` | CIFAR ResNets of He et al. (2016), 16/32/64 channels, 1×1 projection shortcuts |
 //! | `mobilenet_v2`, `mobilenet_v3_small`, `mobilenet_v3_large`, `efficientnet_b0` | torchvision's, with depthwise convolutions and squeeze-excitation gates |
+//! | `vit_b_16`, `vit_b_32` | torchvision's vision transformers (patch embedding, class token, position embedding, 12 encoder blocks) |
+//! | `vit_cifar` | a ViT-Tiny for 32×32 images: patch 4, width 192, 6 blocks of 3 heads, MLP 384, stochastic depth |
 //!
 //! ```no_run
 //! use fasterai_models::{VggConfig, VggDepth};
@@ -23,6 +25,7 @@ mod blocks;
 mod mobilenet;
 mod resnet;
 mod vgg;
+mod vit;
 
 use std::fmt;
 use std::str::FromStr;
@@ -31,6 +34,7 @@ use burn::tensor::Device;
 use fasterai_core::graph::{Graph, GraphSpec, InitScheme, Layer};
 use fasterai_core::model::Model;
 pub use vgg::{VggConfig, VggDepth, VggHead};
+pub use vit::VitConfig;
 
 /// Errors from building a reference model.
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +55,7 @@ pub enum ModelsError {
 pub const BUILTIN_HELP: &str = "vgg11, vgg13, vgg16, vgg19 (each with optional `_bn` and \
      `_small` suffixes, e.g. vgg16_bn, vgg16_bn_small), resnet18, resnet34, resnet50, \
      resnet20, resnet56 (CIFAR), mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large, \
-     efficientnet_b0";
+     efficientnet_b0, vit_b_16, vit_b_32, vit_cifar (32×32)";
 
 /// A family with branches (residual additions, depthwise convolutions, gates).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,10 +78,16 @@ pub enum Family {
     MobileNetV3Large,
     /// torchvision `efficientnet_b0`.
     EfficientNetB0,
+    /// torchvision `vit_b_16`.
+    ViTB16,
+    /// torchvision `vit_b_32`.
+    ViTB32,
+    /// A ViT-Tiny for 32×32 images (CIFAR).
+    ViTCifar,
 }
 
 impl Family {
-    const ALL: [(&'static str, Family); 9] = [
+    const ALL: [(&'static str, Family); 12] = [
         ("resnet18", Family::ResNet18),
         ("resnet34", Family::ResNet34),
         ("resnet50", Family::ResNet50),
@@ -87,6 +97,9 @@ impl Family {
         ("mobilenet_v3_small", Family::MobileNetV3Small),
         ("mobilenet_v3_large", Family::MobileNetV3Large),
         ("efficientnet_b0", Family::EfficientNetB0),
+        ("vit_b_16", Family::ViTB16),
+        ("vit_b_32", Family::ViTB32),
+        ("vit_cifar", Family::ViTCifar),
     ];
 
     /// torchvision's name.
@@ -99,7 +112,11 @@ impl Family {
     }
 
     fn is_cifar(self) -> bool {
-        matches!(self, Family::ResNet20 | Family::ResNet56)
+        matches!(self, Family::ResNet20 | Family::ResNet56 | Family::ViTCifar)
+    }
+
+    fn is_transformer(self) -> bool {
+        matches!(self, Family::ViTB16 | Family::ViTB32 | Family::ViTCifar)
     }
 }
 
@@ -225,6 +242,9 @@ impl Builtin {
             Family::MobileNetV3Small => mobilenet::v3(false, c, n),
             Family::MobileNetV3Large => mobilenet::v3(true, c, n),
             Family::EfficientNetB0 => mobilenet::efficientnet_b0(c, n),
+            Family::ViTB16 => VitConfig::B_16.spec(*input_shape, n)?,
+            Family::ViTB32 => VitConfig::B_32.spec(*input_shape, n)?,
+            Family::ViTCifar => VitConfig::CIFAR.spec(*input_shape, n)?,
         })
     }
 
@@ -235,10 +255,22 @@ impl Builtin {
         }
         let spec = self.spec()?;
         spec.check(&self.input_shape())?;
-        let mut net = Graph::from_spec(&spec, InitScheme::KaimingFanOut, device);
-        // torchvision's ResNets keep PyTorch's default Linear initialisation.
+        let Builtin::Net { family, .. } = self else {
+            unreachable!("VGG returned above")
+        };
+        let scheme = if family.is_transformer() {
+            InitScheme::Transformer
+        } else {
+            InitScheme::KaimingFanOut
+        };
+        let mut net = Graph::from_spec(&spec, scheme, device);
+        // torchvision's ResNets keep PyTorch's default Linear initialisation; its ViTs start
+        // their head at zero.
         if let Some(fc) = net.get_mut("fc") {
             *fc = Layer::from_spec(&fc.spec(), InitScheme::PyTorchDefault, device);
+        }
+        if let Some(head) = net.get_mut("heads.head") {
+            *head = Layer::from_spec(&head.spec(), InitScheme::Zeros, device);
         }
         Ok(Model::new(self.name(), self.input_shape().to_vec(), net)?)
     }

@@ -42,6 +42,17 @@ pub enum OnnxError {
         /// Its domain-qualified op type.
         op: String,
     },
+    /// A graph op the exporter has no ONNX form for yet: nothing is written.
+    #[error(
+        "node `{node}` ({op}): no ONNX export for {op} yet (transformer ops and token values \
+         are not exported); nothing was written"
+    )]
+    UnsupportedExport {
+        /// The graph node.
+        node: String,
+        /// Its op type.
+        op: String,
+    },
     /// A tensor's data cannot be read.
     #[error("tensor `{name}`: {reason}")]
     Tensor {

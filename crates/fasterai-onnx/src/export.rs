@@ -59,6 +59,15 @@ fn to_proto(model: &Model) -> Result<ModelProto> {
         )],
         ..Default::default()
     };
+    // Token values are refused before anything is built: Gemm and Concat would be wrong on them.
+    for (node, out) in spec.nodes.iter().zip(&shapes.outputs) {
+        if out.len() == 2 {
+            return Err(OnnxError::UnsupportedExport {
+                node: node.name.clone(),
+                op: node.op.kind().to_string(),
+            });
+        }
+    }
     let last = spec.nodes.len() - 1;
     for (i, node) in spec.nodes.iter().enumerate() {
         let name = node.name.as_str();
@@ -278,6 +287,21 @@ fn to_proto(model: &Model) -> Result<ModelProto> {
                     vec![],
                 ));
                 continue;
+            }
+            LayerSpec::LayerNorm(_)
+            | LayerSpec::MultiheadAttention(_)
+            | LayerSpec::ClassToken(_)
+            | LayerSpec::PositionEmbedding(_)
+            | LayerSpec::StochasticDepth(_)
+            | LayerSpec::GELU(_)
+            | LayerSpec::Softmax(_)
+            | LayerSpec::ImageToTokens(_)
+            | LayerSpec::SelectToken(_)
+            | LayerSpec::TokenMean(_) => {
+                return Err(OnnxError::UnsupportedExport {
+                    node: name.to_string(),
+                    op: node.op.kind().to_string(),
+                });
             }
         };
         graph.node.push(node_proto(name, op, inputs, output, attrs));

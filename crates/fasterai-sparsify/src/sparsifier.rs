@@ -501,6 +501,14 @@ impl Sparsifier {
                     .mean_dim(3)
                     .sqrt()
                     .flatten::<1>(0, 3),
+                // Every token is a sample of the features (Wanda on a transformer's Linear).
+                Activation::Tokens(x) => x
+                    .clone()
+                    .square()
+                    .mean_dim(0)
+                    .mean_dim(1)
+                    .sqrt()
+                    .flatten::<1>(0, 2),
                 Activation::Flat(x) => x.clone().square().mean_dim(0).sqrt().flatten::<1>(0, 1),
             };
             norms.insert(path.to_string(), host_values(rms));

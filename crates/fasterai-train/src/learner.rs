@@ -5,7 +5,7 @@
 //! Burn's `burn-train` `Learner` owns its loop and offers no point after the optimiser step
 //! (where sparsifying re-applies its masks) and no way to change the loss from outside the
 //! model (distillation), so the loop is written here. It uses Burn's autodiff, optimisers
-//! (`Sgd` with momentum, `Adam`) and cross-entropy; the metrics are a few lines in
+//! (`Sgd` with momentum, `Adam`, `AdamW`) and cross-entropy; the metrics are a few lines in
 //! [`crate::eval`].
 
 use std::path::PathBuf;
@@ -15,7 +15,7 @@ use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::{Device, Int, Tensor};
 use fasterai_core::graph::{Activation, Graph};
 use fasterai_core::io::save_model;
@@ -45,6 +45,12 @@ pub enum OptimizerKind {
         /// Weight decay (0).
         weight_decay: f64,
     },
+    /// AdamW (Loshchilov & Hutter 2019): Adam with weight decay decoupled from the gradient,
+    /// what transformers are trained with.
+    AdamW {
+        /// Decoupled weight decay (0.05 for ViTs).
+        weight_decay: f64,
+    },
 }
 
 impl OptimizerKind {
@@ -67,6 +73,9 @@ impl OptimizerKind {
                 .with_weight_decay(
                     (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32)),
                 )
+                .init(),
+            OptimizerKind::AdamW { weight_decay } => AdamWConfig::new()
+                .with_weight_decay(weight_decay as f32)
                 .init(),
         }
     }

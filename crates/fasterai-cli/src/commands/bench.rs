@@ -42,6 +42,8 @@ struct Report {
     fused_nodes: usize,
     /// Convolutions computed by Winograd F(4×4, 3×3).
     winograd_convs: usize,
+    /// Nodes with weights the prepared engine runs as built (Burn's ops), by kind.
+    as_built: Vec<(&'static str, usize)>,
     #[serde(flatten)]
     latency: Latency,
     images_per_second: f64,
@@ -73,6 +75,7 @@ pub fn run(args: Args) -> Result<()> {
         params: model.num_params(),
         fused_nodes: net.fused_nodes(),
         winograd_convs: net.winograd_convs(),
+        as_built: net.as_built(),
         images_per_second: latency.images_per_second(),
         latency,
     };
@@ -99,6 +102,17 @@ pub fn run(args: Args) -> Result<()> {
             println!(
                 "  prepared: {} nodes fused into their convolution, {} convolutions by Winograd (--plain: as built)",
                 report.fused_nodes, report.winograd_convs
+            );
+        }
+        if !report.as_built.is_empty() {
+            let kinds: Vec<String> = report
+                .as_built
+                .iter()
+                .map(|(kind, n)| format!("{kind} ×{n}"))
+                .collect();
+            println!(
+                "  as built (Burn's ops, no CPU kernel of fasterai's yet): {}",
+                kinds.join(", ")
             );
         }
     }

@@ -57,10 +57,7 @@ pub fn run(args: Args) -> Result<()> {
     let net = args.inference.prepare(model.net, &device);
     let y = net.try_forward(x)?;
     let out_shape = y.dims();
-    let values = match y {
-        fasterai::core::graph::Activation::Flat(t) => t.into_data(),
-        fasterai::core::graph::Activation::Spatial(t) => t.into_data(),
-    };
+    let values = y.flatten().into_data();
     let values = values
         .try_into_vec::<f32>()
         .map_err(|e| anyhow::anyhow!("reading outputs: {e:?}"))?;

@@ -44,13 +44,16 @@ pub struct HyperArgs {
     /// Peak learning rate.
     #[arg(long, default_value_t = 0.05)]
     pub lr: f64,
-    /// Learning-rate policy.
+    /// Learning-rate policy (warmup-cosine: linear warm-up over --warmup, then cosine to 0).
     #[arg(long, value_enum, default_value = "one-cycle")]
     pub lr_schedule: ScheduleKind,
-    /// Optimiser: sgd (momentum 0.9) or adam.
+    /// Fraction of training spent warming up, with --lr-schedule warmup-cosine.
+    #[arg(long, default_value_t = 0.1, value_parser = warmup_fraction)]
+    pub warmup: f64,
+    /// Optimiser: sgd (momentum 0.9), adam, or adamw (decoupled weight decay: transformers).
     #[arg(long, value_enum, default_value = "sgd")]
     pub optimizer: OptimizerArg,
-    /// L2 weight decay.
+    /// Weight decay (L2 for sgd and adam, decoupled for adamw).
     #[arg(long, default_value_t = 5e-4)]
     pub weight_decay: f64,
     /// No random crop and flip.
@@ -65,6 +68,13 @@ pub struct HyperArgs {
     pub resume: bool,
 }
 
+fn warmup_fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(w) if (0.0..1.0).contains(&w) => Ok(w),
+        _ => Err(format!("`{s}` must be a fraction of training in [0, 1), like 0.1")),
+    }
+}
+
 /// The folder a training run writes its state to after every epoch: `OUTPUT.state`.
 pub fn state_dir(output: &Path) -> PathBuf {
     let mut name = output.file_name().unwrap_or_default().to_os_string();
@@ -77,12 +87,14 @@ pub enum ScheduleKind {
     OneCycle,
     Constant,
     Cosine,
+    WarmupCosine,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum OptimizerArg {
     Sgd,
     Adam,
+    Adamw,
 }
 
 impl HyperArgs {
@@ -113,6 +125,9 @@ impl HyperArgs {
                 ScheduleKind::OneCycle => LrSchedule::one_cycle(),
                 ScheduleKind::Constant => LrSchedule::Constant,
                 ScheduleKind::Cosine => LrSchedule::Cosine,
+                ScheduleKind::WarmupCosine => LrSchedule::WarmupCosine {
+                    warmup: self.warmup,
+                },
             },
             optimizer: match self.optimizer {
                 OptimizerArg::Sgd => OptimizerKind::Sgd {
@@ -120,6 +135,9 @@ impl HyperArgs {
                     weight_decay: self.weight_decay,
                 },
                 OptimizerArg::Adam => OptimizerKind::Adam {
+                    weight_decay: self.weight_decay,
+                },
+                OptimizerArg::Adamw => OptimizerKind::AdamW {
                     weight_decay: self.weight_decay,
                 },
             },

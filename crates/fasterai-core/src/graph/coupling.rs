@@ -14,6 +14,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::activation::channel_count;
 use super::dag::Graph;
 use super::op::Channels;
 use super::spec::INPUT;
@@ -103,7 +104,7 @@ impl Coupling {
     pub fn new(graph: &Graph, input: &[usize]) -> Result<Self> {
         let graph_spec = graph.spec();
         let shapes = graph_spec.check(input)?;
-        let mut sizes: Vec<usize> = vec![input.first().copied().unwrap_or(1)];
+        let mut sizes: Vec<usize> = vec![channel_count(input)];
         let mut locks: Vec<Option<String>> = vec![Some("the model input".into())];
         let mut producer_of: Vec<Option<usize>> = vec![None];
         let input_layout = vec![Segment {
@@ -139,7 +140,7 @@ impl Coupling {
             let layout = match spec.channels() {
                 Channels::Transform => {
                     let s = new_space(
-                        out_shape[0],
+                        channel_count(out_shape),
                         None,
                         Some(i),
                         &mut sizes,
@@ -194,7 +195,7 @@ impl Coupling {
                         locks[s.space].get_or_insert(why.clone());
                     }
                     let s = new_space(
-                        out_shape[0],
+                        channel_count(out_shape),
                         Some(format!("made by `{}`, a grouped convolution", node.name)),
                         Some(i),
                         &mut sizes,

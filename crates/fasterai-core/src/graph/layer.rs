@@ -9,14 +9,23 @@ use serde::{Deserialize, Serialize};
 
 use super::activation::Activation;
 use super::op::{Arity, Channels, InitScheme, LiveOp, Op};
-use super::ops::activation::{DropoutSpec, Hardsigmoid, Hardswish, ReLU, ReLU6, SiLU, Sigmoid};
+use super::ops::activation::{
+    DropoutSpec, GELU, Hardsigmoid, Hardswish, ReLU, ReLU6, SiLU, Sigmoid, Softmax,
+    StochasticDepth, StochasticDepthSpec,
+};
+use super::ops::attention::{MultiheadAttention, MultiheadAttentionSpec};
 use super::ops::batch_norm::BatchNorm2dSpec;
 use super::ops::conv::Conv2dSpec;
 use super::ops::linear::LinearSpec;
 use super::ops::merge::{Add, Concat, Mul};
+use super::ops::norm::{LayerNorm, LayerNormSpec};
 use super::ops::pool::{AdaptiveAvgPool2dSpec, AvgPool2dSpec, MaxPool2dSpec};
 use super::ops::quant::FakeQuantize;
 use super::ops::shape::{Flatten, Identity};
+use super::ops::token::{
+    ClassToken, ClassTokenSpec, ImageToTokens, PositionEmbedding, PositionEmbeddingSpec,
+    SelectToken, TokenMean,
+};
 use crate::error::{CoreError, Result};
 use crate::linalg::{host_values, shared_host_values};
 
@@ -134,6 +143,16 @@ registry! {
         Linear(LinearSpec => Linear),
         /// Dropout (identity in evaluation mode).
         Dropout(DropoutSpec => Dropout),
+        /// Layer normalisation over the last dimension.
+        LayerNorm(LayerNormSpec => LayerNorm),
+        /// Multi-head self-attention (packed q/k/v projection, output projection).
+        MultiheadAttention(MultiheadAttentionSpec => MultiheadAttention),
+        /// A learned token put in front of the sequence.
+        ClassToken(ClassTokenSpec => ClassToken),
+        /// A learned embedding added to every position of the sequence.
+        PositionEmbedding(PositionEmbeddingSpec => PositionEmbedding),
+        /// Drops a sample's whole value while training (identity in evaluation mode).
+        StochasticDepth(StochasticDepthSpec => StochasticDepth),
     }
     stateless {
         /// Rectified linear unit.
@@ -148,6 +167,10 @@ registry! {
         Hardsigmoid(Hardsigmoid),
         /// `x · hardsigmoid(x)`.
         Hardswish(Hardswish),
+        /// Gaussian error linear unit (exact or tanh form).
+        GELU(GELU),
+        /// Softmax over channels.
+        Softmax(Softmax),
         /// Max pooling.
         MaxPool2d(MaxPool2dSpec),
         /// Average pooling.
@@ -164,6 +187,12 @@ registry! {
         Mul(Mul),
         /// Channel concatenation.
         Concat(Concat),
+        /// `[N, C, H, W]` to tokens `[N, H·W, C]`.
+        ImageToTokens(ImageToTokens),
+        /// One token of the sequence, `[N, T, D]` to `[N, D]`.
+        SelectToken(SelectToken),
+        /// The mean over tokens, `[N, T, D]` to `[N, D]`.
+        TokenMean(TokenMean),
         /// An activation rounded to an integer grid and back (quantized models).
         FakeQuantize(FakeQuantize),
     }

@@ -14,7 +14,7 @@ mod op;
 pub mod ops;
 mod spec;
 
-pub use activation::Activation;
+pub use activation::{Activation, channel_axis, channel_count};
 pub use dag::{Graph, Node};
 pub use layer::{Layer, LayerSpec, leaf};
 pub use op::{Arity, Channels, InitScheme, LiveOp, Op};

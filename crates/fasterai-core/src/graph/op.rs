@@ -19,6 +19,10 @@ pub enum InitScheme {
     /// torchvision's ResNet/MobileNet scheme: conv weights Kaiming-normal (fan-out), batch
     /// norms γ = 1, β = 0, linear weights `N(0, 0.01)` and zero biases.
     KaimingFanOut,
+    /// torchvision's ViT scheme: Linear weights Xavier-uniform with zero biases, the patch
+    /// convolution `N(0, 1/fan_in)`, attention projections Xavier-uniform, position embeddings
+    /// `N(0, 0.02)`, class tokens zero, layer norms γ = 1, β = 0.
+    Transformer,
     /// Every weight zero: for a graph whose tensors are about to be overwritten (loading a file,
     /// importing), where drawing random numbers would be wasted work.
     Zeros,
@@ -34,7 +38,8 @@ pub enum Arity {
 }
 
 /// How an op's output channels relate to its input channels: what channel coupling is built
-/// from. "Channels" are dimension 1 of `[N, C, H, W]` and the features of `[N, F]`.
+/// from. "Channels" are dimension 1 of `[N, C, H, W]`, the features `D` of tokens `[N, T, D]`
+/// and the features of `[N, F]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Channels {
     /// Reads every input channel and makes new output channels (Conv2d with one group,

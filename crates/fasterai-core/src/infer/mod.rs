@@ -122,6 +122,8 @@ pub struct Inference {
     graph: Graph,
     /// How each node runs, by index.
     steps: Vec<Step>,
+    /// Whether the graph was prepared (flex), not just wrapped.
+    prepared: bool,
 }
 
 impl Inference {
@@ -132,6 +134,7 @@ impl Inference {
         if !crate::device::on_host(device) {
             return net;
         }
+        net.prepared = true;
         for (i, node) in net.graph.nodes.iter().enumerate() {
             match &node.layer {
                 Layer::MaxPool2d(spec) if pool::applies(spec) => net.steps[i] = Step::MaxPool,
@@ -154,7 +157,11 @@ impl Inference {
     /// compared with).
     pub fn plain(graph: Graph) -> Self {
         let steps = (0..graph.nodes.len()).map(|_| Step::Layer).collect();
-        Self { graph, steps }
+        Self {
+            graph,
+            steps,
+            prepared: false,
+        }
     }
 
     /// The graph it runs.
@@ -184,6 +191,27 @@ impl Inference {
         self.steps.iter().filter(winograd).count()
     }
 
+    /// In a prepared graph, the kinds of the nodes with weights that still run as the graph
+    /// runs them (Burn's own ops: no kernel of the engine's yet, e.g. attention and layer
+    /// norms), with their counts. Empty for a plain graph.
+    pub fn as_built(&self) -> Vec<(&'static str, usize)> {
+        let mut kinds: Vec<(&'static str, usize)> = Vec::new();
+        if !self.prepared {
+            return kinds;
+        }
+        for (node, step) in self.graph.nodes.iter().zip(&self.steps) {
+            let spec = node.layer.spec();
+            if !matches!(step, Step::Layer) || spec.own_params() == 0 {
+                continue;
+            }
+            match kinds.iter_mut().find(|(k, _)| *k == spec.kind()) {
+                Some((_, n)) => *n += 1,
+                None => kinds.push((spec.kind(), 1)),
+            }
+        }
+        kinds
+    }
+
     /// Checks the input shape against every node first, then runs the prepared graph.
     pub fn try_forward(&self, x: impl Into<Activation>) -> crate::Result<Activation> {
         let x = x.into();
@@ -198,11 +226,7 @@ impl Inference {
     /// [`try_forward`](Self::try_forward).
     pub fn forward(&self, x: impl Into<Activation>) -> Activation {
         let x = x.into();
-        let tracked = match &x {
-            Activation::Spatial(t) => t.is_autodiff(),
-            Activation::Flat(t) => t.is_autodiff(),
-        };
-        if tracked {
+        if x.is_autodiff() {
             return self.graph.forward(x);
         }
         self.graph.run_with(
@@ -211,11 +235,12 @@ impl Inference {
             |i, layer, inputs| match &self.steps[i] {
                 Step::Layer => layer.forward(inputs),
                 Step::Fused => inputs.into_iter().next().expect("one input"),
-                Step::Linear => match layer {
-                    Layer::Linear(linear) => {
+                Step::Linear => match (layer, &inputs[0]) {
+                    (Layer::Linear(linear), Activation::Flat(_)) => {
                         Activation::Flat(linear::forward(linear, flat(inputs)))
                     }
-                    _ => unreachable!("planned for linear nodes only"),
+                    // Tokens: Burn's batched product already has rows for every core.
+                    _ => layer.forward(inputs),
                 },
                 Step::MaxPool => match layer {
                     Layer::MaxPool2d(spec) => {

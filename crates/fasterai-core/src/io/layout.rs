@@ -1,5 +1,5 @@
 //! A graph's tensors to and from PyTorch's keys and layouts, for model files: Linear weights
-//! transposed (Burn keeps `[in, out]`, PyTorch `[out, in]`), batch norms' `gamma`/`beta` named
+//! transposed (Burn keeps `[in, out]`, PyTorch `[out, in]`), batch and layer norms' `gamma`/`beta` named
 //! `weight`/`bias`. burn-store's adapters do the same renaming and transposing, element by
 //! element and with extra copies: on VGG16-bn they were most of a save or a load.
 
@@ -85,7 +85,7 @@ impl Position {
         let mut parts = self.key_path.clone();
         let last = parts.last().map(String::as_str);
         let transposed = owner == Some("Struct:Linear") && last == Some("weight");
-        if owner == Some("Struct:BatchNorm") {
+        if owner == Some("Struct:BatchNorm") || owner == Some("Struct:LayerNorm") {
             match last {
                 Some("gamma") => *parts.last_mut().expect("non-empty") = "weight".into(),
                 Some("beta") => *parts.last_mut().expect("non-empty") = "bias".into(),

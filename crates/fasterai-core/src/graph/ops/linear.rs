@@ -11,7 +11,8 @@ use crate::graph::layer::{Layer, LayerSpec};
 use crate::graph::op::{Channels, InitScheme, LiveOp, Op};
 use crate::linalg::host_values;
 
-/// `torch.nn.Linear`. Burn stores the weight as `[in, out]` (PyTorch: `[out, in]`).
+/// `torch.nn.Linear`, on a flat batch `[N, in]` or on every token of a sequence `[N, T, in]`.
+/// Burn stores the weight as `[in, out]` (PyTorch: `[out, in]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)] // PyTorch's names and meanings
@@ -59,17 +60,27 @@ impl Op for LinearSpec {
     }
 
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
-        if inputs[0] != [self.in_features] {
-            return Err(format!(
-                "expected [{}] (flatten the image first)",
+        match inputs[0] {
+            [f] if *f == self.in_features => Ok(vec![self.out_features]),
+            [t, d] if *d == self.in_features => Ok(vec![*t, self.out_features]),
+            [_, _] => Err(format!(
+                "expected tokens of {} features",
                 self.in_features
-            ));
+            )),
+            _ => Err(format!(
+                "expected [{}] (flatten the image first) or tokens [T, {}]",
+                self.in_features, self.in_features
+            )),
         }
-        Ok(vec![self.out_features])
     }
 
-    fn macs(&self, _inputs: &[&[usize]], _output: &[usize]) -> u64 {
-        (self.in_features * self.out_features) as u64
+    fn macs(&self, inputs: &[&[usize]], _output: &[usize]) -> u64 {
+        // Once per token for a sequence.
+        let rows = match inputs[0] {
+            [t, _] => *t,
+            _ => 1,
+        };
+        (rows * self.in_features * self.out_features) as u64
     }
 
     fn params(&self) -> usize {
@@ -97,6 +108,9 @@ impl Op for LinearSpec {
                     std: 0.01,
                 })
             }
+            InitScheme::Transformer => {
+                config = config.with_initializer(Initializer::XavierUniform { gain: 1.0 })
+            }
         }
         let mut linear = config.init(device);
         if scheme != InitScheme::PyTorchDefault {
@@ -117,7 +131,10 @@ impl LiveOp for Linear {
     }
 
     fn forward(&self, inputs: Vec<Activation>) -> Activation {
-        Activation::Flat(Linear::forward(self, flat(inputs)))
+        match inputs.into_iter().next().expect("one input") {
+            Activation::Tokens(x) => Activation::Tokens(Linear::forward(self, x)),
+            x => Activation::Flat(Linear::forward(self, flat(vec![x]))),
+        }
     }
 
     fn select_channels(&mut self, inputs: Option<&[bool]>, outputs: Option<&[bool]>) {

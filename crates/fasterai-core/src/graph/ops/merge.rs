@@ -3,7 +3,7 @@
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::graph::activation::Activation;
+use crate::graph::activation::{Activation, channel_axis};
 use crate::graph::layer::{Layer, LayerSpec};
 use crate::graph::op::{Arity, Channels, InitScheme, LiveOp, Op};
 
@@ -15,16 +15,18 @@ fn shape_list(inputs: &[&[usize]]) -> String {
         .join(", ")
 }
 
-/// Folds the inputs pairwise with `f4` (images) or `f2` (flat batches).
+/// Folds the inputs pairwise with `f4` (images), `f3` (tokens) or `f2` (flat batches).
 fn fold_inputs(
     inputs: Vec<Activation>,
     f4: impl Fn(Tensor<4>, Tensor<4>) -> Tensor<4>,
+    f3: impl Fn(Tensor<3>, Tensor<3>) -> Tensor<3>,
     f2: impl Fn(Tensor<2>, Tensor<2>) -> Tensor<2>,
 ) -> Activation {
     let mut it = inputs.into_iter();
     let first = it.next().expect("at least two inputs");
     it.fold(first, |acc, x| match (acc, x) {
         (Activation::Spatial(a), Activation::Spatial(b)) => Activation::Spatial(f4(a, b)),
+        (Activation::Tokens(a), Activation::Tokens(b)) => Activation::Tokens(f3(a, b)),
         (Activation::Flat(a), Activation::Flat(b)) => Activation::Flat(f2(a, b)),
         _ => unreachable!("shapes checked: inputs of one kind"),
     })
@@ -64,7 +66,7 @@ impl LiveOp for Add {
         LayerSpec::Add(*self)
     }
     fn forward(&self, inputs: Vec<Activation>) -> Activation {
-        fold_inputs(inputs, |a, b| a + b, |a, b| a + b)
+        fold_inputs(inputs, |a, b| a + b, |a, b| a + b, |a, b| a + b)
     }
     fn constant_channels(
         &self,
@@ -120,7 +122,7 @@ impl LiveOp for Mul {
         LayerSpec::Mul(*self)
     }
     fn forward(&self, inputs: Vec<Activation>) -> Activation {
-        fold_inputs(inputs, |a, b| a * b, |a, b| a * b)
+        fold_inputs(inputs, |a, b| a * b, |a, b| a * b, |a, b| a * b)
     }
     fn constant_channels(
         &self,
@@ -140,7 +142,8 @@ impl LiveOp for Mul {
     }
 }
 
-/// Concatenation along channels (`torch.cat(xs, dim=1)`).
+/// Concatenation along channels (`torch.cat(xs, dim=1)` for images and flat batches, the
+/// feature axis for tokens).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Concat {}
@@ -154,9 +157,15 @@ impl Op for Concat {
     }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
         let first = inputs[0];
+        let axis = channel_axis(first);
+        let others = |s: &[usize]| {
+            let mut s = s.to_vec();
+            s.remove(axis);
+            s
+        };
         if inputs
             .iter()
-            .any(|s| s.len() != first.len() || s[1..] != first[1..])
+            .any(|s| s.len() != first.len() || others(s) != others(first))
         {
             return Err(format!(
                 "inputs must agree on every dimension but channels, got {}",
@@ -164,7 +173,7 @@ impl Op for Concat {
             ));
         }
         let mut out = first.to_vec();
-        out[0] = inputs.iter().map(|s| s[0]).sum();
+        out[axis] = inputs.iter().map(|s| s[axis]).sum();
         Ok(out)
     }
     fn channels(&self) -> Channels {
@@ -187,6 +196,13 @@ impl LiveOp for Concat {
                     .filter_map(Activation::into_spatial)
                     .collect(),
                 1,
+            )),
+            Activation::Tokens(_) => Activation::Tokens(Tensor::cat(
+                inputs
+                    .into_iter()
+                    .filter_map(Activation::into_tokens)
+                    .collect(),
+                2,
             )),
             Activation::Flat(_) => Activation::Flat(Tensor::cat(
                 inputs

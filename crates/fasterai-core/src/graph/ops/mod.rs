@@ -2,22 +2,31 @@
 //! ([`LiveOp`](super::LiveOp)), channel surgery.
 
 pub mod activation;
+pub mod attention;
 pub mod batch_norm;
 pub mod conv;
 pub mod linear;
 pub mod merge;
+pub mod norm;
 pub mod pool;
 pub mod quant;
 pub mod shape;
+pub mod token;
 
-pub use activation::{DropoutSpec, Hardsigmoid, Hardswish, ReLU, ReLU6, SiLU, Sigmoid};
+pub use activation::{
+    DropoutSpec, GELU, GeluApproximation, Hardsigmoid, Hardswish, ReLU, ReLU6, SiLU, Sigmoid,
+    Softmax, StochasticDepthSpec,
+};
+pub use attention::MultiheadAttentionSpec;
 pub use batch_norm::{BatchNorm2dSpec, BatchNormAffine};
 pub use conv::Conv2dSpec;
 pub use linear::LinearSpec;
 pub use merge::{Add, Concat, Mul};
+pub use norm::LayerNormSpec;
 pub use pool::{AdaptiveAvgPool2dSpec, AvgPool2dSpec, MaxPool2dSpec};
 pub use quant::{FakeQuantize, fake_quantize};
 pub use shape::{Flatten, Identity};
+pub use token::{ClassTokenSpec, ImageToTokens, PositionEmbeddingSpec, SelectToken, TokenMean};
 
 use burn::tensor::{Int, Tensor, TensorData};
 
@@ -46,6 +55,12 @@ pub(crate) fn image(inputs: Vec<Activation>) -> Tensor<4> {
 pub(crate) fn flat(inputs: Vec<Activation>) -> Tensor<2> {
     let x = inputs.into_iter().next().and_then(Activation::into_flat);
     x.expect("shape checked: flat batch")
+}
+
+/// The token sequence a one-input op reads (the graph checked its shape).
+pub(crate) fn tokens(inputs: Vec<Activation>) -> Tensor<3> {
+    let x = inputs.into_iter().next().and_then(Activation::into_tokens);
+    x.expect("shape checked: token sequence")
 }
 
 /// Whether `slice` is all zeros.

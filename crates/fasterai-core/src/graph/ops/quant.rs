@@ -38,7 +38,11 @@ impl LiveOp for ActivationGrid {
     }
     fn forward(&self, inputs: Vec<Activation>) -> Activation {
         let x = inputs.into_iter().next().expect("one input");
-        x.map(|t| fake_quantize(t, self), |t| fake_quantize(t, self))
+        x.map(
+            |t| fake_quantize(t, self),
+            |t| fake_quantize(t, self),
+            |t| fake_quantize(t, self),
+        )
     }
     fn constant_channels(
         &self,

@@ -1,0 +1,384 @@
+//! Multi-head self-attention as one op: what `torch.nn.MultiheadAttention` computes (packed
+//! `in_proj` for q, k and v, `out_proj`), kept whole so that later passes see heads.
+
+use burn::module::{Module, Param};
+use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::tensor::module::{attention, linear};
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::{select_dim, tokens};
+use crate::graph::activation::Activation;
+use crate::graph::layer::{Layer, LayerSpec};
+use crate::graph::op::{Channels, InitScheme, LiveOp, Op};
+
+/// Self-attention over tokens `[T, embed_dim]` → `[T, embed_dim]`:
+/// `out_proj(concat_h softmax(q_h k_hᵀ · scale) v_h)` with `[q, k, v] = in_proj(x)`.
+///
+/// The widths of q, k and v (all heads together) are stored apart from `embed_dim`, and the
+/// softmax scale is stored rather than derived, so that removing head dimensions later keeps
+/// the function the model was trained with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultiheadAttentionSpec {
+    /// Width of the tokens read and written.
+    pub embed_dim: usize,
+    /// Number of heads.
+    pub num_heads: usize,
+    /// Width of the queries, all heads together.
+    pub query_dim: usize,
+    /// Width of the keys (equal to `query_dim`: each query meets each key in a dot product).
+    pub key_dim: usize,
+    /// Width of the values, all heads together (the input of `out_proj`).
+    pub value_dim: usize,
+    /// Biases on `in_proj` and `out_proj`.
+    #[serde(default = "yes")]
+    pub bias: bool,
+    /// Factor on `q · k` before the softmax (`1/√head_dim` when built).
+    pub scale: f64,
+    /// Each token attends only to itself and the tokens before it (decoders).
+    #[serde(default)]
+    pub causal: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl MultiheadAttentionSpec {
+    /// `nn.MultiheadAttention(embed_dim, num_heads)` (bias, no mask): q, k and v as wide as
+    /// the tokens, scale `1/√(embed_dim / num_heads)`.
+    pub fn new(embed_dim: usize, num_heads: usize) -> Self {
+        let head_dim = embed_dim.checked_div(num_heads).unwrap_or(0);
+        Self {
+            embed_dim,
+            num_heads,
+            query_dim: embed_dim,
+            key_dim: embed_dim,
+            value_dim: embed_dim,
+            bias: true,
+            scale: 1.0 / (head_dim.max(1) as f64).sqrt(),
+            causal: false,
+        }
+    }
+
+    /// With a causal mask.
+    pub fn with_causal(mut self, causal: bool) -> Self {
+        self.causal = causal;
+        self
+    }
+
+    /// Rows of the packed `in_proj_weight`: q, then k, then v.
+    pub fn in_proj_rows(&self) -> usize {
+        self.query_dim + self.key_dim + self.value_dim
+    }
+}
+
+impl Op for MultiheadAttentionSpec {
+    fn kind(&self) -> &'static str {
+        "MultiheadAttention"
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let (e, h) = (self.embed_dim, self.num_heads);
+        let (q, k, v) = (self.query_dim, self.key_dim, self.value_dim);
+        if e == 0 || h == 0 || q == 0 || v == 0 {
+            return Err(format!(
+                "widths and head count must be positive, got embed_dim {e}, {h} heads, q/k/v {q}/{k}/{v}"
+            ));
+        }
+        if q != k {
+            return Err(format!(
+                "queries are {q} wide but keys {k}: each query meets each key in a dot product, so their widths must match"
+            ));
+        }
+        for (name, width) in [("query/key", q), ("value", v)] {
+            if width % h != 0 {
+                return Err(format!(
+                    "the {name} width {width} does not split into {h} heads"
+                ));
+            }
+        }
+        if !(self.scale.is_finite() && self.scale > 0.0) {
+            return Err(format!("scale {} must be positive", self.scale));
+        }
+        Ok(())
+    }
+
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
+        match inputs[0] {
+            [t, d] if *d == self.embed_dim => Ok(vec![*t, self.embed_dim]),
+            [_, d] => Err(format!(
+                "attention reads tokens of {} features, got {d}",
+                self.embed_dim
+            )),
+            _ => Err(format!("expected tokens [T, {}]", self.embed_dim)),
+        }
+    }
+
+    fn macs(&self, inputs: &[&[usize]], _output: &[usize]) -> u64 {
+        let t = inputs[0].first().copied().unwrap_or(0) as u64;
+        let (e, q, v) = (
+            self.embed_dim as u64,
+            self.query_dim as u64,
+            self.value_dim as u64,
+        );
+        // in_proj, q·kᵀ, attention · v, out_proj.
+        t * e * self.in_proj_rows() as u64 + t * t * q + t * t * v + t * v * e
+    }
+
+    fn params(&self) -> usize {
+        let bias = if self.bias { 1 } else { 0 };
+        let rows = self.in_proj_rows();
+        rows * self.embed_dim + bias * rows + self.value_dim * self.embed_dim + bias * self.embed_dim
+    }
+
+    fn detail(&self) -> String {
+        let head = self.query_dim / self.num_heads.max(1);
+        let causal = if self.causal { ", causal" } else { "" };
+        format!(
+            "{}, {} heads × {head}{causal}",
+            self.embed_dim, self.num_heads
+        )
+    }
+
+    fn channels(&self) -> Channels {
+        // Reads every input feature (in_proj), writes new ones (out_proj).
+        Channels::Transform
+    }
+
+    fn build(&self, scheme: InitScheme, device: &Device) -> Layer {
+        let (e, rows) = (self.embed_dim, self.in_proj_rows());
+        // PyTorch's MultiheadAttention: in_proj Xavier-uniform, out_proj Linear's default,
+        // both biases zero.
+        let weight = match scheme {
+            InitScheme::Zeros => Initializer::Zeros,
+            _ => Initializer::XavierUniform { gain: 1.0 },
+        };
+        let mut out_proj = LinearConfig::new(self.value_dim, e).with_bias(self.bias);
+        if scheme == InitScheme::Zeros {
+            out_proj = out_proj.with_initializer(Initializer::Zeros);
+        }
+        let mut out_proj = out_proj.init(device);
+        out_proj.bias = out_proj.bias.map(|b| b.map(|b| b.zeros_like()));
+        Layer::MultiheadAttention(MultiheadAttention {
+            in_proj_weight: weight.init_with([rows, e], Some(e), Some(rows), device),
+            in_proj_bias: self.bias.then(|| Initializer::Zeros.init([rows], device)),
+            out_proj,
+            num_heads: self.num_heads,
+            scale: self.scale,
+            causal: self.causal,
+        })
+    }
+}
+
+/// A live attention op, with PyTorch's parameter names.
+#[derive(Module, Debug)]
+pub struct MultiheadAttention {
+    /// `[q + k + v, embed_dim]`, PyTorch's layout (q rows, then k, then v).
+    pub in_proj_weight: Param<Tensor<2>>,
+    /// `[q + k + v]`.
+    pub in_proj_bias: Option<Param<Tensor<1>>>,
+    /// Values (all heads) to `embed_dim`.
+    pub out_proj: Linear,
+    /// Number of heads.
+    #[module(skip)]
+    pub num_heads: usize,
+    /// Factor on `q · k`.
+    #[module(skip)]
+    pub scale: f64,
+    /// Causal mask.
+    #[module(skip)]
+    pub causal: bool,
+}
+
+impl MultiheadAttention {
+    /// Widths of q (= k) and v, read off the weights.
+    fn widths(&self) -> (usize, usize) {
+        let [rows, _] = self.in_proj_weight.lazy_shape().dims();
+        let [value_dim, _] = self.out_proj.weight.lazy_shape().dims();
+        ((rows - value_dim) / 2, value_dim)
+    }
+
+    /// Self-attention over `[N, T, embed_dim]`.
+    pub fn attend(&self, x: Tensor<3>) -> Tensor<3> {
+        let [n, t, _] = x.dims();
+        let (qk, v) = self.widths();
+        let h = self.num_heads;
+        let weight = self.in_proj_weight.val().transpose();
+        let qkv = linear(x, weight, self.in_proj_bias.as_ref().map(Param::val));
+        let heads = |start: usize, width: usize| {
+            qkv.clone()
+                .narrow(2, start, width)
+                .reshape([n, t, h, width / h])
+                .swap_dims(1, 2)
+        };
+        let options = AttentionModuleOptions {
+            scale: Some(self.scale),
+            softcap: None,
+            is_causal: self.causal,
+        };
+        let context = attention(heads(0, qk), heads(qk, qk), heads(2 * qk, v), None, None, options);
+        let context = context.swap_dims(1, 2).reshape([n, t, v]);
+        self.out_proj.forward(context)
+    }
+}
+
+impl LiveOp for MultiheadAttention {
+    fn spec(&self) -> LayerSpec {
+        let [_, embed_dim] = self.in_proj_weight.lazy_shape().dims();
+        let (qk, v) = self.widths();
+        LayerSpec::MultiheadAttention(MultiheadAttentionSpec {
+            embed_dim,
+            num_heads: self.num_heads,
+            query_dim: qk,
+            key_dim: qk,
+            value_dim: v,
+            bias: self.in_proj_bias.is_some(),
+            scale: self.scale,
+            causal: self.causal,
+        })
+    }
+
+    fn forward(&self, inputs: Vec<Activation>) -> Activation {
+        Activation::Tokens(self.attend(tokens(inputs)))
+    }
+
+    fn select_channels(&mut self, inputs: Option<&[bool]>, outputs: Option<&[bool]>) {
+        if let Some(keep) = inputs {
+            let w = select_dim(self.in_proj_weight.val(), 1, keep);
+            self.in_proj_weight = Param::from_tensor(w);
+        }
+        if outputs.is_some() {
+            self.out_proj.select_channels(None, outputs);
+        }
+    }
+
+    fn constant_channels(
+        &self,
+        _inputs: &[Vec<Option<f32>>],
+        _shapes: &[&[usize]],
+        _output: &[usize],
+    ) -> Vec<Option<f32>> {
+        // An output whose out_proj column is zero is its bias whatever the tokens are.
+        let (_, v) = self.widths();
+        self.out_proj
+            .constant_channels(&[vec![None; v]], &[], &[])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Distribution, TensorData};
+
+    use super::*;
+    use crate::linalg::host_values;
+
+    /// Self-attention computed on the host in f64, loop by loop: an independent reference.
+    fn reference(x: &[f32], [n, t, e]: [usize; 3], a: &MultiheadAttention) -> Vec<f64> {
+        let w = host_values(a.in_proj_weight.val()); // [3e, e]
+        let b = host_values(a.in_proj_bias.as_ref().unwrap().val());
+        let wo = host_values(a.out_proj.weight.val()); // Burn: [in, out]
+        let bo = host_values(a.out_proj.bias.as_ref().unwrap().val());
+        let h = a.num_heads;
+        let hd = e / h;
+        let mut out = vec![0f64; n * t * e];
+        for s in 0..n {
+            let row = |k: usize| &x[(s * t + k) * e..(s * t + k + 1) * e];
+            // qkv[k][r] = Σ_c w[r, c] x[k, c] + b[r]
+            let qkv: Vec<Vec<f64>> = (0..t)
+                .map(|k| {
+                    (0..3 * e)
+                        .map(|r| {
+                            (0..e).map(|c| (w[r * e + c] * row(k)[c]) as f64).sum::<f64>()
+                                + b[r] as f64
+                        })
+                        .collect()
+                })
+                .collect();
+            let mut context = vec![vec![0f64; e]; t];
+            for head in 0..h {
+                for i in 0..t {
+                    let visible = if a.causal { i + 1 } else { t };
+                    let scores: Vec<f64> = (0..visible)
+                        .map(|j| {
+                            (0..hd)
+                                .map(|d| qkv[i][head * hd + d] * qkv[j][e + head * hd + d])
+                                .sum::<f64>()
+                                * a.scale
+                        })
+                        .collect();
+                    let max = scores.iter().cloned().fold(f64::MIN, f64::max);
+                    let exp: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                    let sum: f64 = exp.iter().sum();
+                    for d in 0..hd {
+                        context[i][head * hd + d] = (0..visible)
+                            .map(|j| exp[j] / sum * qkv[j][2 * e + head * hd + d])
+                            .sum();
+                    }
+                }
+            }
+            for i in 0..t {
+                for o in 0..e {
+                    out[(s * t + i) * e + o] = (0..e)
+                        .map(|c| context[i][c] * wo[c * e + o] as f64)
+                        .sum::<f64>()
+                        + bo[o] as f64;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn attention_matches_a_hand_computation_with_and_without_a_causal_mask() {
+        let device = Device::flex();
+        let (n, t, e, h) = (2, 5, 8, 2);
+        for causal in [false, true] {
+            let spec = MultiheadAttentionSpec::new(e, h).with_causal(causal);
+            let Layer::MultiheadAttention(mut a) = spec.build(InitScheme::PyTorchDefault, &device)
+            else {
+                unreachable!()
+            };
+            // Biases random too (built as zeros).
+            let rows = spec.in_proj_rows();
+            let random = |shape: Vec<usize>| Tensor::random(shape, Distribution::Normal(0.0, 0.5), &device);
+            a.in_proj_bias = Some(Param::from_tensor(random(vec![rows])));
+            a.out_proj.bias = Some(Param::from_tensor(random(vec![e])));
+            let x = Tensor::<3>::random([n, t, e], Distribution::Normal(0.0, 1.0), &device);
+            let xs = host_values(x.clone());
+            let ours = host_values(a.attend(x));
+            let expected = reference(&xs, [n, t, e], &a);
+            let scale = expected.iter().fold(0f64, |m, v| m.max(v.abs()));
+            let diff = ours
+                .iter()
+                .zip(&expected)
+                .fold(0f64, |m, (a, b)| m.max((*a as f64 - b).abs()));
+            assert!(diff <= 1e-5 * scale, "causal {causal}: {diff} vs {scale}");
+        }
+    }
+
+    #[test]
+    fn counts_follow_pytorch_and_surgery_updates_the_spec() {
+        // nn.MultiheadAttention(768, 12): 4·768² + 4·768 parameters.
+        let spec = MultiheadAttentionSpec::new(768, 12);
+        assert_eq!(spec.params(), 2_362_368);
+        assert_eq!(spec.scale, 0.125);
+        // One token sequence of 197: projections plus the two activation products.
+        let macs = spec.macs(&[&[197, 768]], &[197, 768]);
+        assert_eq!(macs, 197 * 768 * 2304 + 2 * 197 * 197 * 768 + 197 * 768 * 768);
+        let device = Device::flex();
+        let mut live = MultiheadAttentionSpec::new(8, 2).build(InitScheme::Zeros, &device);
+        let keep: Vec<bool> = (0..8).map(|c| c != 3).collect();
+        live.live_mut().select_channels(Some(&keep), Some(&keep));
+        let LayerSpec::MultiheadAttention(s) = live.spec() else {
+            unreachable!()
+        };
+        // Reads and writes 7 features; q/k/v widths and the stored scale are untouched.
+        assert_eq!((s.embed_dim, s.query_dim, s.value_dim), (7, 8, 8));
+        assert_eq!(s.scale, 0.5);
+        let x = Tensor::<3>::from_data(TensorData::new(vec![1f32; 7 * 3], [1, 3, 7]), &device);
+        assert_eq!(live.forward_one(x).dims(), vec![1, 3, 7]);
+    }
+}

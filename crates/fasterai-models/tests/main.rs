@@ -1,0 +1,4 @@
+//! fasterai-models' integration tests, in one binary (each test binary links Burn).
+
+mod backend_parity;
+mod vit;
