@@ -472,22 +472,45 @@ fn vit_parity(python: &str, cli: &str, work: &str) -> Result<()> {
     ];
     for (name, classes, format) in cases {
         let file = |suffix: &str| format!("{work}/{name}{suffix}");
-        let (weights, model) = (file(&format!(".{format}")), file(&format!("_{format}.fai.safetensors")));
+        let (weights, model) = (
+            file(&format!(".{format}")),
+            file(&format!("_{format}.fai.safetensors")),
+        );
         let output = file(&format!("_{format}_fasterai.npy"));
         run(
             cli,
             &[
-                "import", name, "--num-classes", classes, "--weights", &weights, "-o", &model,
+                "import",
+                name,
+                "--num-classes",
+                classes,
+                "--weights",
+                &weights,
+                "-o",
+                &model,
                 "--force",
             ],
         )?;
         run(
             cli,
-            &["predict", &model, "--input", &file("_x.npy"), "--output", &output, "--force"],
+            &[
+                "predict",
+                &model,
+                "--input",
+                &file("_x.npy"),
+                "--output",
+                &output,
+                "--force",
+            ],
         )?;
         run(
             python,
-            &["scripts/torch_parity.py", "compare", &file("_y.npy"), &output],
+            &[
+                "scripts/torch_parity.py",
+                "compare",
+                &file("_y.npy"),
+                &output,
+            ],
         )?;
     }
     Ok(())

@@ -58,9 +58,11 @@ impl LrSchedule {
             LrSchedule::Constant => lr,
             LrSchedule::Cosine => cos_anneal(lr, 0.0, t),
             LrSchedule::WarmupCosine { warmup } if t < warmup => lr * t / warmup,
-            LrSchedule::WarmupCosine { warmup } => {
-                cos_anneal(lr, 0.0, (t - warmup) / (1.0 - warmup).max(f64::MIN_POSITIVE))
-            }
+            LrSchedule::WarmupCosine { warmup } => cos_anneal(
+                lr,
+                0.0,
+                (t - warmup) / (1.0 - warmup).max(f64::MIN_POSITIVE),
+            ),
             LrSchedule::OneCycle {
                 pct_start,
                 div,

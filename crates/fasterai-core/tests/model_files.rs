@@ -211,10 +211,13 @@ fn unknown_layer_type_is_an_error() {
     let (model, path) = saved_tiny(dir.path());
     let json = serde_json::to_string(&model.architecture())
         .unwrap()
-        .replace(r#""type":"ReLU""#, r#""type":"GELU""#);
+        .replace(r#""type":"ReLU""#, r#""type":"SelectiveScan""#);
     write_with_architecture(&model, &path, &json);
     let err = load_model(&path, &device()).unwrap_err();
-    assert!(err.to_string().contains("unknown variant `GELU`"), "{err}");
+    assert!(
+        err.to_string().contains("unknown variant `SelectiveScan`"),
+        "{err}"
+    );
 }
 
 #[test]

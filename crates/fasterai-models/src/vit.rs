@@ -97,7 +97,10 @@ fn spec(
         ..Conv2dSpec::new(c, hidden, patch, patch).with_bias(true)
     };
     g.then("conv_proj", LayerSpec::Conv2d(conv));
-    g.then("conv_proj.tokens", LayerSpec::ImageToTokens(ImageToTokens {}));
+    g.then(
+        "conv_proj.tokens",
+        LayerSpec::ImageToTokens(ImageToTokens {}),
+    );
     g.then(
         "class_token",
         LayerSpec::ClassToken(ClassTokenSpec { dim: hidden }),

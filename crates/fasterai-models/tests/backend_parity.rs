@@ -76,7 +76,12 @@ fn tiny_vit_agrees_on_flex_and_wgpu() {
         &flex,
     );
     let x = Tensor::<4>::random([3, 3, 16, 16], Distribution::Normal(0.0, 1.0), &flex);
-    let on_flex = net.forward(x.clone()).flatten().into_data().try_to_vec::<f32>().unwrap();
+    let on_flex = net
+        .forward(x.clone())
+        .flatten()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
     let on_wgpu = net
         .to_device(&wgpu)
         .forward(x.to_device(&wgpu))

@@ -125,12 +125,17 @@ fn vit_counts_and_macs_match_torchvision() {
         if let Some(expected) = gmacs {
             let ours = macs as f64 / 1e9;
             println!("{name}: {ours:.3} GMACs, torchvision {expected}");
-            assert!((ours / expected - 1.0).abs() < 0.01, "{name}: {ours} vs {expected}");
+            assert!(
+                (ours / expected - 1.0).abs() < 0.01,
+                "{name}: {ours} vs {expected}"
+            );
         }
         let model = b.init(&device()).unwrap();
         assert_eq!(count_parameters(&model.net), params, "{name} tensors");
     }
-    let spec = Builtin::net(fasterai_models::Family::ViTB16, 10).spec().unwrap();
+    let spec = Builtin::net(fasterai_models::Family::ViTB16, 10)
+        .spec()
+        .unwrap();
     let names: Vec<&str> = spec.nodes.iter().map(|n| n.name.as_str()).collect();
     for expected in [
         "conv_proj",
@@ -195,7 +200,10 @@ fn the_residual_stream_is_one_channel_group() {
     let x = reference().x;
     let before = values(zeroed.forward(x.clone()));
     coupling.remove_channels(&mut zeroed, &keep).unwrap();
-    assert_eq!(count_parameters(&zeroed), count_parameters(&net) - 8 * (8 + 1 + 8));
+    assert_eq!(
+        count_parameters(&zeroed),
+        count_parameters(&net) - 8 * (8 + 1 + 8)
+    );
     let after = values(zeroed.forward(x));
     assert!(relative_diff(&after, &before) <= 1e-6);
 }
@@ -284,5 +292,8 @@ fn a_checkpoint_without_its_class_token_is_refused() {
     let err = import_pytorch_weights(&mut net, &path, None)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("class_token") && err.contains("missing"), "{err}");
+    assert!(
+        err.contains("class_token") && err.contains("missing"),
+        "{err}"
+    );
 }

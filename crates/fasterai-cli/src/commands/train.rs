@@ -71,7 +71,9 @@ pub struct HyperArgs {
 fn warmup_fraction(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(w) if (0.0..1.0).contains(&w) => Ok(w),
-        _ => Err(format!("`{s}` must be a fraction of training in [0, 1), like 0.1")),
+        _ => Err(format!(
+            "`{s}` must be a fraction of training in [0, 1), like 0.1"
+        )),
     }
 }
 

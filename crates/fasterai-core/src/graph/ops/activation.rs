@@ -400,10 +400,24 @@ mod tests {
     #[test]
     fn softmax_runs_over_channels_of_each_kind() {
         let device = Device::flex();
-        let tokens = Tensor::<3>::from_data(TensorData::new(vec![0f32, 1.0, 2.0, 5.0, 5.0, 5.0], [1, 2, 3]), &device);
-        let y = host_values(Softmax {}.forward(vec![Activation::Tokens(tokens)]).flatten());
+        let tokens = Tensor::<3>::from_data(
+            TensorData::new(vec![0f32, 1.0, 2.0, 5.0, 5.0, 5.0], [1, 2, 3]),
+            &device,
+        );
+        let y = host_values(
+            Softmax {}
+                .forward(vec![Activation::Tokens(tokens)])
+                .flatten(),
+        );
         let e: f32 = 1.0 + 1f32.exp() + 2f32.exp();
-        let expected = [1.0 / e, 1f32.exp() / e, 2f32.exp() / e, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0];
+        let expected = [
+            1.0 / e,
+            1f32.exp() / e,
+            2f32.exp() / e,
+            1.0 / 3.0,
+            1.0 / 3.0,
+            1.0 / 3.0,
+        ];
         for (a, b) in y.iter().zip(expected) {
             assert!((a - b).abs() < 1e-6);
         }

@@ -131,7 +131,10 @@ impl Op for MultiheadAttentionSpec {
     fn params(&self) -> usize {
         let bias = if self.bias { 1 } else { 0 };
         let rows = self.in_proj_rows();
-        rows * self.embed_dim + bias * rows + self.value_dim * self.embed_dim + bias * self.embed_dim
+        rows * self.embed_dim
+            + bias * rows
+            + self.value_dim * self.embed_dim
+            + bias * self.embed_dim
     }
 
     fn detail(&self) -> String {
@@ -219,7 +222,14 @@ impl MultiheadAttention {
             softcap: None,
             is_causal: self.causal,
         };
-        let context = attention(heads(0, qk), heads(qk, qk), heads(2 * qk, v), None, None, options);
+        let context = attention(
+            heads(0, qk),
+            heads(qk, qk),
+            heads(2 * qk, v),
+            None,
+            None,
+            options,
+        );
         let context = context.swap_dims(1, 2).reshape([n, t, v]);
         self.out_proj.forward(context)
     }
@@ -263,8 +273,7 @@ impl LiveOp for MultiheadAttention {
     ) -> Vec<Option<f32>> {
         // An output whose out_proj column is zero is its bias whatever the tokens are.
         let (_, v) = self.widths();
-        self.out_proj
-            .constant_channels(&[vec![None; v]], &[], &[])
+        self.out_proj.constant_channels(&[vec![None; v]], &[], &[])
     }
 }
 
@@ -291,7 +300,9 @@ mod tests {
                 .map(|k| {
                     (0..3 * e)
                         .map(|r| {
-                            (0..e).map(|c| (w[r * e + c] * row(k)[c]) as f64).sum::<f64>()
+                            (0..e)
+                                .map(|c| (w[r * e + c] * row(k)[c]) as f64)
+                                .sum::<f64>()
                                 + b[r] as f64
                         })
                         .collect()
@@ -343,7 +354,8 @@ mod tests {
             };
             // Biases random too (built as zeros).
             let rows = spec.in_proj_rows();
-            let random = |shape: Vec<usize>| Tensor::random(shape, Distribution::Normal(0.0, 0.5), &device);
+            let random =
+                |shape: Vec<usize>| Tensor::random(shape, Distribution::Normal(0.0, 0.5), &device);
             a.in_proj_bias = Some(Param::from_tensor(random(vec![rows])));
             a.out_proj.bias = Some(Param::from_tensor(random(vec![e])));
             let x = Tensor::<3>::random([n, t, e], Distribution::Normal(0.0, 1.0), &device);
@@ -367,7 +379,10 @@ mod tests {
         assert_eq!(spec.scale, 0.125);
         // One token sequence of 197: projections plus the two activation products.
         let macs = spec.macs(&[&[197, 768]], &[197, 768]);
-        assert_eq!(macs, 197 * 768 * 2304 + 2 * 197 * 197 * 768 + 197 * 768 * 768);
+        assert_eq!(
+            macs,
+            197 * 768 * 2304 + 2 * 197 * 197 * 768 + 197 * 768 * 768
+        );
         let device = Device::flex();
         let mut live = MultiheadAttentionSpec::new(8, 2).build(InitScheme::Zeros, &device);
         let keep: Vec<bool> = (0..8).map(|c| c != 3).collect();

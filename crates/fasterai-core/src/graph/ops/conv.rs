@@ -176,7 +176,8 @@ impl Op for Conv2dSpec {
                 })
             }
             InitScheme::Transformer => {
-                let fan_in = self.in_channels / self.groups * self.kernel_size.iter().product::<usize>();
+                let fan_in =
+                    self.in_channels / self.groups * self.kernel_size.iter().product::<usize>();
                 config = config.with_initializer(Initializer::Normal {
                     mean: 0.0,
                     std: (1.0 / fan_in as f64).sqrt(),

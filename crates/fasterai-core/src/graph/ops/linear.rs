@@ -63,10 +63,7 @@ impl Op for LinearSpec {
         match inputs[0] {
             [f] if *f == self.in_features => Ok(vec![self.out_features]),
             [t, d] if *d == self.in_features => Ok(vec![*t, self.out_features]),
-            [_, _] => Err(format!(
-                "expected tokens of {} features",
-                self.in_features
-            )),
+            [_, _] => Err(format!("expected tokens of {} features", self.in_features)),
             _ => Err(format!(
                 "expected [{}] (flatten the image first) or tokens [T, {}]",
                 self.in_features, self.in_features

@@ -93,7 +93,11 @@ impl Op for LayerNormSpec {
     }
 
     fn detail(&self) -> String {
-        let affine = if self.elementwise_affine { "" } else { ", no affine" };
+        let affine = if self.elementwise_affine {
+            ""
+        } else {
+            ", no affine"
+        };
         format!("{}, eps={:e}{affine}", self.normalized_shape, self.eps)
     }
 
@@ -154,7 +158,11 @@ impl LiveOp for LayerNorm {
 
     fn forward(&self, inputs: Vec<Activation>) -> Activation {
         let x = inputs.into_iter().next().expect("one input");
-        x.map(|t| self.normalize(t), |t| self.normalize(t), |t| self.normalize(t))
+        x.map(
+            |t| self.normalize(t),
+            |t| self.normalize(t),
+            |t| self.normalize(t),
+        )
     }
 
     fn select_channels(&mut self, _inputs: Option<&[bool]>, outputs: Option<&[bool]>) {
@@ -216,6 +224,9 @@ mod tests {
             }
         }
         assert_eq!(spec.params(), 8);
-        assert!(spec.output_shape(&[&[3, 4, 4]]).is_err(), "images are refused");
+        assert!(
+            spec.output_shape(&[&[3, 4, 4]]).is_err(),
+            "images are refused"
+        );
     }
 }

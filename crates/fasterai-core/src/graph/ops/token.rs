@@ -201,7 +201,9 @@ impl LiveOp for ClassToken {
         _shapes: &[&[usize]],
         _output: &[usize],
     ) -> Vec<Option<f32>> {
-        constant_with(&inputs[0], &self.value, |x, token| (x == token).then_some(x))
+        constant_with(&inputs[0], &self.value, |x, token| {
+            (x == token).then_some(x)
+        })
     }
 }
 
