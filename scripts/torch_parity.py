@@ -9,7 +9,8 @@
   python torch_parity.py tiny-vit DIR  writes the small ViT fixture the flex tests read:
                                        DIR/tiny_vit.safetensors and DIR/tiny_vit.json (x and y)
   python torch_parity.py compare A B   exits non-zero unless max|A-B| <= 1e-4 * max|A|
-  python torch_parity.py latency CxHxW [RUNS]   VGG16-bn (10 classes) batch-1 latency in torch
+  python torch_parity.py latency CxHxW [RUNS] [MODEL]   batch-1 latency in torch of VGG16-bn
+                                       (10 classes, the default) or vit_b_16 (1000 classes)
 
 The VGG16-bn (10 classes) is built with torchvision's exact layer layout in plain torch (no
 torchvision needed), randomly initialised with non-trivial BatchNorm running statistics, and run
@@ -238,11 +239,11 @@ def compare(expected_path: str, actual_path: str) -> None:
         sys.exit(1)
 
 
-def latency(shape: str, runs: int = 20) -> None:
+def latency(shape: str, runs: int = 20, name: str = "vgg16_bn") -> None:
     import time
     c, h, w = (int(v) for v in shape.split("x"))
     torch.manual_seed(0)
-    model = VGG(10).eval()
+    model = (VGG(10) if name == "vgg16_bn" else vit(name)).eval()
     x = torch.randn(1, c, h, w)
     times = []
     with torch.inference_mode():
@@ -252,7 +253,7 @@ def latency(shape: str, runs: int = 20) -> None:
             if i >= 3:
                 times.append((time.perf_counter() - start) * 1e3)
     times.sort()
-    print(f"torch {torch.__version__} ({torch.get_num_threads()} threads) vgg16_bn 1x{shape}: "
+    print(f"torch {torch.__version__} ({torch.get_num_threads()} threads) {name} 1x{shape}: "
           f"median {times[len(times) // 2]:.2f} ms, min {times[0]:.2f} ms, max {times[-1]:.2f} ms ({runs} runs)")
 
 
@@ -267,7 +268,8 @@ if __name__ == "__main__":
         tiny_vit(sys.argv[2])
     elif len(sys.argv) == 4 and sys.argv[1] == "compare":
         compare(sys.argv[2], sys.argv[3])
-    elif len(sys.argv) in (3, 4) and sys.argv[1] == "latency":
-        latency(sys.argv[2], int(sys.argv[3]) if len(sys.argv) == 4 else 20)
+    elif len(sys.argv) in (3, 4, 5) and sys.argv[1] == "latency":
+        latency(sys.argv[2], int(sys.argv[3]) if len(sys.argv) >= 4 else 20,
+                sys.argv[4] if len(sys.argv) == 5 else "vgg16_bn")
     else:
         sys.exit(__doc__)

@@ -357,9 +357,10 @@ fn bench_vs_torch() -> Result<()> {
     run(&python, &[&args[..], &extra].concat())
 }
 
-/// PyTorch parity, end to end: a Python venv with torch (from PyPI) writes a VGG16-bn
-/// checkpoint in both formats, an input and PyTorch's outputs; fasterai imports both, predicts,
-/// and `scripts/torch_parity.py compare` checks the outputs to 1e-4 relative.
+/// PyTorch parity, end to end: a Python venv with torch (from PyPI) writes checkpoints (VGG16-bn
+/// in both formats, every branched family, the vision transformers), inputs and PyTorch's
+/// outputs; fasterai imports each, predicts, and `scripts/torch_parity.py compare` checks the
+/// outputs to 1e-4 relative. Then the ONNX checks.
 fn parity() -> Result<()> {
     let python = torch_venv(&["onnx==1.23.2", "onnxruntime==1.32.0"])?;
     let python = python.as_str();
@@ -370,40 +371,18 @@ fn parity() -> Result<()> {
     run(&cargo(), &["build", "--release", "-p", "fasterai-cli"])?;
     let cli = target_dir().join("release/fasterai");
     let cli = cli.to_str().expect("utf-8 path");
+    let file = |name: &str| format!("{work_str}/{name}");
     for format in ["pth", "safetensors"] {
-        let weights = format!("{work_str}/vgg16_bn.{format}");
-        let model = format!("{work_str}/imported_{format}.safetensors");
-        let output = format!("{work_str}/fasterai_{format}.npy");
-        let input = format!("{work_str}/x.npy");
-        run(
-            cli,
-            &[
-                "import",
-                "vgg16_bn",
-                "--num-classes",
-                "10",
-                "--weights",
-                &weights,
-                "-o",
-                &model,
-                "--force",
-            ],
-        )?;
-        run(
-            cli,
-            &[
-                "predict", &model, "--input", &input, "--output", &output, "--force",
-            ],
-        )?;
-        run(
-            python,
-            &[
-                "scripts/torch_parity.py",
-                "compare",
-                &format!("{work_str}/y_torch.npy"),
-                &output,
-            ],
-        )?;
+        let check = Import {
+            arch: "vgg16_bn",
+            classes: "10",
+            weights: file(&format!("vgg16_bn.{format}")),
+            model: file(&format!("imported_{format}.safetensors")),
+            x: file("x.npy"),
+            y_torch: file("y_torch.npy"),
+            y_ours: file(&format!("fasterai_{format}.npy")),
+        };
+        check.run(python, cli)?;
     }
     // Every branched family: torchvision's state dict imported by name, same outputs.
     run(python, &["scripts/torch_parity.py", "families", work_str])?;
@@ -418,102 +397,79 @@ fn parity() -> Result<()> {
         "mobilenet_v3_large",
         "efficientnet_b0",
     ] {
-        let file = |suffix: &str| format!("{work_str}/{name}{suffix}");
-        run(
-            cli,
-            &[
-                "import",
-                name,
-                "--num-classes",
-                "10",
-                "--weights",
-                &file(".pth"),
-                "-o",
-                &file(".safetensors"),
-                "--force",
-            ],
-        )?;
-        run(
-            cli,
-            &[
-                "predict",
-                &file(".safetensors"),
-                "--input",
-                &file("_x.npy"),
-                "--output",
-                &file("_fasterai.npy"),
-                "--force",
-            ],
-        )?;
-        run(
-            python,
-            &[
-                "scripts/torch_parity.py",
-                "compare",
-                &file("_y.npy"),
-                &file("_fasterai.npy"),
-            ],
-        )?;
+        let check = Import {
+            arch: name,
+            classes: "10",
+            weights: file(&format!("{name}.pth")),
+            model: file(&format!("{name}.safetensors")),
+            x: file(&format!("{name}_x.npy")),
+            y_torch: file(&format!("{name}_y.npy")),
+            y_ours: file(&format!("{name}_fasterai.npy")),
+        };
+        check.run(python, cli)?;
     }
-    vit_parity(python, cli, work_str)?;
-    onnx_parity(python, cli, work_str)
-}
-
-/// Vision transformers: torchvision's ViT-B/16, ViT-B/32 and the CIFAR ViT with every
-/// parameter random, imported from their state dicts (`.pth`, and `.safetensors` for ViT-B/32)
-/// by name; our logits must match PyTorch's.
-fn vit_parity(python: &str, cli: &str, work: &str) -> Result<()> {
-    run(python, &["scripts/torch_parity.py", "vits", work])?;
-    let cases = [
+    // Vision transformers: torchvision's ViT-B/16, ViT-B/32 and the CIFAR ViT with every
+    // parameter random, from `.pth` (and `.safetensors` for ViT-B/32) state dicts.
+    run(python, &["scripts/torch_parity.py", "vits", work_str])?;
+    for (name, classes, format) in [
         ("vit_b_16", "1000", "pth"),
         ("vit_b_32", "1000", "pth"),
         ("vit_b_32", "1000", "safetensors"),
         ("vit_cifar", "10", "pth"),
-    ];
-    for (name, classes, format) in cases {
-        let file = |suffix: &str| format!("{work}/{name}{suffix}");
-        let (weights, model) = (
-            file(&format!(".{format}")),
-            file(&format!("_{format}.fai.safetensors")),
-        );
-        let output = file(&format!("_{format}_fasterai.npy"));
-        run(
-            cli,
-            &[
-                "import",
-                name,
-                "--num-classes",
-                classes,
-                "--weights",
-                &weights,
-                "-o",
-                &model,
-                "--force",
-            ],
-        )?;
-        run(
-            cli,
-            &[
-                "predict",
-                &model,
-                "--input",
-                &file("_x.npy"),
-                "--output",
-                &output,
-                "--force",
-            ],
-        )?;
-        run(
-            python,
-            &[
-                "scripts/torch_parity.py",
-                "compare",
-                &file("_y.npy"),
-                &output,
-            ],
-        )?;
+    ] {
+        let check = Import {
+            arch: name,
+            classes,
+            weights: file(&format!("{name}.{format}")),
+            model: file(&format!("{name}_{format}.fai.safetensors")),
+            x: file(&format!("{name}_x.npy")),
+            y_torch: file(&format!("{name}_y.npy")),
+            y_ours: file(&format!("{name}_{format}_fasterai.npy")),
+        };
+        check.run(python, cli)?;
     }
-    Ok(())
+    onnx_parity(python, cli, work_str)
+}
+
+/// One parity check: a PyTorch checkpoint imported into a built-in architecture, run on
+/// PyTorch's input; the outputs must match PyTorch's to 1e-4 relative.
+struct Import<'a> {
+    arch: &'a str,
+    classes: &'a str,
+    weights: String,
+    model: String,
+    x: String,
+    y_torch: String,
+    y_ours: String,
+}
+
+impl Import<'_> {
+    fn run(&self, python: &str, cli: &str) -> Result<()> {
+        let import = [
+            "import",
+            self.arch,
+            "--num-classes",
+            self.classes,
+            "--weights",
+            &self.weights,
+            "-o",
+            &self.model,
+            "--force",
+        ];
+        run(cli, &import)?;
+        let predict = [
+            "predict",
+            &self.model,
+            "--input",
+            &self.x,
+            "--output",
+            &self.y_ours,
+            "--force",
+        ];
+        run(cli, &predict)?;
+        let compare = ["scripts/torch_parity.py", "compare", &self.y_torch, &self.y_ours];
+        run(python, &compare)
+    }
 }
 
 /// ONNX in: torchvision exports imported, onnxruntime's outputs reproduced; every pass run on

@@ -60,6 +60,47 @@ pub fn tiny_cnn(channels: usize, classes: usize, device: &Device) -> Graph {
     random_graph(&g.build(), device)
 }
 
+/// A one-block vision transformer for `[channels, 16, 16]` images: 4×4 patches (16 tokens and
+/// a class token) of width 16, two heads, an MLP of 32, stochastic depth on both residual
+/// branches, the class token to a linear head; PyTorch's default initialisation.
+pub fn tiny_vit(channels: usize, classes: usize, device: &Device) -> Graph {
+    use crate::graph::ops::{
+        ClassTokenSpec, Conv2dSpec, GELU, ImageToTokens, LayerNormSpec, MultiheadAttentionSpec,
+        PositionEmbeddingSpec, SelectToken, StochasticDepthSpec,
+    };
+    let (d, p) = (16, "encoder.layers.encoder_layer_0");
+    let norm = || LayerSpec::LayerNorm(LayerNormSpec::new(d, 1e-6));
+    let drop = || LayerSpec::StochasticDepth(StochasticDepthSpec { p: 0.2 });
+    let mut g = GraphBuilder::new();
+    let patches = Conv2dSpec {
+        padding: [0, 0],
+        ..Conv2dSpec::new(channels, d, 4, 4).with_bias(true)
+    };
+    g.then("conv_proj", LayerSpec::Conv2d(patches));
+    g.then("conv_proj.tokens", LayerSpec::ImageToTokens(ImageToTokens {}));
+    g.then("class_token", LayerSpec::ClassToken(ClassTokenSpec { dim: d }));
+    let tokens = PositionEmbeddingSpec { tokens: 17, dim: d };
+    let x = g.then("encoder.pos_embedding", LayerSpec::PositionEmbedding(tokens));
+    g.then(format!("{p}.ln_1"), norm());
+    let attention = MultiheadAttentionSpec::new(d, 2);
+    g.then(format!("{p}.self_attention"), LayerSpec::MultiheadAttention(attention));
+    let branch = g.then(format!("{p}.drop_path"), drop());
+    let y = g.node(format!("{p}.add"), LayerSpec::Add(Add {}), &[&branch, &x]);
+    g.then(format!("{p}.ln_2"), norm());
+    let mlp = [
+        LayerSpec::linear(d, 32),
+        LayerSpec::GELU(GELU::default()),
+        LayerSpec::linear(32, d),
+    ];
+    g.chain(&format!("{p}.mlp"), mlp);
+    let branch = g.then(format!("{p}.drop_path_1"), drop());
+    g.node(format!("{p}.add_1"), LayerSpec::Add(Add {}), &[&branch, &y]);
+    g.then("encoder.ln", norm());
+    g.then("class_output", LayerSpec::SelectToken(SelectToken { index: 0 }));
+    g.then("heads.head", LayerSpec::linear(d, classes));
+    random_graph(&g.build(), device)
+}
+
 /// A small residual network for `[channels, 8, 8]` images: a stem, one basic block with an
 /// identity shortcut, one with a strided 1×1 projection, global pooling and a linear head,
 /// with random weights and batch-norm statistics. Paths follow torchvision's ResNet.

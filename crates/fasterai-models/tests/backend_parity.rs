@@ -39,13 +39,19 @@ fn small_vgg_agrees_on_flex_and_wgpu() {
         .try_to_vec::<f32>()
         .unwrap();
 
+    assert_close("small VGG", &on_flex, &on_wgpu);
+}
+
+/// `max|wgpu − flex| ≤ 1e-4 · max|flex|`, printed.
+fn assert_close(what: &str, on_flex: &[f32], on_wgpu: &[f32]) {
+    assert_eq!(on_flex.len(), on_wgpu.len());
     let scale = on_flex.iter().fold(0f32, |m, v| m.max(v.abs()));
     let diff = on_flex
         .iter()
-        .zip(&on_wgpu)
+        .zip(on_wgpu)
         .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     println!(
-        "flex vs wgpu: max|diff| = {diff:e}, max|y| = {scale:e}, relative {:e}",
+        "{what}, flex vs wgpu: max|diff| = {diff:e}, max|y| = {scale:e}, relative {:e}",
         diff / scale
     );
     assert!(scale > 0.0);
@@ -89,11 +95,5 @@ fn tiny_vit_agrees_on_flex_and_wgpu() {
         .into_data()
         .try_to_vec::<f32>()
         .unwrap();
-    let scale = on_flex.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let diff = on_flex
-        .iter()
-        .zip(&on_wgpu)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    println!("tiny ViT flex vs wgpu: relative {:e}", diff / scale);
-    assert!(scale > 0.0 && diff <= 1e-4 * scale, "{diff} vs {scale}");
+    assert_close("tiny ViT", &on_flex, &on_wgpu);
 }

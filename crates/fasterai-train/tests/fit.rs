@@ -4,7 +4,7 @@
 use fasterai_core::io::load_model;
 use fasterai_core::prelude::*;
 use fasterai_core::schedule::LrSchedule;
-use fasterai_core::testing::tiny_cnn;
+use fasterai_core::testing::{tiny_cnn, tiny_vit};
 use fasterai_train::data::{Normalize, synthetic};
 use fasterai_train::learner::{EpochRecord, OptimizerKind};
 use fasterai_train::testing::{FailAt, bit_for_bit, serial_rng};
@@ -220,18 +220,27 @@ fn a_run_stopped_after_an_epoch_resumes_to_the_uninterrupted_result() {
         let valid = synthetic(40, 5, [3, 16, 16], 2).unwrap();
         let norm = Normalize::uniform(3, 0.5, 0.25);
         device.seed(5);
-        let model = Model::new("tiny", vec![3, 16, 16], tiny_cnn(3, 5, &device)).unwrap();
-        for optimizer in [
-            OptimizerKind::Sgd {
-                momentum: 0.9,
-                weight_decay: 5e-4,
-            },
-            OptimizerKind::Adam { weight_decay: 0.0 },
+        let cnn = Model::new("tiny", vec![3, 16, 16], tiny_cnn(3, 5, &device)).unwrap();
+        // A transformer with AdamW and a warm-up: stochastic depth draws on every step.
+        let vit = Model::new("tiny_vit", vec![3, 16, 16], tiny_vit(3, 5, &device)).unwrap();
+        let warmup = LrSchedule::WarmupCosine { warmup: 0.3 };
+        for (model, optimizer, schedule) in [
+            (
+                &cnn,
+                OptimizerKind::Sgd {
+                    momentum: 0.9,
+                    weight_decay: 5e-4,
+                },
+                quick().schedule,
+            ),
+            (&cnn, OptimizerKind::Adam { weight_decay: 0.0 }, quick().schedule),
+            (&vit, OptimizerKind::AdamW { weight_decay: 0.05 }, warmup),
         ] {
             let dir = tempfile::tempdir().unwrap();
             let config = TrainConfig {
                 epochs: 3,
                 optimizer,
+                schedule,
                 lr: 0.01,
                 // Keep the last epoch's model: the comparison covers the whole run.
                 keep_best: false,
@@ -241,7 +250,7 @@ fn a_run_stopped_after_an_epoch_resumes_to_the_uninterrupted_result() {
             let run = |fail_at: Option<usize>, config: &TrainConfig| {
                 let mut fail = FailAt(fail_at);
                 fit(
-                    &model,
+                    model,
                     &train,
                     &valid,
                     &norm,

@@ -171,8 +171,8 @@ impl GELU {
     }
 }
 
-/// The error function (Abramowitz–Stegun 7.1.26 is too coarse; this is the series/continued
-/// fraction pair, accurate to ~1e-15), for constant-channel propagation.
+/// The error function to ~1e-15 (Maclaurin series near 0, continued fraction in the tail), for
+/// the constants that pruning pushes through a GELU.
 fn erf(x: f64) -> f64 {
     if x < 0.0 {
         return -erf(-x);
