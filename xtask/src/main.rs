@@ -467,7 +467,12 @@ impl Import<'_> {
             "--force",
         ];
         run(cli, &predict)?;
-        let compare = ["scripts/torch_parity.py", "compare", &self.y_torch, &self.y_ours];
+        let compare = [
+            "scripts/torch_parity.py",
+            "compare",
+            &self.y_torch,
+            &self.y_ours,
+        ];
         run(python, &compare)
     }
 }

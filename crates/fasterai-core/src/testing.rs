@@ -77,13 +77,25 @@ pub fn tiny_vit(channels: usize, classes: usize, device: &Device) -> Graph {
         ..Conv2dSpec::new(channels, d, 4, 4).with_bias(true)
     };
     g.then("conv_proj", LayerSpec::Conv2d(patches));
-    g.then("conv_proj.tokens", LayerSpec::ImageToTokens(ImageToTokens {}));
-    g.then("class_token", LayerSpec::ClassToken(ClassTokenSpec { dim: d }));
+    g.then(
+        "conv_proj.tokens",
+        LayerSpec::ImageToTokens(ImageToTokens {}),
+    );
+    g.then(
+        "class_token",
+        LayerSpec::ClassToken(ClassTokenSpec { dim: d }),
+    );
     let tokens = PositionEmbeddingSpec { tokens: 17, dim: d };
-    let x = g.then("encoder.pos_embedding", LayerSpec::PositionEmbedding(tokens));
+    let x = g.then(
+        "encoder.pos_embedding",
+        LayerSpec::PositionEmbedding(tokens),
+    );
     g.then(format!("{p}.ln_1"), norm());
     let attention = MultiheadAttentionSpec::new(d, 2);
-    g.then(format!("{p}.self_attention"), LayerSpec::MultiheadAttention(attention));
+    g.then(
+        format!("{p}.self_attention"),
+        LayerSpec::MultiheadAttention(attention),
+    );
     let branch = g.then(format!("{p}.drop_path"), drop());
     let y = g.node(format!("{p}.add"), LayerSpec::Add(Add {}), &[&branch, &x]);
     g.then(format!("{p}.ln_2"), norm());
@@ -96,7 +108,10 @@ pub fn tiny_vit(channels: usize, classes: usize, device: &Device) -> Graph {
     let branch = g.then(format!("{p}.drop_path_1"), drop());
     g.node(format!("{p}.add_1"), LayerSpec::Add(Add {}), &[&branch, &y]);
     g.then("encoder.ln", norm());
-    g.then("class_output", LayerSpec::SelectToken(SelectToken { index: 0 }));
+    g.then(
+        "class_output",
+        LayerSpec::SelectToken(SelectToken { index: 0 }),
+    );
     g.then("heads.head", LayerSpec::linear(d, classes));
     random_graph(&g.build(), device)
 }

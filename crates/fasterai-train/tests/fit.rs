@@ -233,7 +233,11 @@ fn a_run_stopped_after_an_epoch_resumes_to_the_uninterrupted_result() {
                 },
                 quick().schedule,
             ),
-            (&cnn, OptimizerKind::Adam { weight_decay: 0.0 }, quick().schedule),
+            (
+                &cnn,
+                OptimizerKind::Adam { weight_decay: 0.0 },
+                quick().schedule,
+            ),
             (&vit, OptimizerKind::AdamW { weight_decay: 0.05 }, warmup),
         ] {
             let dir = tempfile::tempdir().unwrap();
