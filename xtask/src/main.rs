@@ -20,9 +20,12 @@ cargo xtask <command>
   demo     build the CLI (release) and run the demo on the flex backend
   test     run the test suite (flex, and the flex/wgpu parity test on software Vulkan)
   ci       what CI runs: setup, fmt check, clippy, then `test` with ../shared required (benches
-           and examples included); prints each stage's time
+           and examples included), then a minute of `fuzz`; prints each stage's time
   parity   PyTorch parity: torch writes VGG16-bn, every branched family's and the vision
            transformers' checkpoints and outputs, fasterai must match
+  fuzz [--minutes N]
+           fuzz every parser of untrusted files through the CLI (model files, ONNX, .npy,
+           .pth, run states) for N minutes (default 10); CI runs it for one
   bench-vs-torch [--before OLD_CLI]
            seed 004's chain (CLI steps) and batch-1 latency beside fasterai 0.4.1 and PyTorch,
            in one run, as ratios (and beside another build of the CLI)
@@ -37,6 +40,7 @@ fn main() -> Result<()> {
         "ci" => ci(),
         "parity" => setup().and_then(|_| parity()),
         "bench-vs-torch" => setup().and_then(|_| bench_vs_torch()),
+        "fuzz" => setup().and_then(|_| fuzz(minutes_arg()?)),
         _ => {
             print!("{HELP}");
             if task.is_empty() || task == "help" || task == "--help" {
@@ -302,7 +306,43 @@ fn ci_stages(stages: &mut Vec<(&'static str, std::time::Duration)>) -> Result<()
     let shared = [("FASTERAI_REQUIRE_SHARED", "1")];
     // `--all-targets` also builds (and smoke-runs) the benches and examples; the flex/wgpu
     // parity test runs among the others.
-    stage("tests", &|| test_with(&shared))
+    stage("tests", &|| test_with(&shared))?;
+    stage("fuzz", &|| fuzz(1.0))
+}
+
+/// `--minutes N` of `cargo xtask fuzz`, 10 when absent.
+fn minutes_arg() -> Result<f64> {
+    let args: Vec<String> = env::args().skip(2).collect();
+    match args.as_slice() {
+        [] => Ok(10.0),
+        [flag, n] if flag == "--minutes" => n
+            .parse::<f64>()
+            .ok()
+            .filter(|m| *m > 0.0)
+            .with_context(|| format!("--minutes takes a positive number, not `{n}`")),
+        _ => bail!("usage: cargo xtask fuzz [--minutes N]"),
+    }
+}
+
+/// The fuzz test of the CLI's test binary (`tests/cli/fuzz.rs`) for `minutes`.
+fn fuzz(minutes: f64) -> Result<()> {
+    let seconds = ((minutes * 60.0).round() as u64).max(1).to_string();
+    let args = [
+        // `--workspace`, as the tests build: `-p` would unify features differently and
+        // rebuild Burn.
+        "test",
+        "--workspace",
+        "--test",
+        "cli",
+        TEST_FEATURES[0],
+        TEST_FEATURES[1],
+        "--",
+        "--ignored",
+        "--exact",
+        "fuzz::fuzz_every_parser_through_the_cli",
+        "--nocapture",
+    ];
+    run_env(&cargo(), &args, &[("FASTERAI_FUZZ_SECONDS", &seconds)])
 }
 
 /// The Python venv of the comparisons (outside the repository; `FASTERAI_TORCH_VENV` or

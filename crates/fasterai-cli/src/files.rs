@@ -1,7 +1,7 @@
 //! File helpers: NumPy arrays in and out, written atomically, never over the input.
 
 use std::fs::{self, File};
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -13,9 +13,22 @@ pub struct Array {
     pub data: Vec<f32>,
 }
 
-/// Reads a C-ordered float32 `.npy` file.
+/// Reads a C-ordered float32 `.npy` file. The header's shape is checked against the file's
+/// size before the array is parsed, so no header can make it allocate more than the file holds.
 pub fn read_npy(path: &Path) -> Result<Array> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let shape = npy_shape(&mut file)
+        .with_context(|| format!("{} is not a NumPy .npy file", path.display()))?;
+    let elements = fasterai::core::limits::product(&shape);
+    if elements.is_none_or(|n| n.saturating_mul(4) > file_len) {
+        bail!(
+            "{}: shape {shape:?} needs more data than the file holds ({file_len} bytes): \
+             truncated or damaged",
+            path.display()
+        );
+    }
+    file.seek(SeekFrom::Start(0))?;
     let npy = npyz::NpyFile::new(BufReader::new(file))
         .with_context(|| format!("{} is not a NumPy .npy file", path.display()))?;
     if npy.order() != npyz::Order::C {
@@ -24,7 +37,6 @@ pub fn read_npy(path: &Path) -> Result<Array> {
             path.display()
         );
     }
-    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     let dtype = npy.dtype();
     let data = npy.into_vec::<f32>().map_err(|e| {
         anyhow::anyhow!(
@@ -33,6 +45,46 @@ pub fn read_npy(path: &Path) -> Result<Array> {
         )
     })?;
     Ok(Array { shape, data })
+}
+
+/// The shape in a `.npy` header (`'shape': (1, 3, 32, 32)`), read with bounded effort: the
+/// magic, a version-dependent header length, then the dictionary text.
+fn npy_shape(file: &mut File) -> Result<Vec<usize>> {
+    let mut start = [0u8; 10];
+    file.read_exact(&mut start).context("too short")?;
+    if &start[..6] != b"\x93NUMPY" {
+        bail!("no NumPy magic");
+    }
+    let header_len = match start[6] {
+        1 => u16::from_le_bytes([start[8], start[9]]) as u64,
+        2 | 3 => {
+            let mut rest = [0u8; 2];
+            file.read_exact(&mut rest)?;
+            u32::from_le_bytes([start[8], start[9], rest[0], rest[1]]) as u64
+        }
+        v => bail!("unknown format version {v}"),
+    };
+    if header_len > 1 << 20 {
+        bail!("a header of {header_len} bytes");
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header).context("truncated header")?;
+    let header = String::from_utf8_lossy(&header);
+    let shape = header
+        .split_once("'shape'")
+        .and_then(|(_, rest)| rest.split_once('(')?.1.split_once(')'))
+        .map(|(dims, _)| dims)
+        .context("no shape in the header")?;
+    shape
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| {
+            d.trim_end_matches('L')
+                .parse::<usize>()
+                .with_context(|| format!("dimension `{d}` is not a size"))
+        })
+        .collect()
 }
 
 /// Writes a float32 `.npy` file atomically. Refuses to replace `protect` (the input), and an
@@ -66,6 +118,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Writes through `write` into a temporary sibling of `path`, then renames it into place, so
 /// `path` is never left half-written.
 fn atomically(path: &Path, write: impl FnOnce(&mut BufWriter<File>) -> Result<()>) -> Result<()> {
+    fasterai::core::io::remove_orphaned_temporaries(path);
     let tmp = fasterai::core::io::temp_sibling(path);
     let result = (|| -> Result<()> {
         let mut out = BufWriter::new(File::create(&tmp)?);
@@ -109,6 +162,11 @@ pub fn refuse_overwrite(path: &Path, protect: &[&Path], force: bool) -> Result<(
             folder.display()
         );
     }
+    // A folder that cannot be written fails now, not after an epoch of training.
+    let probe = fasterai::core::io::temp_sibling(path);
+    fs::write(&probe, b"")
+        .and_then(|()| fs::remove_file(&probe))
+        .with_context(|| format!("cannot write to the folder {}", folder.display()))?;
     Ok(())
 }
 

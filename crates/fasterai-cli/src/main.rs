@@ -34,6 +34,10 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "fasterai", version, verbatim_doc_comment)]
 struct Cli {
+    /// Most memory one activation or input batch may take (e.g. 16G, 512M): files from
+    /// strangers cannot make the tool allocate more. Weights are bounded by the file itself.
+    #[arg(long, global = true, default_value = "32G", value_parser = fasterai::core::limits::parse_bytes)]
+    max_memory: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -58,6 +62,7 @@ enum Command {
 fn main() -> ExitCode {
     quiet_on_closed_pipe();
     let cli = Cli::parse();
+    fasterai::core::limits::set_max_memory(cli.max_memory);
     let result = match cli.command {
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Bench(args) => commands::bench::run(args),

@@ -81,6 +81,19 @@ pub enum CoreError {
         /// Missing, unused or mis-shaped tensors.
         reason: String,
     },
+    /// A tensor would need more memory than the cap allows.
+    #[error(
+        "{what} would take {bytes} bytes, above the limit of {limit}; if this is expected, \
+         raise it with --max-memory (e.g. --max-memory 64G)"
+    )]
+    TooLarge {
+        /// What would be allocated.
+        what: String,
+        /// Bytes it needs.
+        bytes: u64,
+        /// The cap.
+        limit: u64,
+    },
     /// Refusing to overwrite an existing file.
     #[error("{0} already exists; pass --force (or `overwrite = true`) to replace it")]
     WouldOverwrite(PathBuf),

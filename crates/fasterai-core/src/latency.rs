@@ -50,7 +50,7 @@ pub fn measure(
             expected: "at least one run and one image".into(),
         });
     }
-    net.graph().output_shape(&input[1..])?;
+    net.graph().shapes(&input[1..])?.check_batch(input[0])?;
     let x = Tensor::<4>::random(input, Distribution::Normal(0.0, 1.0), device);
     let sync = || {
         device

@@ -40,6 +40,7 @@
 //! | [`latency`] | inference latency (warm-up, synced timed runs, median/min/max) |
 //! | [`io`] | model files (safetensors + architecture JSON), torchvision checkpoint import |
 //! | [`device`] | run-time backend choice from a string |
+//! | [`limits`] | bounds on sizes read from untrusted files; the activation memory cap |
 //!
 //! ## Paths
 //! Layers are addressed with torchvision's dotted paths (`features.0`, `classifier.3`), and
@@ -56,6 +57,7 @@ pub mod graph;
 pub mod infer;
 pub mod io;
 pub mod latency;
+pub mod limits;
 pub mod linalg;
 pub mod model;
 pub mod quant;

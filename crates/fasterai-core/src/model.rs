@@ -47,8 +47,10 @@ pub struct Architecture {
 impl Architecture {
     /// Value of the `format` field.
     pub const FORMAT: &'static str = "fasterai-model";
-    /// Current version: 2, a graph of named nodes that name their inputs.
-    pub const VERSION: u32 = 2;
+    /// Current version: 3, a graph of named nodes that name their inputs, in a file whose
+    /// checksum covers the whole file. Version 2 (the same graph, a checksum of the weights
+    /// only) and version 1 (a tree of `Sequential` containers) are still read.
+    pub const VERSION: u32 = 3;
 
     /// Parses the JSON of any supported version; the error says what is wrong.
     pub fn from_json(json: &str) -> std::result::Result<Self, String> {
@@ -68,10 +70,14 @@ impl Architecture {
                     quantized: BTreeMap::new(),
                 })
             }
-            Some(v) if v == Self::VERSION as u64 => serde_json::from_value(value)
+            Some(2 | 3) => serde_json::from_value::<Self>(value)
+                .map(|a| Architecture {
+                    version: Self::VERSION,
+                    ..a
+                })
                 .map_err(|e| format!("architecture JSON is invalid: {e}")),
             Some(v) => Err(format!(
-                "format version {v} is not supported (this build reads versions 1 and {})",
+                "format version {v} is not supported (this build reads versions 1 to {})",
                 Self::VERSION
             )),
             None => Err("the architecture has no version".into()),

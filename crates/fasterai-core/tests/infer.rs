@@ -124,3 +124,91 @@ fn one_image_linears_split_over_the_cores_give_the_layers_outputs() {
         assert!(err < 1e-6, "{rows} rows: {err}");
     }
 }
+
+/// NaN and ±∞ at scattered places of a random batch.
+fn with_non_finite(input: [usize; 4], device: &Device) -> Tensor<4> {
+    let x = Tensor::<4>::random(input, Distribution::Normal(0.0, 1.0), device);
+    let mut values = x.into_data().try_to_vec::<f32>().unwrap();
+    let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
+    for (k, i) in (0..values.len()).step_by(37).enumerate() {
+        values[i] = specials[k % 3];
+    }
+    Tensor::from_data(burn::tensor::TensorData::new(values, input), device)
+}
+
+/// Equal non-finite values at the same places (NaN where NaN, the same infinity where one),
+/// finite values equal up to rounding.
+fn assert_same_non_finite(fast: Tensor<2>, plain: Tensor<2>, what: &str) {
+    let (a, b) = (
+        fast.into_data().try_to_vec::<f32>().unwrap(),
+        plain.into_data().try_to_vec::<f32>().unwrap(),
+    );
+    assert!(
+        b.iter().any(|v| !v.is_finite()),
+        "{what}: the case tests nothing"
+    );
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        let same = if y.is_finite() {
+            (x - y).abs() <= 1e-4 * (1.0 + y.abs())
+        } else {
+            x.is_nan() == y.is_nan() && (y.is_nan() || x == y)
+        };
+        assert!(same, "{what}: element {i} is {x}, the graph gives {y}");
+    }
+}
+
+#[test]
+fn nan_and_infinities_propagate_through_every_fused_kernel_as_through_the_graph() {
+    let device = flex();
+    let chain = |ops: Vec<LayerSpec>| {
+        let mut g = GraphBuilder::new();
+        g.chain("net", ops);
+        g.then("flat", LayerSpec::flatten());
+        g.build()
+    };
+    let mut conv1 = Conv2dSpec::new(4, 6, 1, 1).with_bias(true);
+    conv1.padding = [0, 0];
+    let cases = [
+        // Winograd 3×3 → batch norm → ReLU.
+        (
+            "winograd+bn+relu",
+            chain(vec![
+                LayerSpec::conv(4, 6, 3, 1),
+                LayerSpec::batch_norm(6),
+                LayerSpec::relu(),
+            ]),
+        ),
+        // A direct (1×1) convolution with bias → ReLU6.
+        (
+            "conv+relu6",
+            chain(vec![
+                LayerSpec::Conv2d(conv1),
+                LayerSpec::ReLU6(Default::default()),
+            ]),
+        ),
+        // Max pooling.
+        ("max pool", chain(vec![LayerSpec::max_pool2(false)])),
+    ];
+    for (what, spec) in cases {
+        let mut net = random_graph(&spec, &device);
+        fasterai_core::testing::randomize_batch_norms(&mut net, &device);
+        let x = with_non_finite([2, 4, 8, 8], &device);
+        let fast = Inference::new(net.clone(), &device)
+            .forward(x.clone())
+            .flatten();
+        let plain = Inference::plain(net).forward(x).flatten();
+        assert_same_non_finite(fast, plain, what);
+    }
+    // A one-image linear layer split over the cores.
+    let mut g = GraphBuilder::new();
+    g.then("flat", LayerSpec::flatten());
+    g.then("fc", LayerSpec::linear(4 * 8 * 8, 64));
+    g.then("relu", LayerSpec::relu());
+    let net = random_graph(&g.build(), &device);
+    let x = with_non_finite([1, 4, 8, 8], &device);
+    let fast = Inference::new(net.clone(), &device)
+        .forward(x.clone())
+        .flatten();
+    let plain = Inference::plain(net).forward(x).flatten();
+    assert_same_non_finite(fast, plain, "linear");
+}

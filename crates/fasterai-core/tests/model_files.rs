@@ -5,8 +5,8 @@ use std::path::Path;
 use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Distribution, Tensor};
 use fasterai_core::io::{
-    ARCHITECTURE_KEY, CHECKSUM_KEY, CRC_KEY, load_architecture, load_model, pytorch_tensors,
-    read_safetensors_metadata, save_model,
+    ARCHITECTURE_KEY, CHECKSUM_KEY, CRC_KEY, FILE_CRC_KEY, Integrity, load_architecture,
+    load_model, pytorch_tensors, read_safetensors_metadata, save_model, verify_file,
 };
 use fasterai_core::prelude::*;
 use fasterai_core::testing::{tiny_cnn, tiny_resnet};
@@ -125,7 +125,7 @@ fn corrupted_data_is_detected() {
     let (_, path) = saved_tiny(dir.path());
     flip_bit(&path, &path, 3, 0x40); // one bit of the last tensor
     let err = load_model(&path, &device()).unwrap_err();
-    assert!(err.to_string().contains("corrupted"), "{err}");
+    assert!(err.to_string().contains("changed or damaged"), "{err}");
 }
 
 #[test]
@@ -138,7 +138,7 @@ fn files_of_the_older_checksum_are_still_verified() {
     let path = dir.path().join("old.safetensors");
     flip_bit(&fixture, &path, 5, 0x01);
     let err = load_model(&path, &device()).unwrap_err();
-    assert!(err.to_string().contains("corrupted"), "{err}");
+    assert!(err.to_string().contains("changed or damaged"), "{err}");
 }
 
 /// Our writer's files read back with the `safetensors` crate: PyTorch keys and layouts, the
@@ -158,12 +158,74 @@ fn saved_files_are_plain_safetensors() {
         assert_eq!(view.shape(), data.shape().as_slice(), "{key}");
         assert_eq!(view.data(), data.as_bytes(), "{key}");
     }
-    let header = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    // The checksum is the CRC-32 of the whole file with its own digits counted as zeros.
     let meta = read_safetensors_metadata(&path).unwrap();
-    assert_eq!(
-        meta[CRC_KEY].as_str().unwrap(),
-        format!("{:08x}", crc32fast::hash(&bytes[header..]))
-    );
+    let stored = meta[FILE_CRC_KEY].as_str().unwrap();
+    let pattern = format!("\"{FILE_CRC_KEY}\":\"{stored}\"");
+    let at = bytes
+        .windows(pattern.len())
+        .position(|w| w == pattern.as_bytes())
+        .unwrap()
+        + pattern.len()
+        - 9;
+    let mut blank = bytes.clone();
+    blank[at..at + 8].copy_from_slice(b"00000000");
+    assert_eq!(stored, format!("{:08x}", crc32fast::hash(&blank)));
+    assert!(!meta.contains_key(CRC_KEY));
+    assert_eq!(verify_file(&path).unwrap(), Integrity::Verified);
+}
+
+/// Replaces the first `from` in the file's header by `to` (same length: the file stays valid
+/// safetensors).
+fn edit_header(path: &Path, from: &str, to: &str) {
+    assert_eq!(from.len(), to.len());
+    let mut bytes = std::fs::read(path).unwrap();
+    let at = bytes
+        .windows(from.len())
+        .position(|w| w == from.as_bytes())
+        .unwrap_or_else(|| panic!("`{from}` is not in the header"));
+    bytes[at..at + to.len()].copy_from_slice(to.as_bytes());
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn any_change_to_the_header_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    // A hyper-parameter (a batch norm's ε: still a valid model, with other outputs). The
+    // architecture is a JSON string in the header: its quotes are escaped.
+    let (_, path) = saved_tiny(dir.path());
+    edit_header(&path, r#"eps\":0.00001"#, r#"eps\":0.00009"#);
+    let err = load_model(&path, &device()).unwrap_err().to_string();
+    assert!(err.contains("changed or damaged"), "{err}");
+    assert!(verify_file(&path).is_err());
+    // The checksum itself removed (renamed): a current file without one is refused.
+    let dir = tempfile::tempdir().unwrap();
+    let (_, path) = saved_tiny(dir.path());
+    edit_header(&path, FILE_CRC_KEY, "fasterai.file_crc3X");
+    let err = load_model(&path, &device()).unwrap_err().to_string();
+    assert!(err.contains("carries no checksum"), "{err}");
+}
+
+#[test]
+fn files_of_the_data_only_checksum_load_with_their_header_unverified() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/v2_data_crc_vgg11_bn_small.safetensors");
+    let meta = read_safetensors_metadata(&fixture).unwrap();
+    assert!(meta.contains_key(CRC_KEY) && !meta.contains_key(FILE_CRC_KEY));
+    load_model(&fixture, &device()).unwrap();
+    assert_eq!(verify_file(&fixture).unwrap(), Integrity::OlderFormat);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.safetensors");
+    flip_bit(&fixture, &path, 5, 0x01);
+    let err = load_model(&path, &device()).unwrap_err();
+    assert!(err.to_string().contains("changed or damaged"), "{err}");
+    // Plain safetensors (no fasterai metadata) carry no checksum.
+    let plain = dir.path().join("plain.safetensors");
+    let data = vec![0u8; 16];
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![4], &data);
+    let bytes = safetensors::serialize([("w", view.unwrap())], None).unwrap();
+    std::fs::write(&plain, bytes).unwrap();
+    assert_eq!(verify_file(&plain).unwrap(), Integrity::Unverified);
 }
 
 #[test]
@@ -316,4 +378,20 @@ fn a_failed_save_leaves_the_previous_file_and_no_temporary() {
         outputs(&load_model(&path, &device()).unwrap()),
         outputs(&model)
     );
+}
+
+#[test]
+fn a_save_removes_temporaries_of_killed_writers_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, path) = saved_tiny(dir.path());
+    // A writer killed mid-save (no such process) and a live one (init, pid 1).
+    let orphan = dir.path().join(".tiny.safetensors.4294967295.tmp");
+    let live = dir.path().join(".tiny.safetensors.1.tmp");
+    let unrelated = dir.path().join(".other.safetensors.4294967295.tmp");
+    for f in [&orphan, &live, &unrelated] {
+        std::fs::write(f, b"partial").unwrap();
+    }
+    save_model(&model, &path, true).unwrap();
+    assert!(!orphan.exists(), "the killed writer's temporary is removed");
+    assert!(live.exists() && unrelated.exists());
 }

@@ -15,6 +15,7 @@ use fasterai_core::graph::ops::{
 };
 use fasterai_core::graph::{Graph, GraphSpec, INPUT, InitScheme, LayerSpec, NodeSpec};
 use fasterai_core::io::set_pytorch_tensors;
+use fasterai_core::limits::MAX_SIZE;
 use fasterai_core::model::Model;
 use prost::Message;
 
@@ -55,6 +56,16 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Slice",
     "Sub",
     "Div",
+];
+
+/// Ops of quantized ONNX graphs, refused with a message that says so.
+const QUANTIZED_OPS: &[&str] = &[
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "QLinearConv",
+    "QLinearMatMul",
+    "ConvInteger",
+    "MatMulInteger",
 ];
 
 /// The default-domain opsets this build reads.
@@ -117,6 +128,15 @@ fn import_buffer(
         .ok_or_else(|| OnnxError::Model("the model has no graph".into()))?;
     let (spec, input_shape, tensors) = Importer::new(graph, base, options)?.run(graph)?;
     spec.check(&input_shape)?;
+    // Layers are built only for weights the file holds: the allocation is bounded by the file.
+    let needed = spec.stored_values();
+    let stored: u64 = tensors.iter().map(|(_, t)| t.num_elements() as u64).sum();
+    if needed > stored {
+        return Err(OnnxError::Model(format!(
+            "the layers need {needed} weight values but the file holds {stored}: a parameter's \
+             size does not match its layer"
+        )));
+    }
     let mut net = Graph::from_spec(&spec, InitScheme::Zeros, device);
     set_pytorch_tensors(&mut net, tensors, source)?;
     let name = options
@@ -172,6 +192,9 @@ struct Importer<'a> {
     /// How many node inputs and graph outputs read each ONNX value.
     readers: HashMap<String, usize>,
     nodes: Vec<NodeSpec>,
+    /// Per graph node (and the model input), its output shape and position in `nodes`: looked
+    /// up in constant time, so a graph of many nodes imports in linear time.
+    shapes: HashMap<String, (Vec<usize>, usize)>,
     /// Parameters by key (`layer1.0.conv1.weight`), float data in PyTorch's layout.
     tensors: HashMap<String, Rc<Const>>,
     taken: HashSet<String>,
@@ -223,9 +246,9 @@ impl<'p> OnnxNode<'p> {
     fn pair(&self, name: &str) -> Result<[usize; 2]> {
         match self.ints(name) {
             None => Ok([1, 1]),
-            Some(&[a, b]) if a > 0 && b > 0 => Ok([a as usize, b as usize]),
+            Some(&[a, b]) if in_range(a, 1) && in_range(b, 1) => Ok([a as usize, b as usize]),
             Some(v) => Err(self.error(format!(
-                "`{name}` = {v:?}: only 2-D ops with positive sizes are supported"
+                "`{name}` = {v:?}: only 2-D ops with sizes in [1, {MAX_SIZE}] are supported"
             ))),
         }
     }
@@ -256,6 +279,7 @@ impl<'a> Importer<'a> {
             values: HashMap::new(),
             readers,
             nodes: Vec::new(),
+            shapes: HashMap::new(),
             tensors: HashMap::new(),
             taken: HashSet::new(),
         })
@@ -409,11 +433,10 @@ impl<'a> Importer<'a> {
                     .collect::<Result<_>>()?
             }
         };
-        if shape.contains(&0) {
-            return Err(OnnxError::Model(format!(
-                "input shape {shape:?} has an empty axis"
-            )));
-        }
+        fasterai_core::graph::check_sample_shape(&shape)
+            .map_err(|reason| OnnxError::Model(format!("the model input {reason}")))?;
+        self.shapes
+            .insert(INPUT.into(), (shape.clone(), usize::MAX));
         self.values.insert(
             input.name.clone(),
             Value::Live {
@@ -433,6 +456,12 @@ impl<'a> Importer<'a> {
                 node: n.label.clone(),
                 op: format!("{domain}::{}", n.op()),
             });
+        }
+        if QUANTIZED_OPS.contains(&n.op()) {
+            return Err(n.error(
+                "quantized ONNX graphs (QuantizeLinear/DequantizeLinear) are not imported; \
+                 import the float model and quantize it with `fasterai quantize`",
+            ));
         }
         let Some(out) = n.output(0) else {
             return Err(n.error("has no output"));
@@ -498,6 +527,9 @@ impl<'a> Importer<'a> {
 
     /// A node with at least one computed input: becomes graph node(s), or merges into one.
     fn live_node(&mut self, n: &OnnxNode, inputs: &[Option<Value>]) -> Result<Value> {
+        if inputs.is_empty() {
+            return Err(n.error("has no inputs"));
+        }
         let live = |i: usize| -> Result<(String, Vec<usize>)> {
             match inputs.get(i).and_then(Option::as_ref) {
                 Some(Value::Live { node, shape }) => Ok((node.clone(), shape.clone())),
@@ -817,6 +849,10 @@ impl<'a> Importer<'a> {
                 }
                 (LayerSpec::Flatten(Flatten {}), vec![x], vec![])
             }
+            "Concat" if inputs.len() == 1 => {
+                // `torch.cat([x])`: the value itself.
+                unary(LayerSpec::Identity(Identity {}))?.with_no_params()
+            }
             "Concat" => {
                 let rank = match &inputs[0] {
                     Some(Value::Live { shape, .. }) => shape.len() as i64 + 1,
@@ -866,10 +902,11 @@ impl<'a> Importer<'a> {
         params: Vec<(&str, Rc<Const>)>,
         weight_name: Option<&str>,
     ) -> Result<Value> {
-        spec.op().validate().map_err(|e| n.error(e))?;
+        let name = self.unique_name(n, if params.is_empty() { None } else { weight_name });
+        spec.validate(&name).map_err(|e| n.error(e.to_string()))?;
         let shapes: Vec<Vec<usize>> = reads.iter().map(|r| self.shape_of(r)).collect();
         let refs: Vec<&[usize]> = shapes.iter().map(Vec::as_slice).collect();
-        let shape = spec.op().output_shape(&refs).map_err(|e| {
+        let (shape, _) = spec.output_shape(&name, &refs).map_err(|e| {
             n.error(format!(
                 "cannot take inputs of shape {}: {e}",
                 shapes
@@ -879,13 +916,14 @@ impl<'a> Importer<'a> {
                     .join(" and ")
             ))
         })?;
-        let name = self.unique_name(n, if params.is_empty() { None } else { weight_name });
         for (suffix, value) in params {
             if !matches!(value.data, ConstData::F32(_)) {
                 return Err(n.error(format!("`{suffix}` is not a float tensor")));
             }
             self.tensors.insert(format!("{name}.{suffix}"), value);
         }
+        self.shapes
+            .insert(name.clone(), (shape.clone(), self.nodes.len()));
         self.nodes.push(NodeSpec {
             name: name.clone(),
             op: spec,
@@ -894,18 +932,17 @@ impl<'a> Importer<'a> {
         Ok(Value::Live { node: name, shape })
     }
 
+    /// The output shape of a graph node or the model input (every value read was added).
     fn shape_of(&self, node: &str) -> Vec<usize> {
-        self.values
-            .values()
-            .find_map(|v| match v {
-                Value::Live { node: m, shape } if m == node => Some(shape.clone()),
-                _ => None,
-            })
-            .expect("every node read was registered")
+        self.shapes
+            .get(node)
+            .map(|(shape, _)| shape.clone())
+            .unwrap_or_default()
     }
 
     fn spec_mut(&mut self, node: &str) -> Option<&mut NodeSpec> {
-        self.nodes.iter_mut().find(|s| s.name == node)
+        let &(_, at) = self.shapes.get(node)?;
+        self.nodes.get_mut(at)
     }
 
     /// `Gemm`/`MatMul` on a flat input: a `Linear` layer (weight `[out, in]`).
@@ -965,12 +1002,29 @@ impl<'a> Importer<'a> {
         let Some(spec) = self.spec_mut(&node) else {
             return Err(refuse());
         };
+        // The constant's dims, not only its length: broadcasting `[C]` over `[N, C, H, W]`
+        // adds along W, which is no bias; a bias is `[C, 1, 1]` (or `[1, C, 1, 1]`) for a
+        // convolution and `[out]` (or `[1, out]`) for a matrix product.
+        let dims_without_leading_ones = {
+            let d = &value.dims;
+            let first = d.iter().position(|&x| x != 1).unwrap_or(d.len());
+            d[first..].to_vec()
+        };
         let ok = match &mut spec.op {
-            LayerSpec::Linear(l) if !l.bias && value.len() == l.out_features => {
+            LayerSpec::Linear(l)
+                if !l.bias
+                    && dims_without_leading_ones == [l.out_features]
+                    && value.dims.len() <= 2 =>
+            {
                 l.bias = true;
                 true
             }
-            LayerSpec::Conv2d(c) if !c.bias && value.len() == channels => {
+            LayerSpec::Conv2d(c)
+                if !c.bias
+                    && (dims_without_leading_ones == [channels, 1, 1]
+                        || (channels == 1 && dims_without_leading_ones.is_empty()))
+                    && value.dims.len() <= 4 =>
+            {
                 c.bias = true;
                 true
             }
@@ -1008,9 +1062,9 @@ impl<'a> Importer<'a> {
 
     fn kernel(&self, n: &OnnxNode) -> Result<[usize; 2]> {
         match n.ints("kernel_shape") {
-            Some(&[a, b]) if a > 0 && b > 0 => Ok([a as usize, b as usize]),
+            Some(&[a, b]) if in_range(a, 1) && in_range(b, 1) => Ok([a as usize, b as usize]),
             Some(k) => Err(n.error(format!(
-                "kernel_shape = {k:?}: only 2-D pooling is supported"
+                "kernel_shape = {k:?}: only 2-D pooling with sizes in [1, {MAX_SIZE}] is supported"
             ))),
             None => Err(n.error("no kernel_shape")),
         }
@@ -1053,7 +1107,7 @@ impl<'a> Importer<'a> {
         }
         match n.ints("pads") {
             None => Ok([0, 0]),
-            Some(&[t, l, b, r]) if t == b && l == r && t >= 0 && l >= 0 => {
+            Some(&[t, l, b, r]) if t == b && l == r && in_range(t, 0) && in_range(l, 0) => {
                 Ok([t as usize, l as usize])
             }
             Some(p) => Err(n.error(format!(
@@ -1170,8 +1224,19 @@ impl<'a> Importer<'a> {
                     let drop: Vec<usize> = match axes {
                         Some(a) => a
                             .iter()
-                            .map(|&x| (if x < 0 { x + rank } else { x }) as usize)
-                            .collect(),
+                            .map(|&x| {
+                                let axis = if x < 0 { x + rank } else { x };
+                                usize::try_from(axis)
+                                    .ok()
+                                    .filter(|&a| dims.get(a) == Some(&1))
+                                    .ok_or_else(|| {
+                                        n.error(format!(
+                                            "axis {x} of {:?} is not an axis of size 1",
+                                            c.dims
+                                        ))
+                                    })
+                            })
+                            .collect::<Result<_>>()?,
                         None => (0..dims.len()).filter(|&i| dims[i] == 1).collect(),
                     };
                     dims = dims
@@ -1231,26 +1296,32 @@ impl<'a> Importer<'a> {
             }
             "Reshape" => {
                 let (c, target) = (input(0)?, ints_of(input(1)?)?);
-                let known: usize = target
+                let refuse = || n.error(format!("cannot reshape {:?} to {target:?}", c.dims));
+                if target.iter().filter(|&&t| t == -1).count() > 1 {
+                    return Err(refuse());
+                }
+                let size = |i: usize, t: i64| -> Result<Option<usize>> {
+                    match t {
+                        0 => Ok(Some(c.dims.get(i).copied().unwrap_or(1))),
+                        -1 => Ok(None),
+                        t => usize::try_from(t).map(Some).map_err(|_| refuse()),
+                    }
+                };
+                let sizes = target
                     .iter()
                     .enumerate()
-                    .map(|(i, &t)| match t {
-                        0 => c.dims.get(i).copied().unwrap_or(1),
-                        -1 => 1,
-                        t => t as usize,
-                    })
-                    .product();
-                let dims = target
+                    .map(|(i, &t)| size(i, t))
+                    .collect::<Result<Vec<_>>>()?;
+                let known = sizes
                     .iter()
-                    .enumerate()
-                    .map(|(i, &t)| match t {
-                        0 => c.dims.get(i).copied().unwrap_or(1),
-                        -1 => c.len() / known.max(1),
-                        t => t as usize,
-                    })
-                    .collect::<Vec<_>>();
-                if dims.iter().product::<usize>() != c.len() {
-                    return Err(n.error(format!("cannot reshape {:?} to {target:?}", c.dims)));
+                    .try_fold(1usize, |n, d| n.checked_mul(d.unwrap_or(1)))
+                    .ok_or_else(refuse)?;
+                let dims: Vec<usize> = sizes
+                    .iter()
+                    .map(|d| d.unwrap_or(c.len() / known.max(1)))
+                    .collect();
+                if dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) != Some(c.len()) {
+                    return Err(refuse());
                 }
                 Ok(Const {
                     dims,
@@ -1299,6 +1370,12 @@ impl<'a> Importer<'a> {
         }
         Err(n.error("no supported value attribute (value, value_float(s), value_int(s))"))
     }
+}
+
+/// Whether an attribute is a size in `[min, MAX_SIZE]`: larger ones are refused before any
+/// arithmetic, so none can overflow.
+fn in_range(value: i64, min: i64) -> bool {
+    (min..=MAX_SIZE as i64).contains(&value)
 }
 
 /// One ONNX node lowered to a layer: its spec, the values it reads, and its named parameters.
@@ -1395,11 +1472,13 @@ fn arithmetic(n: &OnnxNode, a: &Const, b: &Const) -> Result<Const> {
             let values = (0..len)
                 .map(|i| {
                     let (p, q) = (at(x, i)?, at(y, i)?);
+                    // Overflow (`i64::MIN / -1` included) makes the value unknown, and any
+                    // use of it an error: shape arithmetic never wraps.
                     match n.op() {
-                        "Add" => Some(p + q),
-                        "Sub" => Some(p - q),
-                        "Mul" => Some(p * q),
-                        _ => (q != 0).then(|| p.div_euclid(q)),
+                        "Add" => p.checked_add(q),
+                        "Sub" => p.checked_sub(q),
+                        "Mul" => p.checked_mul(q),
+                        _ => p.checked_div_euclid(q),
                     }
                 })
                 .collect();

@@ -22,6 +22,7 @@ mod export;
 mod import;
 pub mod proto;
 mod tensor;
+pub mod testing;
 
 pub use error::{OnnxError, Result};
 pub use export::{EXPORT_OPSET, export_bytes, export_file};

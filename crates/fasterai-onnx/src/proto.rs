@@ -7,6 +7,7 @@
 /// `TensorProto.DataType` values we handle.
 pub mod data_type {
     pub const FLOAT: i32 = 1;
+    pub const UINT8: i32 = 2;
     pub const INT8: i32 = 3;
     pub const INT32: i32 = 6;
     pub const INT64: i32 = 7;
@@ -18,6 +19,7 @@ pub mod data_type {
 pub mod attribute_type {
     pub const FLOAT: i32 = 1;
     pub const INT: i32 = 2;
+    pub const STRING: i32 = 3;
     pub const TENSOR: i32 = 4;
     pub const INTS: i32 = 7;
 }
@@ -201,6 +203,24 @@ impl AttributeProto {
             name: name.into(),
             r#type: attribute_type::INTS,
             ints: ints.into_iter().map(|i| i as i64).collect(),
+            ..Default::default()
+        }
+    }
+
+    pub fn string(name: &str, s: &str) -> Self {
+        Self {
+            name: name.into(),
+            r#type: attribute_type::STRING,
+            s: s.as_bytes().to_vec(),
+            ..Default::default()
+        }
+    }
+
+    pub fn tensor(name: &str, t: TensorProto) -> Self {
+        Self {
+            name: name.into(),
+            r#type: attribute_type::TENSOR,
+            t: Some(t),
             ..Default::default()
         }
     }

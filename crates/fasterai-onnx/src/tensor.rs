@@ -156,9 +156,30 @@ pub(crate) fn decode(t: &TensorProto, base: Option<&Path>) -> Result<Const> {
             check(t.int32_data.len())?;
             ConstData::I64(t.int32_data.iter().map(|&x| Some(x as i64)).collect())
         }
+        // Integer codes (a quantized model's weights and zero points): read, so that the
+        // error that follows names the op that uses them (`QuantizeLinear`), not their type.
+        data_type::INT8 | data_type::UINT8 if !raw.is_empty() => {
+            let signed = t.data_type == data_type::INT8;
+            ConstData::I64(
+                chunks(1)?
+                    .map(|b| {
+                        Some(if signed {
+                            b[0] as i8 as i64
+                        } else {
+                            b[0] as i64
+                        })
+                    })
+                    .collect(),
+            )
+        }
+        data_type::INT8 | data_type::UINT8 => {
+            check(t.int32_data.len())?;
+            ConstData::I64(t.int32_data.iter().map(|&x| Some(x as i64)).collect())
+        }
         other => {
             return Err(bad(format!(
-                "data type {other} is not supported (float32, float64, float16, int32, int64 are)"
+                "data type {other} is not supported (float32, float64, float16, int32, int64, \
+                 int8, uint8 are)"
             )));
         }
     };
@@ -195,6 +216,25 @@ fn read_external(t: &TensorProto, base: Option<&Path>, count: usize) -> Result<V
         ))
     })?;
     let path = base.join(relative);
+    // A link may not lead out of the model's folder, and only a regular file is read: a FIFO
+    // or device would block the import forever or stream without end.
+    let inside = |p: &Path| {
+        let (Ok(p), Ok(b)) = (p.canonicalize(), base.canonicalize()) else {
+            return false;
+        };
+        p.starts_with(b)
+    };
+    if !inside(&path) {
+        return Err(bad(format!(
+            "external data `{location}` resolves outside the model's folder (a link?) or is \
+             missing; copy the data file next to the model"
+        )));
+    }
+    if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+        return Err(bad(format!(
+            "external data `{location}` is not a regular file"
+        )));
+    }
     let number = |key: &str| -> Result<Option<u64>> {
         entry(key)
             .map(|v| {

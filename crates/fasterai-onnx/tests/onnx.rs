@@ -14,10 +14,9 @@ use fasterai_decompose::conv::{ConvConfig, ConvMethod, ConvRank, decompose_convs
 use fasterai_fold::fold_batch_norms;
 use fasterai_models::Builtin;
 use fasterai_onnx::proto::{
-    AttributeProto, Dimension, DimensionValue, GraphProto, ModelProto, NodeProto,
-    OperatorSetIdProto, StringStringEntryProto, TensorProto, TensorShapeProto, TensorTypeProto,
-    TypeProto, ValueInfoProto, data_type,
+    AttributeProto, ModelProto, StringStringEntryProto, TensorProto, data_type,
 };
+use fasterai_onnx::testing::{info, int_tensor, model_proto, node, tensor};
 use fasterai_onnx::{
     ImportOptions, OnnxError, export_bytes, export_file, import_bytes, import_file,
 };
@@ -135,88 +134,6 @@ fn export_writes_atomically_and_never_overwrites_unasked() {
 }
 
 // ---- hand-written ONNX in PyTorch's export patterns ----
-
-fn tensor(name: &str, dims: &[usize], values: &[f32]) -> TensorProto {
-    TensorProto {
-        name: name.into(),
-        dims: dims.iter().map(|&d| d as i64).collect(),
-        data_type: data_type::FLOAT,
-        float_data: values.to_vec(),
-        ..Default::default()
-    }
-}
-
-fn int_tensor(name: &str, values: &[i64]) -> TensorProto {
-    TensorProto {
-        name: name.into(),
-        dims: vec![values.len() as i64],
-        data_type: data_type::INT64,
-        int64_data: values.to_vec(),
-        ..Default::default()
-    }
-}
-
-fn node(
-    name: &str,
-    op: &str,
-    inputs: &[&str],
-    output: &str,
-    attrs: Vec<AttributeProto>,
-) -> NodeProto {
-    NodeProto {
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: vec![output.into()],
-        name: name.into(),
-        op_type: op.into(),
-        domain: String::new(),
-        attribute: attrs,
-    }
-}
-
-fn info(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {
-    ValueInfoProto {
-        name: name.into(),
-        r#type: Some(TypeProto {
-            tensor_type: Some(TensorTypeProto {
-                elem_type: data_type::FLOAT,
-                shape: Some(TensorShapeProto {
-                    dim: dims
-                        .iter()
-                        .map(|d| Dimension {
-                            value: Some(match d {
-                                Some(v) => DimensionValue::DimValue(*v),
-                                None => DimensionValue::DimParam("batch".into()),
-                            }),
-                        })
-                        .collect(),
-                }),
-            }),
-        }),
-    }
-}
-
-fn model_proto(
-    nodes: Vec<NodeProto>,
-    initializer: Vec<TensorProto>,
-    input: &[Option<i64>],
-    opset: i64,
-) -> ModelProto {
-    ModelProto {
-        ir_version: 8,
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: opset,
-        }],
-        graph: Some(GraphProto {
-            node: nodes,
-            name: "main_graph".into(),
-            initializer,
-            input: vec![info("x", input)],
-            output: vec![info("y", &[None, Some(3)])],
-        }),
-        ..Default::default()
-    }
-}
 
 fn import(proto: &ModelProto) -> Result<Model, OnnxError> {
     import_bytes(
@@ -552,4 +469,74 @@ fn import_probes_with_the_declared_input() {
     assert_eq!(model.input_shape, [2, 5, 5]);
     let x = Activation::Spatial(Tensor::zeros([1, 2, 5, 5], &device));
     assert_eq!(model.net.try_forward(x).unwrap().dims(), vec![1, 3]);
+}
+
+#[test]
+fn valid_exports_once_refused_import_to_what_they_compute() {
+    let device = device();
+    let x: Vec<f32> = random(2 * 2 * 3 * 3, 7);
+    let w = random(3 * 2, 8);
+    let run = |proto: &ModelProto, dims: [usize; 4]| -> Vec<f32> {
+        let model = import(proto).unwrap();
+        let input = Tensor::<4>::from_data(TensorData::new(x.clone(), dims), &device);
+        model
+            .net
+            .try_forward(input)
+            .unwrap()
+            .flatten()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+    };
+    // `x.mean((2, 3))` (ReduceMean, keepdims = 0) then a linear layer, against the sum by hand.
+    let mean = model_proto(
+        vec![
+            node(
+                "mean",
+                "ReduceMean",
+                &["x"],
+                "m",
+                vec![
+                    AttributeProto::ints("axes", [2, 3]),
+                    AttributeProto::int("keepdims", 0),
+                ],
+            ),
+            node(
+                "fc",
+                "Gemm",
+                &["m", "w"],
+                "y",
+                vec![AttributeProto::int("transB", 1)],
+            ),
+        ],
+        vec![tensor("w", &[3, 2], &w)],
+        &[None, Some(2), Some(3), Some(3)],
+        13,
+    );
+    let got = run(&mean, [2, 2, 3, 3]);
+    for (i, &y) in got.iter().enumerate() {
+        let (n, o) = (i / 3, i % 3);
+        let expected: f32 = (0..2)
+            .map(|c| w[o * 2 + c] * x[(n * 2 + c) * 9..][..9].iter().sum::<f32>() / 9.0)
+            .sum();
+        assert!((y - expected).abs() < 1e-5, "{y} vs {expected}");
+    }
+    // `torch.cat([x])`: the value itself.
+    let cat = model_proto(
+        vec![
+            node(
+                "cat",
+                "Concat",
+                &["x"],
+                "c",
+                vec![AttributeProto::int("axis", 1)],
+            ),
+            node("relu", "Relu", &["c"], "y", vec![]),
+        ],
+        vec![],
+        &[None, Some(2), Some(3), Some(3)],
+        17,
+    );
+    let relu: Vec<f32> = x.iter().map(|v| v.max(0.0)).collect();
+    assert_eq!(run(&cat, [2, 2, 3, 3]), relu);
 }

@@ -485,6 +485,7 @@ pub fn fit(
                 records: history.epochs.clone(),
                 best: history.best,
                 kept: history.kept.0.is_finite().then_some(history.kept),
+                checksums: Default::default(),
             };
             let snapshot = Snapshot {
                 net: &net,
@@ -501,7 +502,10 @@ pub fn fit(
         }
     }
     history.seconds = start.elapsed().as_secs_f64();
-    Ok((best.expect("at least one epoch ran"), history))
+    let best = best.ok_or_else(|| {
+        TrainError::Config("no epoch ran, so there is no model to return (epochs = 0?)".into())
+    })?;
+    Ok((best, history))
 }
 
 /// Clear errors before any training: images that do not fit the model, or a model whose

@@ -313,3 +313,70 @@ fn a_run_stopped_after_an_epoch_resumes_to_the_uninterrupted_result() {
         }
     })
 }
+
+#[test]
+fn a_tampered_state_is_refused_and_only_a_runs_files_are_removed() {
+    let device = parse_device("flex").unwrap();
+    let train = synthetic(32, 5, [3, 16, 16], 1).unwrap();
+    let valid = synthetic(16, 5, [3, 16, 16], 2).unwrap();
+    let norm = Normalize::uniform(3, 0.5, 0.25);
+    let model = Model::new("tiny", vec![3, 16, 16], tiny_cnn(3, 5, &device)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = TrainConfig {
+        epochs: 2,
+        keep_best: false,
+        state_dir: Some(state.clone()),
+        ..quick()
+    };
+    fit(&model, &train, &valid, &norm, &config, &mut [], &device).unwrap();
+    let progress = state.join("progress.json");
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&progress).unwrap()).unwrap();
+    let resume = TrainConfig {
+        resume: true,
+        ..config.clone()
+    };
+    let edits: [(&str, serde_json::Value); 4] = [
+        ("kept", serde_json::Value::Null),
+        ("epochs_done", 7.into()),
+        ("epochs_done", 0.into()),
+        ("best", serde_json::json!([0.5, 9])),
+    ];
+    for (field, value) in edits {
+        let mut tampered = saved.clone();
+        tampered[field] = value.clone();
+        std::fs::write(&progress, tampered.to_string()).unwrap();
+        let err = fit(&model, &train, &valid, &norm, &resume, &mut [], &device).unwrap_err();
+        assert!(
+            err.to_string().contains("damaged"),
+            "{field} = {value}: {err}"
+        );
+    }
+
+    // Clearing removes the state and the temporaries of writers that are gone, and keeps a
+    // live writer's temporary and every file no run wrote (and so the folder).
+    let orphan = state.join(".net-2.bpk.4294967295.tmp");
+    let live = state.join(format!(".net-2.bpk.{}.tmp", std::process::id()));
+    let foreign = state.join("notes.txt");
+    for f in [&orphan, &live, &foreign] {
+        std::fs::write(f, b"x").unwrap();
+    }
+    assert_eq!(
+        fasterai_train::resume::foreign_files(&state),
+        std::slice::from_ref(&foreign)
+    );
+    fasterai_train::resume::clear_state(&state).unwrap();
+    let left: Vec<_> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(
+        left.len() == 2 && left.contains(&live) && left.contains(&foreign),
+        "{left:?}"
+    );
+    std::fs::remove_file(&live).unwrap();
+    std::fs::remove_file(&foreign).unwrap();
+    fasterai_train::resume::clear_state(&state).unwrap();
+    assert!(!state.exists(), "an emptied state folder is removed");
+}

@@ -82,6 +82,11 @@ pub fn run(args: Args) -> Result<()> {
         thousands(model.num_params() as u64),
         args.out.output.display()
     );
+    // Checkpoints carry no checksum of ours; the saved model does from here on.
+    println!(
+        "the weights were read unverified (a checkpoint carries no checksum); {} carries one",
+        args.out.output.display()
+    );
     Ok(())
 }
 

@@ -48,11 +48,24 @@ pub fn run(args: Args) -> Result<()> {
         return Ok(());
     }
     let summary = Summary::new(&model.name, &model.net, &model.input_shape)?;
+    // A model file is read whole once, to check its checksum.
+    let is_model_file = path.is_file() && path.extension().is_some_and(|e| e == "safetensors");
+    let integrity = is_model_file
+        .then(|| fasterai::core::io::verify_file(path))
+        .transpose()
+        .with_context(|| format!("checking {}", path.display()))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        let mut value = serde_json::to_value(&summary)?;
+        if let (Some(i), Some(map)) = (integrity, value.as_object_mut()) {
+            map.insert("integrity".into(), i.as_str().into());
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         println!("{summary}");
-        if path.is_file() && path.extension().is_some_and(|e| e == "safetensors") {
+        if let Some(integrity) = integrity {
+            println!("checksum: {integrity}");
+        }
+        if is_model_file {
             let grids = fasterai::core::io::quantized_layers(path)?;
             if let Some(grid) = grids.values().next() {
                 let quantizers = model

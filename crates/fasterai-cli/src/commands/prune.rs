@@ -43,8 +43,13 @@ pub struct Args {
     /// Keep a multiple of this many channels in every group.
     #[arg(long, default_value_t = 1, requires = "by_importance")]
     round_to: usize,
-    /// Never remove the output channels of this layer (repeatable).
-    #[arg(long, value_name = "LAYER", requires = "by_importance")]
+    /// Never remove the output channels of these layers (comma-separated or repeated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "LAYER,...",
+        requires = "by_importance"
+    )]
     ignore: Vec<String>,
     /// Print the report as JSON.
     #[arg(long)]

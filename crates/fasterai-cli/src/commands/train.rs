@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use fasterai::core::schedule::LrSchedule;
 use fasterai::train::learner::{OptimizerKind, TrainConfig};
-use fasterai::train::{Callback, fit};
+use fasterai::train::{Callback, fit, resume};
 
 use crate::commands::quantize::QatArgs;
 use crate::data_arg::DataArgs;
@@ -104,7 +104,17 @@ impl HyperArgs {
     /// checkpoint. Refuses to start over silently on the state of an interrupted run.
     pub fn output(&self, out: &OutputArgs) -> Result<OutputArgs> {
         let state = state_dir(&out.output);
-        let left = state.join("progress.json").is_file();
+        let foreign = resume::foreign_files(&state);
+        if let Some(file) = foreign.first() {
+            bail!(
+                "{} holds {} file(s) no training run wrote (e.g. {}); a run keeps its state \
+                 there, so move them away or choose another output",
+                state.display(),
+                foreign.len(),
+                file.display()
+            );
+        }
+        let left = resume::is_run_state(&state);
         if left && !self.resume && !out.force {
             bail!(
                 "an interrupted run left its state in {}: add --resume to continue it, or \
@@ -168,12 +178,20 @@ pub fn train_and_save(
     callbacks: &mut [&mut dyn Callback],
     device: &fasterai::prelude::Device,
 ) -> Result<()> {
+    if model.is_quantized() && qat.is_none() {
+        bail!(
+            "{} has integer weights, which plain training would move off their grid: train it \
+             with --qat, or train the float model and quantize it afterwards",
+            model.name
+        );
+    }
     // OUTPUT is written whenever the kept model changes, so a run that dies loses at most the
     // epochs since (OUTPUT was checked before training: never an input, --force to replace).
     let state = state_dir(&out.output);
     if !hyper.resume && state.exists() {
-        // Starting over (--force): the old state must not mix with this run's.
-        std::fs::remove_dir_all(&state)
+        // Starting over (--force): the old state must not mix with this run's. Only what a
+        // run wrote is removed.
+        resume::clear_state(&state)
             .with_context(|| format!("removing the old run state {}", state.display()))?;
     }
     let config = TrainConfig {
@@ -221,7 +239,7 @@ pub fn train_and_save(
         crate::files::write_atomic(path, serde_json::to_string_pretty(&history)?.as_bytes())?;
     }
     // The run is complete: its resume state is no longer needed.
-    if let Err(e) = std::fs::remove_dir_all(&state) {
+    if let Err(e) = resume::clear_state(&state) {
         eprintln!("warning: could not remove {}: {e}", state.display());
     }
     println!(

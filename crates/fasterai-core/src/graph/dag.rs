@@ -113,7 +113,8 @@ impl Graph {
     /// Checks the input shape against every node first, then runs the graph.
     pub fn try_forward(&self, x: impl Into<Activation>) -> Result<Activation> {
         let x = x.into();
-        self.shapes(&x.dims()[1..])?;
+        let dims = x.dims();
+        self.shapes(&dims[1..])?.check_batch(dims[0])?;
         Ok(self.forward(x))
     }
 

@@ -27,6 +27,7 @@ use super::ops::token::{
     SelectToken, TokenMean,
 };
 use crate::error::{CoreError, Result};
+use crate::limits::{self, MAX_SAMPLE_ELEMENTS, MAX_SIZE};
 use crate::linalg::{host_values, shared_host_values};
 
 macro_rules! registry {
@@ -269,14 +270,16 @@ impl LayerSpec {
         self.op().params()
     }
 
-    /// Checks the hyper-parameters; errors name the node.
+    /// Checks the hyper-parameters: every size at most [`MAX_SIZE`], every float finite, then
+    /// the op's own rules; errors name the node.
     pub fn validate(&self, path: &str) -> Result<()> {
-        self.op()
-            .validate()
-            .map_err(|reason| CoreError::InvalidLayer {
-                path: path.to_string(),
-                reason,
-            })
+        let invalid = |reason: String| CoreError::InvalidLayer {
+            path: path.to_string(),
+            reason,
+        };
+        let fields = serde_json::to_value(self).map_err(|e| invalid(e.to_string()))?;
+        check_numbers(&fields, "").map_err(invalid)?;
+        self.op().validate().map_err(invalid)
     }
 
     /// Output shape (no batch dimension) and multiply-accumulates per sample for inputs of
@@ -305,8 +308,49 @@ impl LayerSpec {
             )));
         }
         let output = op.output_shape(inputs).map_err(mismatch)?;
+        check_sample_shape(&output).map_err(|reason| CoreError::InvalidLayer {
+            path: path.to_string(),
+            reason: format!("its output {reason}"),
+        })?;
         let macs = op.macs(inputs, &output);
         Ok((output, macs))
+    }
+}
+
+/// Every integer of a layer's fields (its sizes: channels, kernel, stride, padding, heads...)
+/// at most [`MAX_SIZE`], every float finite. One rule over the serialised fields holds for every
+/// op, present and future, so no op can forget it.
+fn check_numbers(value: &serde_json::Value, field: &str) -> std::result::Result<(), String> {
+    match value {
+        serde_json::Value::Number(n) => {
+            if let Some(i) = n.as_i64().map(i128::from).or(n.as_u64().map(i128::from)) {
+                if i.unsigned_abs() > MAX_SIZE as u128 {
+                    return Err(format!(
+                        "`{field}` = {n} is beyond the largest size, {MAX_SIZE}"
+                    ));
+                }
+            } else if !n.as_f64().is_some_and(f64::is_finite) {
+                return Err(format!("`{field}` = {n} is not a finite number"));
+            }
+            Ok(())
+        }
+        serde_json::Value::Array(items) => items.iter().try_for_each(|v| check_numbers(v, field)),
+        serde_json::Value::Object(map) => map.iter().try_for_each(|(k, v)| check_numbers(v, k)),
+        _ => Ok(()),
+    }
+}
+
+/// A per-sample activation shape (model input or a node's output): no empty axis and at most
+/// [`MAX_SAMPLE_ELEMENTS`] elements.
+pub fn check_sample_shape(shape: &[usize]) -> std::result::Result<(), String> {
+    if shape.is_empty() || shape.contains(&0) {
+        return Err(format!("shape {shape:?} is empty"));
+    }
+    match limits::product(shape) {
+        Some(n) if n <= MAX_SAMPLE_ELEMENTS => Ok(()),
+        _ => Err(format!(
+            "shape {shape:?} has more than {MAX_SAMPLE_ELEMENTS} elements per sample"
+        )),
     }
 }
 

@@ -16,7 +16,7 @@ mod spec;
 
 pub use activation::{Activation, channel_axis, channel_count};
 pub use dag::{Graph, Node};
-pub use layer::{Layer, LayerSpec, leaf};
+pub use layer::{Layer, LayerSpec, check_sample_shape, leaf};
 pub use op::{Arity, Channels, InitScheme, LiveOp, Op};
 pub use spec::{GraphBuilder, GraphSpec, INPUT, NodeSpec, Shapes};
 

@@ -83,6 +83,11 @@ pub trait Op {
     fn params(&self) -> usize {
         0
     }
+    /// Values stored beside the parameters (batch-norm statistics): with [`params`](Op::params),
+    /// what a file must hold for the layer.
+    fn buffers(&self) -> usize {
+        0
+    }
     /// Short hyper-parameter description for tables (`3→64, k3×3, p1`).
     fn detail(&self) -> String {
         String::new()
@@ -131,7 +136,8 @@ pub(crate) fn spatial(inputs: &[&[usize]]) -> Result<[usize; 3], String> {
         .map_err(|_| "expected [channels, height, width]".to_string())
 }
 
-/// Output size of a sliding window along one axis, as PyTorch computes it.
+/// Output size of a sliding window along one axis, as PyTorch computes it; `None` when the
+/// window does not fit, or the sizes are degenerate or overflow.
 pub(crate) fn window_out(
     size: usize,
     kernel: usize,
@@ -140,22 +146,30 @@ pub(crate) fn window_out(
     dilation: usize,
     ceil: bool,
 ) -> Option<usize> {
-    let span = dilation * (kernel - 1) + 1;
-    let padded = size + 2 * pad;
-    if padded < span {
+    if stride == 0 {
         return None;
     }
-    let steps = padded - span;
+    let span = dilation
+        .checked_mul(kernel.checked_sub(1)?)?
+        .checked_add(1)?;
+    let padded = size.checked_add(pad.checked_mul(2)?)?;
+    let steps = padded.checked_sub(span)?;
     let mut out = if ceil {
         steps.div_ceil(stride)
     } else {
         steps / stride
     } + 1;
     // PyTorch drops a last window that would start inside the right padding.
-    if ceil && (out - 1) * stride >= size + pad {
+    if ceil && (out - 1).checked_mul(stride)? >= size.checked_add(pad)? {
         out -= 1;
     }
     Some(out)
+}
+
+/// `a · b · …` over sizes, saturating: parameter and MAC counts, which only get compared
+/// against bounds, never wrap.
+pub(crate) fn count(factors: &[usize]) -> usize {
+    factors.iter().fold(1usize, |n, &f| n.saturating_mul(f))
 }
 
 /// Applies `f` to each channel's constant (per-channel ops without padding effects).
@@ -178,5 +192,10 @@ mod tests {
         assert_eq!(window_out(7, 2, 2, 0, 1, true), Some(4));
         assert_eq!(window_out(5, 3, 2, 1, 2, false), Some(2));
         assert_eq!(window_out(2, 3, 1, 0, 1, false), None);
+        // Sizes near the top of the range are refused, never wrapped.
+        assert_eq!(window_out(8, 3, 1, usize::MAX / 2 + 1, 1, false), None);
+        assert_eq!(window_out(8, 3, 1, 1, usize::MAX, false), None);
+        assert_eq!(window_out(8, 0, 1, 1, 1, false), None);
+        assert_eq!(window_out(8, 3, 0, 1, 1, false), None);
     }
 }

@@ -44,6 +44,20 @@ pub struct Shapes {
 }
 
 impl Shapes {
+    /// Checks that every value (the input, each node's output) of a batch of `batch` samples
+    /// fits in [`max_memory`](crate::limits::max_memory), before anything runs.
+    pub fn check_batch(&self, batch: usize) -> Result<()> {
+        let largest = std::iter::once(&self.input)
+            .chain(&self.outputs)
+            .map(|s| crate::limits::product(s).unwrap_or(u64::MAX))
+            .max()
+            .unwrap_or(0);
+        crate::limits::check_f32_allocation(
+            largest.saturating_mul(batch as u64),
+            &format!("an activation of a batch of {batch}"),
+        )
+    }
+
     /// Shapes of node `i`'s inputs, given its input names.
     pub fn inputs_of<'a>(&'a self, spec: &GraphSpec, i: usize) -> Vec<&'a [usize]> {
         let index = spec.index();
@@ -70,7 +84,23 @@ impl GraphSpec {
 
     /// Trainable parameters of all nodes, as PyTorch counts them.
     pub fn params(&self) -> usize {
-        self.nodes.iter().map(|n| n.op.own_params()).sum()
+        self.nodes
+            .iter()
+            .fold(0usize, |n, node| n.saturating_add(node.op.own_params()))
+    }
+
+    /// Parameters and buffers of all nodes: the values a file must hold for this graph, known
+    /// before any layer is built (saturating: a count past any file's size is refused as such).
+    pub fn stored_values(&self) -> u64 {
+        self.nodes.iter().fold(0u64, |n, node| {
+            n.saturating_add(Self::stored_values_of(&node.op))
+        })
+    }
+
+    /// Parameters and buffers of one op.
+    pub fn stored_values_of(op: &LayerSpec) -> u64 {
+        let op = op.op();
+        (op.params() as u64).saturating_add(op.buffers() as u64)
     }
 
     /// Checks names, references (unknown inputs, cycles, order), every op's hyper-parameters
@@ -96,6 +126,10 @@ impl GraphSpec {
                 return Err(invalid(&node.name, "two nodes have this name".into()));
             }
         }
+        super::layer::check_sample_shape(input).map_err(|reason| CoreError::BadInput {
+            got: input.to_vec(),
+            expected: format!("the model input {reason}"),
+        })?;
         let index = self.index();
         let mut outputs: Vec<Vec<usize>> = Vec::with_capacity(self.nodes.len());
         let mut macs = Vec::with_capacity(self.nodes.len());

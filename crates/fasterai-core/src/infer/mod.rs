@@ -45,7 +45,14 @@ impl Act {
     fn apply(self, x: f32) -> f32 {
         match self {
             Act::None => x,
-            Act::Relu => x.max(0.0),
+            // NaN passes through both, as through the graph's own ops (`f32::max` would drop it).
+            Act::Relu => {
+                if x < 0.0 {
+                    0.0
+                } else {
+                    x
+                }
+            }
             Act::Relu6 => x.clamp(0.0, 6.0),
         }
     }
@@ -99,8 +106,12 @@ impl Epilogue {
 enum Engine {
     /// The graph's own layer (Burn's convolution, bias included).
     Layer,
-    /// Winograd F(4×4, 3×3); the bias is in the epilogue's shift.
-    Winograd(Box<WinogradConv>),
+    /// Winograd F(4×4, 3×3); the bias is in the epilogue's shift. Inputs with NaN or
+    /// infinities take the graph's layer and the `direct` epilogue (without the bias).
+    Winograd {
+        conv: Box<WinogradConv>,
+        direct: Epilogue,
+    },
 }
 
 /// How one node runs.
@@ -183,7 +194,7 @@ impl Inference {
             matches!(
                 s,
                 Step::Conv {
-                    engine: Engine::Winograd(_),
+                    engine: Engine::Winograd { .. },
                     ..
                 }
             )
@@ -215,7 +226,8 @@ impl Inference {
     /// Checks the input shape against every node first, then runs the prepared graph.
     pub fn try_forward(&self, x: impl Into<Activation>) -> crate::Result<Activation> {
         let x = x.into();
-        self.graph.shapes(&x.dims()[1..])?;
+        let dims = x.dims();
+        self.graph.shapes(&dims[1..])?.check_batch(dims[0])?;
         Ok(self.forward(x))
     }
 
@@ -248,13 +260,22 @@ impl Inference {
                     }
                     _ => unreachable!("planned for max pooling nodes only"),
                 },
-                Step::Conv { engine, epilogue } => Activation::Spatial(match engine {
-                    Engine::Winograd(w) => w.forward(image(inputs), epilogue),
-                    Engine::Layer => {
-                        let y = layer.forward(inputs).into_spatial();
+                Step::Conv { engine, epilogue } => {
+                    let direct = |x: Tensor<4>, epilogue: &Epilogue| {
+                        let y = layer.forward_one(x).into_spatial();
                         epilogue.apply(y.expect("a convolution gives an image batch"))
-                    }
-                }),
+                    };
+                    let x = image(inputs);
+                    Activation::Spatial(match engine {
+                        Engine::Winograd {
+                            conv,
+                            direct: plain,
+                        } => conv
+                            .forward(x, epilogue)
+                            .unwrap_or_else(|x| direct(*x, plain)),
+                        Engine::Layer => direct(x, epilogue),
+                    })
+                }
             },
             |_, _| {},
         )
@@ -293,6 +314,7 @@ fn plan_conv(graph: &Graph, i: usize, conv: &Conv2d) -> Option<(Step, Vec<usize>
         unreachable!("a Conv2d layer has a Conv2d spec")
     };
     let engine = if winograd::applies(&spec) {
+        let direct = epilogue.clone();
         // Winograd has no bias of its own: it moves into the shift.
         if let Some(bias) = &conv.bias {
             let bias = host_values(bias.val());
@@ -302,7 +324,10 @@ fn plan_conv(graph: &Graph, i: usize, conv: &Conv2d) -> Option<(Step, Vec<usize>
             });
             epilogue.shift = Some(shift.collect());
         }
-        Engine::Winograd(Box::new(WinogradConv::new(conv.weight.val(), spec.padding)))
+        Engine::Winograd {
+            conv: Box::new(WinogradConv::new(conv.weight.val(), spec.padding)),
+            direct,
+        }
     } else if followers.is_empty() {
         return None;
     } else {

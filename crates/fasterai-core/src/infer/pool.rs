@@ -12,6 +12,13 @@ pub(crate) fn applies(spec: &MaxPool2dSpec) -> bool {
     spec.dilation == [1, 1] && !spec.ceil_mode
 }
 
+/// The larger of `a` and `b`, NaN if either is (as PyTorch's max pooling; `f32::max` would
+/// drop the NaN).
+#[inline(always)]
+fn max(a: f32, b: f32) -> f32 {
+    if a > b || a.is_nan() { a } else { b }
+}
+
 /// `MaxPool2d` of `x` (`[N, C, H, W]`); padding counts as −∞.
 pub(crate) fn max_pool(spec: &MaxPool2dSpec, x: Tensor<4>) -> Tensor<4> {
     let device = x.device();
@@ -33,14 +40,14 @@ pub(crate) fn max_pool(spec: &MaxPool2dSpec, x: Tensor<4>) -> Tensor<4> {
                     rows.copy_from_slice(&plane[top * w..][..w]);
                     for y in top + 1..bottom {
                         let row = &plane[y * w..][..w];
-                        rows.iter_mut().zip(row).for_each(|(m, v)| *m = m.max(*v));
+                        rows.iter_mut().zip(row).for_each(|(m, v)| *m = max(*m, *v));
                     }
                     for (ox, value) in out_row.iter_mut().enumerate() {
                         let left = (ox * sw).saturating_sub(pw);
                         let right = (ox * sw + kw - pw).min(w);
                         *value = rows[left..right]
                             .iter()
-                            .fold(f32::NEG_INFINITY, |m, v| m.max(*v));
+                            .fold(f32::NEG_INFINITY, |m, v| max(m, *v));
                     }
                 }
             })

@@ -125,7 +125,16 @@ impl WinogradConv {
     }
 
     /// The convolution of `x` (`[N, in, H, W]`), then `epilogue` per output channel.
-    pub(crate) fn forward(&self, x: Tensor<4>, epilogue: &Epilogue) -> Tensor<4> {
+    ///
+    /// `Err` with the input back when it holds a NaN or an infinity: the transforms subtract
+    /// neighbouring values, so one infinity would turn its whole tile into NaN where the direct
+    /// convolution keeps it to the outputs whose window holds it. The caller convolves
+    /// directly then.
+    pub(crate) fn forward(
+        &self,
+        x: Tensor<4>,
+        epilogue: &Epilogue,
+    ) -> Result<Tensor<4>, Box<Tensor<4>>> {
         let device = x.device();
         let [batch, channels, height, width] = x.dims();
         assert_eq!(channels, self.in_channels, "shape checked by the graph");
@@ -145,14 +154,23 @@ impl WinogradConv {
             tiles_h: out_h.div_ceil(M),
             tiles_w: out_w.div_ceil(M),
         };
-        let v = transform_input(&host_values(x), &geo);
+        let x = host_values(x);
+        let plane = (height * width).max(1);
+        if !x.par_chunks(plane).all(|p| p.iter().all(|v| v.is_finite())) {
+            let dims = [batch, channels, height, width];
+            return Err(Box::new(Tensor::from_data(
+                TensorData::new(x, dims),
+                &device,
+            )));
+        }
+        let v = transform_input(&x, &geo);
         let v = Tensor::<3>::from_data(TensorData::new(v, [A * A, channels, geo.tiles()]), &device);
         let m = host_values(self.u.clone().matmul(v));
         let y = transform_output(&m, &geo, self.out_channels, epilogue);
-        Tensor::from_data(
+        Ok(Tensor::from_data(
             TensorData::new(y, [batch, self.out_channels, out_h, out_w]),
             &device,
-        )
+        ))
     }
 }
 

@@ -1,6 +1,6 @@
 //! safetensors files tensor by tensor, straight between the file and each tensor's own buffer:
-//! the file is never held whole in memory, and a CRC-32 of its data section is computed on the
-//! way. On VGG16 (537 MB) the first touch of fresh memory costs more than copying into it, so
+//! the file is never held whole in memory, and a CRC-32 of the whole file (header included,
+//! with the checksum's own 8 hex digits counted as `00000000`) is computed on the way. On VGG16 (537 MB) the first touch of fresh memory costs more than copying into it, so
 //! reads fill a buffer in parallel chunks, and writes copy chunks out on every core.
 //! (A memory map would save no copy here: Burn owns its tensors' buffers, so the bytes are
 //! copied into them either way.)
@@ -28,6 +28,9 @@ const WRITE_CHUNK: usize = 16 << 20;
 /// Largest safetensors header we accept (the format's own limit is 100 MB).
 const MAX_HEADER: u64 = 100_000_000;
 
+/// What a checksum's 8 hex digits count as while the CRC that fills them is computed.
+const PLACEHOLDER: &str = "00000000";
+
 /// One tensor of a file: type, shape and its byte range in the data section.
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
@@ -37,6 +40,13 @@ pub(crate) struct Entry {
     pub end: u64,
 }
 
+impl Entry {
+    /// Elements (the header check made sure the product does not overflow).
+    pub fn elements(&self) -> u64 {
+        self.shape.iter().product::<usize>() as u64
+    }
+}
+
 /// A file's validated header.
 pub(crate) struct Header {
     pub metadata: serde_json::Map<String, serde_json::Value>,
@@ -44,6 +54,42 @@ pub(crate) struct Header {
     /// File offset of the data section.
     data_start: u64,
     data_len: u64,
+    /// The 8 length bytes and the header JSON as stored.
+    raw: Vec<u8>,
+}
+
+impl Header {
+    /// Elements of all tensors (each takes at least one byte of the file, so this is at most
+    /// the file's length).
+    pub fn stored_values(&self) -> u64 {
+        self.tensors.values().map(Entry::elements).sum()
+    }
+
+    /// The CRC-32 of the length bytes and the header with `"key":"XXXXXXXX"` counted as the
+    /// placeholder: `None` unless the key appears exactly once, in exactly that form (a header
+    /// that writes it otherwise cannot be checked, so it is not trusted).
+    fn header_crc(&self, key: &str) -> Option<Hasher> {
+        let pattern = format!("\"{key}\":\"");
+        let at = find_once(&self.raw, pattern.as_bytes())? + pattern.len();
+        let digits = self.raw.get(at..at + 9)?;
+        if !(digits[..8].iter().all(u8::is_ascii_hexdigit) && digits[8] == b'"') {
+            return None;
+        }
+        let mut crc = Hasher::new();
+        crc.update(&self.raw[..at]);
+        crc.update(PLACEHOLDER.as_bytes());
+        crc.update(&self.raw[at + 8..]);
+        Some(crc)
+    }
+
+    /// The tensors of the layer at `path` (`path` itself or `path.*`).
+    pub fn tensors_under(&self, path: &str) -> Vec<(&String, &Entry)> {
+        let prefix = format!("{path}.");
+        self.tensors
+            .iter()
+            .filter(|(k, _)| *k == path || k.starts_with(&prefix))
+            .collect()
+    }
 }
 
 /// An open safetensors file whose tensors are read one by one.
@@ -123,6 +169,18 @@ impl Reader {
 
     /// The CRC-32 of the data section, once every byte of it has been read exactly once.
     pub fn crc32(&mut self) -> Option<u32> {
+        self.data_crc().map(Hasher::finalize)
+    }
+
+    /// The CRC-32 of the whole file with the checksum stored under `key` counted as
+    /// `00000000`, once every data byte has been read exactly once.
+    pub fn file_crc32(&mut self, key: &str) -> Option<u32> {
+        let mut total = self.header.header_crc(key)?;
+        total.combine(&self.data_crc()?);
+        Some(total.finalize())
+    }
+
+    fn data_crc(&mut self) -> Option<Hasher> {
         self.parts.sort_by_key(|(offset, _)| *offset);
         let mut total = Hasher::new();
         for (offset, part) in &self.parts {
@@ -131,7 +189,25 @@ impl Reader {
             }
             total.combine(part);
         }
-        (total.total_len() == self.header.data_len).then(|| total.finalize())
+        (total.total_len() == self.header.data_len).then_some(total)
+    }
+
+    /// Reads every tensor's bytes (in file order, through the CRC) without keeping them: what
+    /// checks a file whose values are not needed.
+    pub fn read_all(&mut self) -> std::io::Result<()> {
+        let mut entries: Vec<Entry> = self.header.tensors.values().cloned().collect();
+        entries.sort_by_key(|e| e.start);
+        let mut buf = Vec::new();
+        for entry in entries {
+            let mut offset = entry.start;
+            while offset < entry.end {
+                let len = (entry.end - offset).min(CHUNK as u64) as usize;
+                buf.resize(len, 0);
+                self.read_into(offset, &mut buf)?;
+                offset += len as u64;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -150,10 +226,11 @@ fn read_header(file: &mut File, path: &Path) -> Result<Header> {
             "the header length is larger than the file: not safetensors, or truncated".into(),
         ));
     }
-    let mut json = vec![0u8; header_len as usize];
-    file.read_exact(&mut json)
+    let mut raw = vec![0u8; 8 + header_len as usize];
+    raw[..8].copy_from_slice(&len_bytes);
+    file.read_exact(&mut raw[8..])
         .map_err(|e| CoreError::io(path, e))?;
-    let json: serde_json::Value = serde_json::from_slice(&json)
+    let json: serde_json::Value = serde_json::from_slice(&raw[8..])
         .map_err(|_| bad("the header is not valid JSON: not safetensors, or damaged".into()))?;
     let serde_json::Value::Object(entries) = json else {
         return Err(bad("the header is not a JSON object".into()));
@@ -218,6 +295,7 @@ fn read_header(file: &mut File, path: &Path) -> Result<Header> {
         tensors,
         data_start: 8 + header_len,
         data_len,
+        raw,
     })
 }
 
@@ -237,9 +315,9 @@ pub(crate) struct Outgoing {
     pub payload: Payload,
 }
 
-/// Writes a safetensors file to `path` with `metadata`, and under `crc_key` the CRC-32 of its
-/// data section. The header is written first with a placeholder CRC, which is filled in once
-/// the data has streamed past.
+/// Writes a safetensors file to `path` with `metadata`, and under `crc_key` the CRC-32 of the
+/// whole file with those 8 hex digits counted as `00000000`. The header is written first with
+/// the placeholder, which is filled in once the data has streamed past.
 pub(crate) fn write(
     path: &Path,
     metadata: BTreeMap<String, String>,
@@ -248,8 +326,12 @@ pub(crate) fn write(
 ) -> std::io::Result<()> {
     let (json, crc_at, data_len) = header(metadata, crc_key, &tensors)?;
     let mut file = File::create(path)?;
-    file.write_all(&(json.len() as u64).to_le_bytes())?;
+    let len_bytes = (json.len() as u64).to_le_bytes();
+    file.write_all(&len_bytes)?;
     file.write_all(&json)?;
+    let mut total = Hasher::new();
+    total.update(&len_bytes);
+    total.update(&json);
     let mut data = DataSink {
         file,
         crc: Hasher::new(),
@@ -267,8 +349,9 @@ pub(crate) fn write(
             crc.total_len()
         )));
     }
+    total.combine(&crc);
     file.seek(SeekFrom::Start(8 + crc_at as u64))?;
-    file.write_all(format!("{:08x}", crc.finalize()).as_bytes())?;
+    file.write_all(format!("{:08x}", total.finalize()).as_bytes())?;
     file.flush()
 }
 
@@ -280,7 +363,6 @@ fn header(
     crc_key: &str,
     tensors: &[Outgoing],
 ) -> std::io::Result<(Vec<u8>, usize, u64)> {
-    const PLACEHOLDER: &str = "00000000";
     let mut metadata: serde_json::Map<_, _> = metadata
         .into_iter()
         .map(|(k, v)| (k, serde_json::Value::String(v)))
@@ -509,6 +591,12 @@ mod tests {
         assert_eq!(reader.bytes(&b).unwrap(), [1, 2, 3]);
         let data_crc = crc32fast::hash(&bytes[bytes.len() - 12 * 4 - 3..]);
         assert_eq!(reader.crc32(), Some(data_crc));
-        assert_eq!(stored, format!("{data_crc:08x}"));
+        // The stored CRC covers the whole file, its own digits counted as zeros.
+        let mut blank = bytes.clone();
+        let at = find_once(&blank, stored.as_bytes()).unwrap();
+        blank[at..at + 8].copy_from_slice(PLACEHOLDER.as_bytes());
+        let whole = crc32fast::hash(&blank);
+        assert_eq!(stored, format!("{whole:08x}"));
+        assert_eq!(reader.file_crc32("crc"), Some(whole));
     }
 }

@@ -15,7 +15,7 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{CoreError, Result};
-use crate::graph::{Graph, InitScheme};
+use crate::graph::{Graph, GraphSpec, InitScheme};
 use crate::model::{Architecture, Model};
 use crate::quant::{WeightGrid, WeightQuant};
 
@@ -24,11 +24,48 @@ mod layout;
 
 /// Metadata key of the architecture JSON.
 pub const ARCHITECTURE_KEY: &str = "fasterai.architecture";
-/// Metadata key of the CRC-32 (IEEE) of the file's data section, as 8 hex digits.
+/// Metadata key of the CRC-32 (IEEE) of the whole file, header included, as 8 hex digits,
+/// computed with those digits counted as `00000000`: any change to the architecture (a stride,
+/// an epsilon, a quantizer's scale) or to the weights is detected.
+pub const FILE_CRC_KEY: &str = "fasterai.file_crc32";
+/// Metadata key of the CRC-32 of the data section alone, which files of format version 2
+/// carry: still verified on load (their header is not), no longer written.
 pub const CRC_KEY: &str = "fasterai.crc32";
 /// Metadata key of the checksum files carried before [`CRC_KEY`]: still verified on load,
 /// no longer written.
 pub const CHECKSUM_KEY: &str = "fasterai.checksum";
+
+/// What a model file's checksum covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Integrity {
+    /// The whole file matches its checksum.
+    Verified,
+    /// A file of an older format: its weights match their checksum, its header is not covered.
+    OlderFormat,
+    /// No checksum (plain safetensors from elsewhere, or an old file without one).
+    Unverified,
+}
+
+impl Integrity {
+    /// A short name for JSON: `verified`, `older-format`, `unverified`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Integrity::Verified => "verified",
+            Integrity::OlderFormat => "older-format",
+            Integrity::Unverified => "unverified",
+        }
+    }
+}
+
+impl std::fmt::Display for Integrity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Integrity::Verified => "verified (CRC-32 of the whole file)",
+            Integrity::OlderFormat => "older format, header unverified (weights verified)",
+            Integrity::Unverified => "unverified (the file carries no checksum)",
+        })
+    }
+}
 
 /// Suffix of the tensor holding a quantized weight's scales (`features.0.weight_scale`).
 pub const SCALE_SUFFIX: &str = "weight_scale";
@@ -42,6 +79,7 @@ pub fn save_model(model: &Model, path: &Path, overwrite: bool) -> Result<()> {
         return Err(CoreError::WouldOverwrite(path.to_path_buf()));
     }
     let arch = serde_json::to_string(&model.architecture()).expect("architecture serialises");
+    // Written last, into its placeholder: the CRC of the whole file.
     let mut collect = layout::Collect::new();
     model.net.visit(&mut collect);
     let tensors = with_integer_codes(model, collect.tensors)?;
@@ -51,7 +89,7 @@ pub fn save_model(model: &Model, path: &Path, overwrite: bool) -> Result<()> {
         (ARCHITECTURE_KEY.to_string(), arch),
     ]);
     write_atomic_with(path, overwrite, |temp| {
-        file::write(temp, metadata, CRC_KEY, tensors)
+        file::write(temp, metadata, FILE_CRC_KEY, tensors)
     })
 }
 
@@ -131,6 +169,7 @@ fn write_atomic_with(
     if path.exists() && !overwrite {
         return Err(CoreError::WouldOverwrite(path.to_path_buf()));
     }
+    remove_orphaned_temporaries(path);
     let temp = temp_sibling(path);
     let written = (|| -> std::io::Result<()> {
         write(&temp)?;
@@ -237,6 +276,49 @@ pub fn temp_sibling(path: &Path) -> std::path::PathBuf {
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
+/// The process that wrote a temporary of [`temp_sibling`]'s form for `name`, if `file` is one.
+pub fn temporary_writer(file: &str, name: &str) -> Option<u32> {
+    file.strip_prefix('.')?
+        .strip_prefix(name)?
+        .strip_prefix('.')?
+        .strip_suffix(".tmp")?
+        .parse()
+        .ok()
+}
+
+/// Whether process `pid` is running. Where that cannot be told (no `/proc`), every process
+/// counts as running, so that no temporary of a live writer is ever removed.
+pub fn process_alive(pid: u32) -> bool {
+    let proc = Path::new("/proc");
+    !proc.is_dir() || proc.join(pid.to_string()).exists()
+}
+
+/// Removes the temporaries that writers of `path` which are gone (killed mid-save) left beside
+/// it; a live writer's temporary is kept. Returns how many were removed.
+pub fn remove_orphaned_temporaries(path: &Path) -> usize {
+    let (Some(name), Some(dir)) = (path.file_name().and_then(|n| n.to_str()), path.parent()) else {
+        return 0;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            let file = e.file_name();
+            let writer = file.to_str().and_then(|f| temporary_writer(f, name));
+            writer.is_some_and(|pid| !process_alive(pid))
+                && e.file_type().is_ok_and(|t| t.is_file())
+                && std::fs::remove_file(e.path()).is_ok()
+        })
+        .count()
+}
+
 /// The layers whose weights a model file stores as integer codes, with their grids, read from
 /// its metadata alone.
 pub fn quantized_layers(path: &Path) -> Result<BTreeMap<String, WeightGrid>> {
@@ -259,17 +341,22 @@ pub fn quantized_layers(path: &Path) -> Result<BTreeMap<String, WeightGrid>> {
 /// The model a file describes, with its weights not read (lazy zeros: nothing is allocated
 /// until a value is used): enough for shapes, parameter counts and MACs.
 pub fn load_architecture(path: &Path, device: &Device) -> Result<Model> {
-    let metadata = read_safetensors_metadata(path)?;
-    Ok(skeleton(path, &metadata, device)?.0)
+    let header = file::Reader::open(path)?.header;
+    Ok(skeleton(path, &header, device)?.0)
 }
 
 /// The model a file's metadata describes, with lazy weights, and the weight grids of its
 /// quantized layers.
+///
+/// Nothing is built before the file is known to hold every value the layers need, so that no
+/// allocation exceeds what the file really holds: a few hundred bytes of JSON cannot declare
+/// gigabytes of weights.
 fn skeleton(
     path: &Path,
-    metadata: &serde_json::Map<String, serde_json::Value>,
+    header: &file::Header,
     device: &Device,
 ) -> Result<(Model, BTreeMap<String, WeightGrid>)> {
+    let metadata = &header.metadata;
     let bad = |reason: String| CoreError::BadModelFile {
         path: path.to_path_buf(),
         reason,
@@ -285,16 +372,58 @@ fn skeleton(
         })?;
     let arch = Architecture::from_json(arch_json).map_err(bad)?;
     arch.validate().map_err(|e| bad(e.to_string()))?;
+    check_stored_values(path, &arch, header)?;
     let model = Model::from_architecture(&arch, InitScheme::Zeros, device)?;
     Ok((model, arch.quantized))
+}
+
+/// Refuses an architecture whose layers need more values than the file stores for them (per
+/// layer, for a message that names it, and in total, which bounds what building allocates).
+fn check_stored_values(path: &Path, arch: &Architecture, header: &file::Header) -> Result<()> {
+    let mismatch = |reason: String| CoreError::WeightMismatch {
+        path: path.to_path_buf(),
+        reason,
+    };
+    for node in &arch.nodes {
+        let needed = GraphSpec::stored_values_of(&node.op);
+        if needed == 0 {
+            continue;
+        }
+        let under = header.tensors_under(&node.name);
+        let stored: u64 = under.iter().map(|(_, e)| e.elements()).sum();
+        if needed > stored {
+            let listed: Vec<String> = under
+                .iter()
+                .take(4)
+                .map(|(k, e)| format!("{k} {:?}", e.shape))
+                .collect();
+            return Err(mismatch(format!(
+                "layer `{}` ({}) needs {needed} values, the file stores {stored} for it ({})",
+                node.name,
+                node.op.kind(),
+                if listed.is_empty() {
+                    "none".into()
+                } else {
+                    listed.join(", ")
+                }
+            )));
+        }
+    }
+    let (needed, stored) = (arch.graph().stored_values(), header.stored_values());
+    if needed > stored {
+        return Err(mismatch(format!(
+            "the layers need {needed} values, the file stores {stored}"
+        )));
+    }
+    Ok(())
 }
 
 /// Loads a model saved by [`save_model`] onto `device`, each tensor read from the file straight
 /// into its buffer, and the file's CRC-32 checked.
 pub fn load_model(path: &Path, device: &Device) -> Result<Model> {
     let mut reader = file::Reader::open(path)?;
+    let (mut model, grids) = skeleton(path, &reader.header, device)?;
     let metadata = std::mem::take(&mut reader.header.metadata);
-    let (mut model, grids) = skeleton(path, &metadata, device)?;
     let bad = |reason: String| CoreError::BadModelFile {
         path: path.to_path_buf(),
         reason,
@@ -337,12 +466,24 @@ pub fn load_model(path: &Path, device: &Device) -> Result<Model> {
                 scales.len()
             )));
         }
+        if let Some(s) = scales.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+            return Err(bad(format!(
+                "`{scale_key}` holds the scale {s}; scales must be positive and finite"
+            )));
+        }
         let codes: Vec<i8> = reader
             .bytes(&entry)
             .map_err(io)?
             .iter()
             .map(|&b| b as i8)
             .collect();
+        let max = grid.max_code();
+        if let Some(c) = codes.iter().find(|&&c| (c as i32).abs() > max) {
+            return Err(bad(format!(
+                "`{key}` holds the code {c}, outside the {}-bit grid [-{max}, {max}]",
+                grid.bits
+            )));
+        }
         let floats = WeightGrid::dequantize(&codes, &scales);
         model
             .quantized
@@ -356,8 +497,10 @@ pub fn load_model(path: &Path, device: &Device) -> Result<Model> {
     }
 
     let stored = |key: &str| metadata.get(key).and_then(|v| v.as_str());
-    let legacy =
-        (stored(CRC_KEY).is_none() && stored(CHECKSUM_KEY).is_some()).then(layout::Checksum::new);
+    let legacy = (stored(FILE_CRC_KEY).is_none()
+        && stored(CRC_KEY).is_none()
+        && stored(CHECKSUM_KEY).is_some())
+    .then(layout::Checksum::new);
     let mut apply = layout::Apply::new(&mut reader, decoded, left, legacy);
     model.net = model.net.map(&mut apply);
     let layout::Apply {
@@ -383,23 +526,87 @@ pub fn load_model(path: &Path, device: &Device) -> Result<Model> {
             reason: problems.join("; "),
         });
     }
+    check_integrity(path, &mut reader, &metadata, legacy.map(|l| l.value()))?;
+    Ok(model)
+}
+
+/// Checks a model file's checksum once all its data has been read; `legacy` is the value
+/// checksum of the oldest files, computed while their tensors were set. A file of the current
+/// format must carry the whole-file checksum; older ones are checked as far as theirs goes.
+fn check_integrity(
+    path: &Path,
+    reader: &mut file::Reader,
+    metadata: &serde_json::Map<String, serde_json::Value>,
+    legacy: Option<u64>,
+) -> Result<Integrity> {
+    let bad = |reason: String| CoreError::BadModelFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let stored = |key: &str| metadata.get(key).and_then(|v| v.as_str());
     let corrupted = |actual: String, expected: &str| {
         bad(format!(
-            "tensor data is corrupted (checksum {actual}, file says {expected})"
+            "the file was changed or damaged after it was written (checksum {actual}, the file \
+             says {expected})"
         ))
     };
+    if let Some(expected) = stored(FILE_CRC_KEY) {
+        let actual = reader.file_crc32(FILE_CRC_KEY).map(|c| format!("{c:08x}"));
+        return match actual {
+            Some(a) if a == expected => Ok(Integrity::Verified),
+            Some(a) => Err(corrupted(a, expected)),
+            None => Err(bad(format!(
+                "its checksum (`{FILE_CRC_KEY}`) is not stored in the form this build writes"
+            ))),
+        };
+    }
+    if architecture_version(metadata).is_some_and(|v| v >= Architecture::VERSION as u64) {
+        return Err(bad(format!(
+            "it is of format version {} but carries no checksum (`{FILE_CRC_KEY}`): damaged or \
+             edited",
+            Architecture::VERSION
+        )));
+    }
     if let Some(expected) = stored(CRC_KEY) {
         let actual = reader.crc32().map(|c| format!("{c:08x}"));
-        if actual.as_deref() != Some(expected) {
-            return Err(corrupted(actual.unwrap_or_default(), expected));
-        }
-    } else if let (Some(expected), Some(legacy)) = (stored(CHECKSUM_KEY), legacy) {
-        let actual = format!("{:016x}", legacy.value());
+        return match actual {
+            Some(a) if a == expected => Ok(Integrity::OlderFormat),
+            a => Err(corrupted(a.unwrap_or_default(), expected)),
+        };
+    }
+    if let (Some(expected), Some(value)) = (stored(CHECKSUM_KEY), legacy) {
+        let actual = format!("{value:016x}");
         if actual != expected {
             return Err(corrupted(actual, expected));
         }
+        return Ok(Integrity::OlderFormat);
     }
-    Ok(model)
+    Ok(Integrity::Unverified)
+}
+
+/// The `version` of the architecture JSON in a file's metadata.
+fn architecture_version(metadata: &serde_json::Map<String, serde_json::Value>) -> Option<u64> {
+    let json = metadata.get(ARCHITECTURE_KEY)?.as_str()?;
+    serde_json::from_str::<serde_json::Value>(json)
+        .ok()?
+        .get("version")?
+        .as_u64()
+}
+
+/// Reads all of a model file and checks its checksum without building the model (what
+/// `inspect` reports). Files of the oldest format, whose checksum is over values, report
+/// [`Integrity::OlderFormat`] here and are verified by [`load_model`].
+pub fn verify_file(path: &Path) -> Result<Integrity> {
+    let mut reader = file::Reader::open(path)?;
+    let metadata = reader.header.metadata.clone();
+    reader.read_all().map_err(|e| CoreError::io(path, e))?;
+    if metadata.contains_key(CHECKSUM_KEY)
+        && !metadata.contains_key(CRC_KEY)
+        && !metadata.contains_key(FILE_CRC_KEY)
+    {
+        return Ok(Integrity::OlderFormat);
+    }
+    check_integrity(path, &mut reader, &metadata, None)
 }
 
 /// Loads torchvision-layout weights (a `.pth`/`.pt` state dict, or a `.safetensors` file with

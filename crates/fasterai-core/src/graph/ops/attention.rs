@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{select_dim, tokens};
 use crate::graph::activation::Activation;
 use crate::graph::layer::{Layer, LayerSpec};
-use crate::graph::op::{Channels, InitScheme, LiveOp, Op};
+use crate::graph::op::{Channels, InitScheme, LiveOp, Op, count};
 
 /// Self-attention over tokens `[T, embed_dim]` → `[T, embed_dim]`:
 /// `out_proj(concat_h softmax(q_h k_hᵀ · scale) v_h)` with `[q, k, v] = in_proj(x)`.
@@ -118,23 +118,30 @@ impl Op for MultiheadAttentionSpec {
     }
 
     fn macs(&self, inputs: &[&[usize]], _output: &[usize]) -> u64 {
-        let t = inputs[0].first().copied().unwrap_or(0) as u64;
-        let (e, q, v) = (
-            self.embed_dim as u64,
-            self.query_dim as u64,
-            self.value_dim as u64,
-        );
+        let t = inputs[0].first().copied().unwrap_or(0);
+        let (e, q, v) = (self.embed_dim, self.query_dim, self.value_dim);
         // in_proj, q·kᵀ, attention · v, out_proj.
-        t * e * self.in_proj_rows() as u64 + t * t * q + t * t * v + t * v * e
+        [
+            count(&[t, e, self.in_proj_rows()]),
+            count(&[t, t, q]),
+            count(&[t, t, v]),
+            count(&[t, v, e]),
+        ]
+        .iter()
+        .fold(0usize, |n, &m| n.saturating_add(m)) as u64
     }
 
     fn params(&self) -> usize {
         let bias = if self.bias { 1 } else { 0 };
         let rows = self.in_proj_rows();
-        rows * self.embed_dim
-            + bias * rows
-            + self.value_dim * self.embed_dim
-            + bias * self.embed_dim
+        [
+            count(&[rows, self.embed_dim]),
+            bias * rows,
+            count(&[self.value_dim, self.embed_dim]),
+            bias * self.embed_dim,
+        ]
+        .iter()
+        .fold(0usize, |n, &m| n.saturating_add(m))
     }
 
     fn detail(&self) -> String {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{image, select_dim};
 use crate::graph::activation::Activation;
 use crate::graph::layer::{Layer, LayerSpec};
-use crate::graph::op::{InitScheme, LiveOp, Op, spatial};
+use crate::graph::op::{InitScheme, LiveOp, Op, count, spatial};
 use crate::linalg::host_values;
 
 /// `torch.nn.BatchNorm2d` (affine, tracking running statistics).
@@ -67,10 +67,14 @@ impl Op for BatchNorm2dSpec {
     }
 
     fn macs(&self, _inputs: &[&[usize]], output: &[usize]) -> u64 {
-        output.iter().product::<usize>() as u64
+        count(output) as u64
     }
 
     fn params(&self) -> usize {
+        2 * self.num_features
+    }
+
+    fn buffers(&self) -> usize {
         2 * self.num_features
     }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{all_zero, image, select_dim};
 use crate::graph::activation::Activation;
 use crate::graph::layer::{Layer, LayerSpec};
-use crate::graph::op::{Channels, InitScheme, LiveOp, Op, pair, spatial, window_out};
+use crate::graph::op::{Channels, InitScheme, LiveOp, Op, count, pair, spatial, window_out};
 use crate::linalg::host_values;
 
 /// `torch.nn.Conv2d` with symmetric zero padding.
@@ -112,16 +112,20 @@ impl Op for Conv2dSpec {
     }
 
     fn macs(&self, _inputs: &[&[usize]], output: &[usize]) -> u64 {
-        let per_output = self.in_channels / self.groups * self.kernel_size[0] * self.kernel_size[1];
-        output.iter().product::<usize>() as u64 * per_output as u64
+        let [kh, kw] = self.kernel_size;
+        let per_sample = count(output);
+        count(&[per_sample, self.in_channels / self.groups.max(1), kh, kw]) as u64
     }
 
     fn params(&self) -> usize {
-        self.out_channels
-            * (self.in_channels / self.groups)
-            * self.kernel_size[0]
-            * self.kernel_size[1]
-            + if self.bias { self.out_channels } else { 0 }
+        let [kh, kw] = self.kernel_size;
+        let weight = count(&[
+            self.out_channels,
+            self.in_channels / self.groups.max(1),
+            kh,
+            kw,
+        ]);
+        weight.saturating_add(if self.bias { self.out_channels } else { 0 })
     }
 
     fn detail(&self) -> String {

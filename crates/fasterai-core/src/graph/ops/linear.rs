@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{flat, select_dim};
 use crate::graph::activation::Activation;
 use crate::graph::layer::{Layer, LayerSpec};
-use crate::graph::op::{Channels, InitScheme, LiveOp, Op};
+use crate::graph::op::{Channels, InitScheme, LiveOp, Op, count};
 use crate::linalg::host_values;
 
 /// `torch.nn.Linear`, on a flat batch `[N, in]` or on every token of a sequence `[N, T, in]`.
@@ -77,11 +77,15 @@ impl Op for LinearSpec {
             [t, _] => *t,
             _ => 1,
         };
-        (rows * self.in_features * self.out_features) as u64
+        count(&[rows, self.in_features, self.out_features]) as u64
     }
 
     fn params(&self) -> usize {
-        self.in_features * self.out_features + if self.bias { self.out_features } else { 0 }
+        count(&[self.in_features, self.out_features]).saturating_add(if self.bias {
+            self.out_features
+        } else {
+            0
+        })
     }
 
     fn detail(&self) -> String {

@@ -173,7 +173,10 @@ impl Op for Concat {
             ));
         }
         let mut out = first.to_vec();
-        out[axis] = inputs.iter().map(|s| s[axis]).sum();
+        out[axis] = inputs
+            .iter()
+            .try_fold(0usize, |n, s| n.checked_add(s[axis]))
+            .ok_or("the channel count overflows")?;
         Ok(out)
     }
     fn channels(&self) -> Channels {

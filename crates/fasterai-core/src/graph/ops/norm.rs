@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::select_dim;
 use crate::graph::activation::Activation;
 use crate::graph::layer::{Layer, LayerSpec};
-use crate::graph::op::{InitScheme, LiveOp, Op};
+use crate::graph::op::{InitScheme, LiveOp, Op, count};
 
 /// `torch.nn.LayerNorm(normalized_shape, eps, elementwise_affine, bias)` over the last
 /// dimension: tokens `[T, D]` or a flat batch `[F]`.
@@ -81,7 +81,7 @@ impl Op for LayerNormSpec {
 
     fn macs(&self, _inputs: &[&[usize]], output: &[usize]) -> u64 {
         // One multiply-add per element, as for a batch norm (the statistics are not counted).
-        output.iter().product::<usize>() as u64
+        count(output) as u64
     }
 
     fn params(&self) -> usize {

@@ -18,7 +18,10 @@ impl Op for Flatten {
     }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
         spatial(inputs)?;
-        Ok(vec![inputs[0].iter().product()])
+        let features = crate::limits::product(inputs[0])
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or("the flattened size overflows")?;
+        Ok(vec![features])
     }
     fn channels(&self) -> Channels {
         Channels::Flatten

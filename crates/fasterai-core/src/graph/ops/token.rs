@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{image, select_dim, tokens};
 use crate::graph::activation::Activation;
 use crate::graph::layer::{Layer, LayerSpec};
-use crate::graph::op::{InitScheme, LiveOp, Op, spatial};
+use crate::graph::op::{InitScheme, LiveOp, Op, count, spatial};
 use crate::linalg::host_values;
 
 /// The per-sample tokens `[T, D]` of a one-input op's input, or an error naming what it got.
@@ -31,7 +31,10 @@ impl Op for ImageToTokens {
     }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
         let [c, h, w] = spatial(inputs)?;
-        Ok(vec![h * w, c])
+        Ok(vec![
+            h.checked_mul(w).ok_or("the token count overflows")?,
+            c,
+        ])
     }
     fn build(&self, _scheme: InitScheme, _device: &Device) -> Layer {
         Layer::ImageToTokens(*self)
@@ -246,7 +249,7 @@ impl Op for PositionEmbeddingSpec {
         Ok(vec![t, d])
     }
     fn params(&self) -> usize {
-        self.tokens * self.dim
+        count(&[self.tokens, self.dim])
     }
     fn detail(&self) -> String {
         format!("{}×{}", self.tokens, self.dim)

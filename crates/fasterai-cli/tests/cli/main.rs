@@ -11,6 +11,9 @@ use fasterai::core::testing::tiny_cnn;
 use fasterai::prelude::*;
 use npyz::WriterBuilder;
 
+mod fuzz;
+mod hostile;
+
 fn fasterai(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_fasterai"))
         .args(args)
