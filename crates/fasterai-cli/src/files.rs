@@ -20,6 +20,9 @@ pub fn read_npy(path: &Path) -> Result<Array> {
     let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let shape = npy_shape(&mut file)
         .with_context(|| format!("{} is not a NumPy .npy file", path.display()))?;
+    if shape.contains(&0) {
+        bail!("{} is empty (shape {shape:?})", path.display());
+    }
     let elements = fasterai::core::limits::product(&shape);
     if elements.is_none_or(|n| n.saturating_mul(4) > file_len) {
         bail!(

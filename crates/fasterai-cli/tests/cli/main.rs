@@ -11,6 +11,7 @@ use fasterai::core::testing::tiny_cnn;
 use fasterai::prelude::*;
 use npyz::WriterBuilder;
 
+mod corpus;
 mod fuzz;
 mod hostile;
 
@@ -1081,6 +1082,16 @@ fn quantize_train_and_distill_with_qat_then_export() {
     assert_eq!(q.quantized.len(), 10);
     ok(&fasterai(&["eval", &int8, "--data", "synthetic:200"]));
     ok(&fasterai(&["export", &int8, "-o", &d("q.onnx")]));
+    // Our own int8 export names what it cannot import; plain training of an int8 model is
+    // refused before any epoch runs.
+    fails_with(
+        &fasterai(&["import", &d("q.onnx"), "-o", &d("back.safetensors")]),
+        "QuantizeLinear",
+    );
+    fails_with(
+        &fasterai(&[&["train", &int8, "-o", &d("t.safetensors")][..], &data].concat()),
+        "with --qat",
+    );
 
     // Clear errors.
     let again = fasterai(&[
