@@ -24,6 +24,7 @@ pub(super) fn interesting() -> impl Strategy<Value = i64> {
     ]
 }
 
+/// Byte-level damage: flips, overwrites with interesting bytes, truncation, insertion.
 #[derive(Debug, Clone)]
 pub(super) enum Damage {
     Flip(usize, u8),

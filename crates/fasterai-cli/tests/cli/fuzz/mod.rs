@@ -110,7 +110,6 @@ fn copy_path(from: &Path, to: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Byte-level damage: flips, overwrites with interesting bytes, truncation, insertion.
 // ---- the fuzz run ----
 
 /// The corpus files of one extension.
