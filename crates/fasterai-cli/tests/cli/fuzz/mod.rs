@@ -223,6 +223,14 @@ fn fuzz_every_parser_through_the_cli() {
                 TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
             );
             let name = |ext: &str| d(&format!("case{case}.{ext}"));
+            let import = |bytes: &[u8]| {
+                let file = write(dir.path(), &format!("case{case}.onnx"), bytes);
+                let out = name("out.safetensors");
+                check(
+                    &["import", file.to_str().unwrap(), "-o", &out, "--force"],
+                    &file,
+                )
+            };
             let outcome = match target {
                 0 => failure(runner.run(
                     &(
@@ -259,36 +267,12 @@ fn fuzz_every_parser_through_the_cli() {
                         prop::collection::vec(gen_node(), 1..8),
                     ),
                     |(input, inits, nodes)| {
-                        let bytes = random_onnx(&input, &inits, &nodes).encode_to_vec();
-                        let file = write(dir.path(), &format!("case{case}.onnx"), &bytes);
-                        check(
-                            &[
-                                "import",
-                                file.to_str().unwrap(),
-                                "-o",
-                                &name("out.safetensors"),
-                                "--force",
-                            ],
-                            &file,
-                        )
+                        import(&random_onnx(&input, &inits, &nodes).encode_to_vec())
                     },
                 )),
                 2 => failure(runner.run(
                     &(0..onnx_seeds.len(), prop::collection::vec(damage(), 1..4)),
-                    |(seed, damages)| {
-                        let bytes = apply(onnx_seeds[seed].clone(), &damages);
-                        let file = write(dir.path(), &format!("case{case}.onnx"), &bytes);
-                        check(
-                            &[
-                                "import",
-                                file.to_str().unwrap(),
-                                "-o",
-                                &name("out.safetensors"),
-                                "--force",
-                            ],
-                            &file,
-                        )
-                    },
+                    |(seed, damages)| import(&apply(onnx_seeds[seed].clone(), &damages)),
                 )),
                 3 => failure(runner.run(
                     &(
