@@ -130,42 +130,48 @@ fn seconds() -> u64 {
         .unwrap_or(60)
 }
 
-/// A tiny run's state folder (stopped once its first epoch is on disk), to mutate.
+/// A tiny run's state folder (stopped once its first epoch is on disk), to mutate. A run that
+/// finishes, and so removes its state, before it is stopped is tried again on more images.
 fn run_state(dir: &Path) -> (Vec<String>, PathBuf) {
     let out = dir.join("run.safetensors");
-    let args: Vec<String> = [
-        "train",
-        "vgg11_bn_small",
-        "--width",
-        "0.0625",
-        "--data",
-        "synthetic:20",
-        "--batch-size",
-        "10",
-        "--epochs",
-        "3",
-        "-o",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([out.to_string_lossy().into_owned()])
-    .collect();
     let state = dir.join("run.safetensors.state");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fasterai"))
-        .args(&args)
-        .stderr(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    while !state.join("progress.json").is_file() {
-        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
-        std::thread::sleep(Duration::from_millis(5));
+    for images in [20, 200, 2000] {
+        let args: Vec<String> = [
+            "train",
+            "vgg11_bn_small",
+            "--width",
+            "0.0625",
+            "--data",
+            &format!("synthetic:{images}"),
+            "--batch-size",
+            "10",
+            "--epochs",
+            "3",
+            "-o",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([out.to_string_lossy().into_owned()])
+        .collect();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fasterai"))
+            .args(&args)
+            .stderr(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        while !state.join("progress.json").is_file() && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Let the progress file's rename complete, then stop the run.
+        std::thread::sleep(Duration::from_millis(50));
+        let _ = child.kill();
+        child.wait().unwrap();
+        if state.join("progress.json").is_file() {
+            return (args, state);
+        }
+        let _ = std::fs::remove_file(&out);
     }
-    // Let the progress file's rename complete, then stop the run.
-    std::thread::sleep(Duration::from_millis(50));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    (args, state)
+    panic!("no training run left a state folder to fuzz");
 }
 
 #[test]
