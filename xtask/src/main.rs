@@ -324,7 +324,7 @@ fn minutes_arg() -> Result<f64> {
     }
 }
 
-/// The fuzz test of the CLI's test binary (`tests/cli/fuzz.rs`) for `minutes`.
+/// The fuzz test of the CLI's test binary (`tests/cli/fuzz/`) for `minutes`.
 fn fuzz(minutes: f64) -> Result<()> {
     let seconds = ((minutes * 60.0).round() as u64).max(1).to_string();
     let args = [
