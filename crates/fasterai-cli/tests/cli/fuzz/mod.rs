@@ -162,8 +162,7 @@ fn run_state(dir: &Path) -> (Vec<String>, PathBuf) {
         while !state.join("progress.json").is_file() && child.try_wait().unwrap().is_none() {
             std::thread::sleep(Duration::from_millis(5));
         }
-        // Let the progress file's rename complete, then stop the run.
-        std::thread::sleep(Duration::from_millis(50));
+        // `progress.json` is renamed into place last: its epoch is complete once it is seen.
         let _ = child.kill();
         child.wait().unwrap();
         if state.join("progress.json").is_file() {
