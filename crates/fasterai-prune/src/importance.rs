@@ -1,15 +1,15 @@
-//! Structured pruning by group importance: each coupled layer scores the group's channels,
-//! the scores are reduced over the group, and the weakest channels of each group (local) or
-//! of the whole model (global) are removed.
+//! Structured pruning by group importance: each coupled layer scores the group's units
+//! (channels, heads, head dimensions), the scores are reduced over the group, and the weakest
+//! units of each group (local) or of all groups of that kind (global) are removed.
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
 
-use fasterai_core::graph::coupling::{Coupling, Group};
-use fasterai_core::graph::{Graph, Layer};
-use fasterai_core::linalg::host_values;
+use fasterai_core::graph::coupling::{Coupling, Group, GroupKind};
 use fasterai_core::model::Model;
 use serde::Serialize;
 
+use crate::scores::group_importance;
 use crate::{PruneError, PruneReport, Result, remove_channels};
 
 /// Per-member importance of a channel: the sum of `|w|^p` over its weights.
@@ -32,12 +32,14 @@ pub enum Reduction {
     Max,
 }
 
-/// Whether each group loses `ratio` of its channels, or one threshold applies to all.
+/// Whether each group loses `ratio` of its units, or one threshold applies to all groups of a
+/// kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum PruneContext {
     /// Per group.
     Local,
-    /// Across groups (scores normalised per group first when `normalize` is set).
+    /// Across the groups of each kind: channels with channels, heads with heads (scores
+    /// normalised per group first when `normalize` is set).
     Global,
 }
 
@@ -61,8 +63,12 @@ parse_enum!(PruneContext, "context", "local" => PruneContext::Local, "global" =>
 /// How [`prune_groups`] chooses what to remove.
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupPruneConfig {
-    /// Fraction of channels to remove, in `[0, 1)`.
+    /// Fraction of units to remove, in `[0, 1)`, from the kinds pruned by default: channels,
+    /// and in a transformer its heads and MLP units.
     pub ratio: f64,
+    /// Fractions for particular kinds, in place of `ratio`. The embedding width and head
+    /// dimensions are pruned only when named here.
+    pub kinds: BTreeMap<GroupKind, f64>,
     /// Member importance.
     pub criterion: GroupCriterion,
     /// Combination over a group's members.
@@ -71,7 +77,7 @@ pub struct GroupPruneConfig {
     pub normalize: bool,
     /// Local or global.
     pub context: PruneContext,
-    /// Keep a multiple of this many channels per group.
+    /// Keep a multiple of this many units per group (heads for heads, channels otherwise).
     pub round_to: usize,
     /// Nodes whose output channels stay (Torch-Pruning's `ignored_layers`): a group made by
     /// any of them is left whole.
@@ -83,6 +89,7 @@ impl GroupPruneConfig {
     pub fn new(ratio: f64) -> Self {
         Self {
             ratio,
+            kinds: BTreeMap::new(),
             criterion: GroupCriterion::L2,
             reduction: Reduction::Mean,
             normalize: true,
@@ -91,105 +98,40 @@ impl GroupPruneConfig {
             ignored: Vec::new(),
         }
     }
-}
 
-/// `Σ|w|^p` of each of `n` channels laid along `dim` of a tensor of `shape` (row-major).
-fn channel_scores(
-    values: &[f32],
-    shape: &[usize],
-    dim: usize,
-    range: std::ops::Range<usize>,
-    spread: usize,
-    p: GroupCriterion,
-) -> Vec<f32> {
-    let outer: usize = shape[..dim].iter().product();
-    let inner: usize = shape[dim + 1..].iter().product();
-    let len = shape[dim];
-    let n = (range.end - range.start) / spread;
-    let mut scores = vec![0.0f32; n];
-    for o in 0..outer {
-        for d in range.clone() {
-            let c = (d - range.start) / spread;
-            let start = (o * len + d) * inner;
-            scores[c] += values[start..start + inner]
+    /// With `ratio` for the groups of `kind`.
+    pub fn with_kind(mut self, kind: GroupKind, ratio: f64) -> Self {
+        self.kinds.insert(kind, ratio);
+        self
+    }
+
+    /// The fraction removed from groups of `kind`.
+    pub fn ratio_of(&self, kind: GroupKind) -> f64 {
+        let default = match kind {
+            GroupKind::Channel | GroupKind::MlpUnit | GroupKind::Head => self.ratio,
+            GroupKind::Embed | GroupKind::QueryKeyDim | GroupKind::ValueDim => 0.0,
+        };
+        self.kinds.get(&kind).copied().unwrap_or(default)
+    }
+
+    fn check(&self) -> Result<()> {
+        let ratios = std::iter::once(("ratio".to_string(), self.ratio)).chain(
+            self.kinds
                 .iter()
-                .map(|w| match p {
-                    GroupCriterion::L1 => w.abs(),
-                    GroupCriterion::L2 => w * w,
-                })
-                .sum::<f32>();
-        }
-    }
-    scores
-}
-
-/// Each member's scores for the group's channels.
-fn member_scores(graph: &Graph, group: &Group, p: GroupCriterion) -> Vec<Vec<f32>> {
-    let c = group.channels;
-    let weight = |name: &str| -> Option<(Vec<f32>, Vec<usize>, bool)> {
-        match graph.get(name)? {
-            Layer::Conv2d(conv) => Some((
-                host_values(conv.weight.val()),
-                conv.weight.dims().to_vec(),
-                false,
-            )),
-            // Burn's layout is [in, out].
-            Layer::Linear(l) => Some((host_values(l.weight.val()), l.weight.dims().to_vec(), true)),
-            _ => None,
-        }
-    };
-    let mut all = Vec::new();
-    for name in &group.producers {
-        if let Some((w, shape, linear)) = weight(name) {
-            let dim = if linear { 1 } else { 0 };
-            all.push(channel_scores(&w, &shape, dim, 0..c, 1, p));
-        }
-    }
-    for r in &group.consumers {
-        if let Some((w, shape, linear)) = weight(&r.node) {
-            let dim = if linear { 0 } else { 1 };
-            let range = r.offset..r.offset + c * r.spread;
-            all.push(channel_scores(&w, &shape, dim, range, r.spread, p));
-        }
-    }
-    for name in &group.carriers {
-        match graph.get(name) {
-            Some(Layer::BatchNorm2d(bn)) => {
-                let g = host_values(bn.gamma.val());
-                all.push(channel_scores(&g, &[g.len()], 0, 0..c, 1, p));
+                .map(|(k, r)| (format!("the {k} ratio"), *r)),
+        );
+        for (what, r) in ratios {
+            if !(0.0..1.0).contains(&r) {
+                return Err(PruneError::Config(format!(
+                    "{what} {r} must be in [0, 1): 1 would leave every group empty"
+                )));
             }
-            Some(Layer::Conv2d(_)) => {
-                if let Some((w, shape, _)) = weight(name) {
-                    all.push(channel_scores(&w, &shape, 0, 0..c, 1, p));
-                }
-            }
-            _ => {}
         }
-    }
-    all
-}
-
-/// The group's importance per channel.
-pub fn group_importance(graph: &Graph, group: &Group, config: &GroupPruneConfig) -> Vec<f32> {
-    let members = member_scores(graph, group, config.criterion);
-    let n = members.len().max(1) as f32;
-    let mut scores: Vec<f32> = (0..group.channels)
-        .map(|c| {
-            let it = members.iter().map(|m| m[c]);
-            match config.reduction {
-                Reduction::Mean => it.sum::<f32>() / n,
-                Reduction::Sum => it.sum(),
-                Reduction::Max => it.fold(0.0, f32::max),
-            }
-        })
-        .collect();
-    if config.normalize {
-        let mean = scores.iter().sum::<f32>() / scores.len().max(1) as f32;
-        if mean > 0.0 {
-            scores.iter_mut().for_each(|s| *s /= mean);
+        if self.round_to == 0 {
+            return Err(PruneError::Config("round_to must be at least 1".into()));
         }
+        Ok(())
     }
-    scores
 }
 
 /// How many of `n` channels to keep after removing `remove`, rounded up to a multiple of
@@ -199,18 +141,14 @@ fn kept(n: usize, remove: usize, round_to: usize) -> usize {
     keep.div_ceil(round_to).saturating_mul(round_to).min(n)
 }
 
-/// Removes `config.ratio` of the channels of every prunable group (local), or the globally
-/// weakest `ratio` of all prunable channels (global), by group importance. The model input
-/// and output keep their channels; no group is emptied.
+/// Removes [`ratio_of`](GroupPruneConfig::ratio_of) its kind of the units of every prunable
+/// group (local), or the weakest of all units of each kind (global), by group importance.
+/// The model input and output keep their channels; no group is emptied, and a global ranking
+/// that would remove every head of an attention is an error.
 pub fn prune_groups(model: &Model, config: &GroupPruneConfig) -> Result<(Model, PruneReport)> {
-    if !(0.0..1.0).contains(&config.ratio) {
-        return Err(PruneError::Config(format!(
-            "ratio {} must be in [0, 1): 1 would leave every group empty",
-            config.ratio
-        )));
-    }
+    config.check()?;
     let (coupling, scores) = score_groups(model, config)?;
-    let keep = keep_masks(&coupling, &scores, config);
+    let keep = keep_masks(&coupling, &scores, config)?;
     remove_channels(model, &coupling, &keep, Vec::new())
 }
 
@@ -220,9 +158,6 @@ fn score_groups(
     model: &Model,
     config: &GroupPruneConfig,
 ) -> Result<(Coupling, Vec<Option<Vec<f32>>>)> {
-    if config.round_to == 0 {
-        return Err(PruneError::Config("round_to must be at least 1".into()));
-    }
     for name in &config.ignored {
         model.net.layer(name)?;
     }
@@ -232,50 +167,63 @@ fn score_groups(
         .groups
         .iter()
         .map(|g| {
-            (g.prunable() && !g.consumers.is_empty() && !ignored(g))
+            let read = !g.consumers.is_empty() || g.kind.is_inner();
+            (g.prunable() && read && !ignored(g) && config.ratio_of(g.kind) > 0.0)
                 .then(|| group_importance(&model.net, g, config))
         })
         .collect();
     Ok((coupling, scores))
 }
 
-/// Which channels of each group stay at `config.ratio`, local or global.
+/// Which units of each group stay, local or global.
 fn keep_masks(
     coupling: &Coupling,
     scores: &[Option<Vec<f32>>],
     config: &GroupPruneConfig,
-) -> Vec<Vec<bool>> {
-    // Channels to remove per group.
-    let removals: Vec<usize> = match config.context {
-        PruneContext::Local => scores
-            .iter()
-            .map(|s| {
-                s.as_ref()
-                    .map_or(0, |s| (config.ratio * s.len() as f64).floor() as usize)
-            })
-            .collect(),
-        PruneContext::Global => {
-            let mut all: Vec<(f32, usize)> = scores
-                .iter()
-                .enumerate()
-                .flat_map(|(g, s)| s.iter().flatten().map(move |&v| (v, g)))
-                .collect();
-            let total = (config.ratio * all.len() as f64).floor() as usize;
-            all.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let mut removals = vec![0; scores.len()];
-            for &(_, g) in &all[..total] {
-                removals[g] += 1;
+) -> Result<Vec<Vec<bool>>> {
+    let groups = &coupling.groups;
+    // Units to remove per group.
+    let mut removals = vec![0usize; scores.len()];
+    match config.context {
+        PruneContext::Local => {
+            for ((r, s), g) in removals.iter_mut().zip(scores).zip(groups) {
+                if let Some(s) = s {
+                    *r = (config.ratio_of(g.kind) * s.len() as f64).floor() as usize;
+                }
             }
-            removals
         }
-    };
+        PruneContext::Global => {
+            let mut by_kind: BTreeMap<GroupKind, Vec<(f32, usize)>> = BTreeMap::new();
+            for (g, s) in scores.iter().enumerate() {
+                if let Some(s) = s {
+                    let all = by_kind.entry(groups[g].kind).or_default();
+                    all.extend(s.iter().map(|&v| (v, g)));
+                }
+            }
+            for (kind, mut all) in by_kind {
+                let total = (config.ratio_of(kind) * all.len() as f64).floor() as usize;
+                all.sort_by(|a, b| a.0.total_cmp(&b.0));
+                for &(_, g) in &all[..total] {
+                    removals[g] += 1;
+                }
+            }
+        }
+    }
     scores
         .iter()
         .zip(&removals)
-        .zip(&coupling.groups)
+        .zip(groups)
         .map(|((s, &remove), g)| match s {
-            None => vec![true; g.channels],
+            None => Ok(vec![true; g.channels]),
             Some(s) => {
+                if g.kind == GroupKind::Head && remove >= s.len() {
+                    return Err(PruneError::Config(format!(
+                        "this would remove all {} heads of `{}`; lower the head ratio or prune \
+                         heads per attention (local context)",
+                        s.len(),
+                        g.producers.join(", ")
+                    )));
+                }
                 let n_keep = kept(s.len(), remove, config.round_to);
                 let mut order: Vec<usize> = (0..s.len()).collect();
                 order.sort_by(|&a, &b| s[b].total_cmp(&s[a]));
@@ -283,15 +231,16 @@ fn keep_masks(
                 for &c in &order[..n_keep] {
                     keep[c] = true;
                 }
-                keep
+                Ok(keep)
             }
         })
         .collect()
 }
 
 /// Prunes by group importance (as [`prune_groups`], with `config`'s rule) to at least
-/// `speedup`× fewer MACs: the smallest ratio that gets there, found by bisection (to 1e-3).
-/// `config.ratio` is ignored. An unreachable speedup is an error that says the best one.
+/// `speedup`× fewer MACs: the smallest `ratio` that gets there, found by bisection (to 1e-3).
+/// `config.ratio` is ignored; the ratios in `config.kinds` stay as they are. An unreachable
+/// speedup is an error that says the best one.
 pub fn prune_to_speedup(
     model: &Model,
     config: &GroupPruneConfig,
@@ -302,41 +251,56 @@ pub fn prune_to_speedup(
             "speedup {speedup} must be at least 1 (2 halves the MACs)"
         )));
     }
+    config.check()?;
     // Groups and scores do not depend on the ratio: computed once for the whole search.
-    let (coupling, scores) = score_groups(model, config)?;
-    let at = |ratio: f64| {
+    let (coupling, scores) = score_groups(
+        model,
+        &GroupPruneConfig {
+            ratio: 0.5,
+            ..config.clone()
+        },
+    )?;
+    let at = |ratio: f64| -> Result<(Model, PruneReport)> {
         let config = GroupPruneConfig {
             ratio,
             ..config.clone()
         };
-        remove_channels(
-            model,
-            &coupling,
-            &keep_masks(&coupling, &scores, &config),
-            Vec::new(),
-        )
+        let keep = keep_masks(&coupling, &scores, &config)?;
+        remove_channels(model, &coupling, &keep, Vec::new())
     };
     let gain = |r: &PruneReport| r.macs_before as f64 / r.macs_after.max(1) as f64;
+    // A ratio that empties an attention's heads counts as going too far.
     let (mut low, mut high) = (0.0, 0.99);
-    let mut best = at(high)?;
-    if gain(&best.1) < speedup {
-        return Err(PruneError::Config(format!(
-            "a {speedup}× speedup is out of reach: removing 99 % of the prunable channels gives \
-             {:.2}×",
-            gain(&best.1)
-        )));
+    let (mut best, mut most) = (None, 1.0f64);
+    if let Ok(pruned) = at(high) {
+        most = gain(&pruned.1);
+        if most < speedup {
+            return Err(out_of_reach(speedup, most));
+        }
+        best = Some(pruned);
     }
     while high - low > 1e-3 {
         let mid = (low + high) / 2.0;
-        let pruned = at(mid)?;
-        if gain(&pruned.1) >= speedup {
-            high = mid;
-            best = pruned;
-        } else {
-            low = mid;
+        match at(mid) {
+            Ok(pruned) if gain(&pruned.1) >= speedup => {
+                high = mid;
+                best = Some(pruned);
+            }
+            Ok(pruned) => {
+                most = most.max(gain(&pruned.1));
+                low = mid;
+            }
+            Err(PruneError::Config(_)) => high = mid,
+            Err(e) => return Err(e),
         }
     }
-    Ok(best)
+    best.ok_or_else(|| out_of_reach(speedup, most))
+}
+
+fn out_of_reach(speedup: f64, most: f64) -> PruneError {
+    PruneError::Config(format!(
+        "a {speedup}× speedup is out of reach: the most this pruning reaches is {most:.2}×"
+    ))
 }
 
 #[cfg(test)]
@@ -344,22 +308,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn channel_scores_read_the_right_slices() {
-        // A [2 out, 3 in] matrix: rows are outputs, columns inputs.
-        let w = [1.0, -2.0, 0.0, 3.0, 0.0, -1.0];
-        assert_eq!(
-            channel_scores(&w, &[2, 3], 0, 0..2, 1, GroupCriterion::L1),
-            vec![3.0, 4.0]
-        );
-        assert_eq!(
-            channel_scores(&w, &[2, 3], 1, 0..3, 1, GroupCriterion::L2),
-            vec![10.0, 4.0, 1.0]
-        );
-        // Inputs 1..3 spread two per channel: one channel, |-2| + |0| + |0| + |-1|.
-        assert_eq!(
-            channel_scores(&w, &[2, 3], 1, 1..3, 2, GroupCriterion::L1),
-            vec![3.0]
-        );
+    fn kept_rounds_up_and_never_empties() {
         assert_eq!(kept(10, 3, 4), 8);
         assert_eq!(kept(10, 10, 1), 1);
         assert_eq!(kept(3, 0, 4), 3);

@@ -29,11 +29,12 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod importance;
+mod scores;
 
 use std::fmt;
 
 use fasterai_core::graph::Layer;
-use fasterai_core::graph::coupling::Coupling;
+use fasterai_core::graph::coupling::{Coupling, GroupKind};
 use fasterai_core::model::Model;
 use fasterai_core::summary::{count_parameters, si, thousands};
 use serde::Serialize;
@@ -74,14 +75,28 @@ pub struct PrunedLayer {
     pub params_after: usize,
 }
 
+/// One group's change.
+#[derive(Debug, Clone, Serialize)]
+pub struct PrunedGroup {
+    /// Group id (in the coupling analysis of the model before).
+    pub id: usize,
+    /// What its units are.
+    pub kind: GroupKind,
+    /// Its first producer (for heads and head dimensions, the attention).
+    pub node: String,
+    /// Units removed.
+    pub removed: usize,
+    /// Units before.
+    pub of: usize,
+}
+
 /// What a pruning call did.
 #[derive(Debug, Clone, Serialize)]
 pub struct PruneReport {
     /// Every layer whose shape changed.
     pub layers: Vec<PrunedLayer>,
-    /// Channels removed per group (`(group id, first producer, removed, of)`), groups that
-    /// lost something only.
-    pub groups: Vec<(usize, String, usize, usize)>,
+    /// Groups that lost units.
+    pub groups: Vec<PrunedGroup>,
     /// Things the user should know (a group kept one zero channel so it stays non-empty).
     pub notes: Vec<String>,
     /// Model parameters before.
@@ -120,6 +135,22 @@ impl fmt::Display for PruneReport {
                 thousands(l.params_after as u64)
             )?;
         }
+        let mut removed: std::collections::BTreeMap<GroupKind, (usize, usize, usize)> =
+            Default::default();
+        for g in &self.groups {
+            let r = removed.entry(g.kind).or_default();
+            *r = (r.0 + g.removed, r.1 + g.of, r.2 + 1);
+        }
+        for (kind, (removed, of, n)) in removed {
+            let (_, units) = kind.unit();
+            let groups = if n == 1 { "group" } else { "groups" };
+            writeln!(
+                f,
+                "removed {} of {} {units} ({kind}, {n} {groups})",
+                thousands(removed as u64),
+                thousands(of as u64)
+            )?;
+        }
         for note in &self.notes {
             writeln!(f, "note: {note}")?;
         }
@@ -145,6 +176,7 @@ fn torch_shape(layer: &Layer) -> Vec<usize> {
     match layer {
         Layer::Conv2d(c) => c.weight.dims().to_vec(),
         Layer::BatchNorm2d(bn) => bn.gamma.dims().to_vec(),
+        Layer::MultiheadAttention(a) => a.in_proj_weight.dims().to_vec(),
         Layer::Linear(l) => {
             let [i, o] = l.weight.dims();
             vec![o, i]
@@ -153,12 +185,12 @@ fn torch_shape(layer: &Layer) -> Vec<usize> {
     }
 }
 
-/// Removes the channels where `keep[group][c]` is false and reports what changed.
+/// Removes the units where `keep[group][c]` is false and reports what changed.
 pub fn remove_channels(
     model: &Model,
     coupling: &Coupling,
     keep: &[Vec<bool>],
-    notes: Vec<String>,
+    mut notes: Vec<String>,
 ) -> Result<(Model, PruneReport)> {
     let mut net = model.net.clone();
     coupling.remove_channels(&mut net, keep)?;
@@ -177,18 +209,28 @@ pub fn remove_channels(
         }
     }
     let pruned = Model::new(model.name.clone(), model.input_shape.clone(), net)?;
-    let groups = coupling
+    let groups: Vec<PrunedGroup> = coupling
         .groups
         .iter()
         .zip(keep)
         .filter_map(|(g, k)| {
             let removed = k.iter().filter(|k| !**k).count();
-            (removed > 0).then(|| {
-                let first = g.producers.first().cloned().unwrap_or_default();
-                (g.id, first, removed, g.channels)
+            (removed > 0).then(|| PrunedGroup {
+                id: g.id,
+                kind: g.kind,
+                node: g.producers.first().cloned().unwrap_or_default(),
+                removed,
+                of: g.channels,
             })
         })
         .collect();
+    if groups.iter().any(|g| g.kind == GroupKind::Embed) {
+        notes.push(
+            "embedding channels were removed: this is never exact, since every LayerNorm now \
+             takes its mean and variance over fewer channels; fine-tune afterwards"
+                .into(),
+        );
+    }
     let report = PruneReport {
         layers,
         groups,

@@ -1,6 +1,7 @@
 //! `fasterai prune MODEL -o OUT`: remove channels for real, by zeros or by importance.
 
 use anyhow::Result;
+use fasterai::core::graph::coupling::GroupKind;
 use fasterai::prune::{
     GroupCriterion, GroupPruneConfig, PruneContext, Reduction, prune_groups, prune_to_speedup,
     prune_zeroed,
@@ -9,13 +10,17 @@ use fasterai::prune::{
 use crate::model_arg::{DeviceArgs, ModelArgs, OutputArgs};
 
 /// Remove channels physically, with everything coupled to them (batch norms, the next convs,
-/// a whole residual stage, depthwise convs and gates). Without --ratio: the channels that are
-/// exactly zero (after `sparsify`), losslessly. With --ratio: that fraction of each channel
-/// group (or of all channels, --context global), weakest first by group importance; with
-/// --speedup: as few as give that MACs reduction. Prints the per-layer table, parameters and
-/// MACs.
+/// a whole residual stage, depthwise convs and gates; in a transformer, heads with their q, k,
+/// v and out_proj slices). Without --ratio: the channels, heads and head dims that are
+/// exactly zero (after `sparsify`), losslessly. With --ratio: that fraction of each group (or
+/// of all groups of a kind, --context global), weakest first by group importance; on a
+/// transformer --ratio prunes heads and MLP units, and --heads, --head-dims, --mlp and --embed
+/// set each kind apart. With --speedup: as few as give that MACs reduction. Prints the
+/// per-layer table, parameters and MACs.
 #[derive(clap::Args)]
-#[command(group = clap::ArgGroup::new("by_importance").args(["ratio", "speedup"]))]
+#[command(group = clap::ArgGroup::new("by_importance")
+    .args(["ratio", "speedup", "heads", "head_dims", "mlp", "embed"])
+    .multiple(true))]
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
@@ -28,6 +33,21 @@ pub struct Args {
     /// (2 halves them).
     #[arg(long, conflicts_with = "ratio")]
     speedup: Option<f64>,
+    /// Transformers: remove this fraction of each attention's heads (all their q, k, v rows
+    /// and out_proj columns).
+    #[arg(long)]
+    heads: Option<f64>,
+    /// Transformers: remove this fraction of each head's query/key and value dimensions (the
+    /// same ones in every head of an attention; the softmax scale is kept).
+    #[arg(long)]
+    head_dims: Option<f64>,
+    /// Transformers: remove this fraction of each MLP's hidden units.
+    #[arg(long)]
+    mlp: Option<f64>,
+    /// Transformers: remove this fraction of the embedding width (the whole residual stream;
+    /// never exact, since LayerNorms then normalise over fewer channels).
+    #[arg(long)]
+    embed: Option<f64>,
     /// Per-layer importance of a channel: l1 (Σ|w|) or l2 (Σw²).
     #[arg(long, default_value = "l2", requires = "by_importance")]
     criterion: GroupCriterion,
@@ -63,7 +83,7 @@ pub fn run(args: Args) -> Result<()> {
     let device = args.device.device()?;
     let model = args.model.load(None, &device)?;
     crate::model_arg::require_float(&model, "prune")?;
-    let config = GroupPruneConfig {
+    let mut config = GroupPruneConfig {
         criterion: args.criterion,
         reduction: args.reduction,
         normalize: !args.no_normalize,
@@ -72,10 +92,25 @@ pub fn run(args: Args) -> Result<()> {
         ignored: args.ignore,
         ..GroupPruneConfig::new(args.ratio.unwrap_or(0.0))
     };
-    let (mut pruned, report) = match (args.ratio, args.speedup) {
-        (Some(_), _) => prune_groups(&model, &config)?,
-        (None, Some(speedup)) => prune_to_speedup(&model, &config, speedup)?,
-        (None, None) => prune_zeroed(&model)?,
+    let kinds = [
+        (args.heads, &[GroupKind::Head][..]),
+        (
+            args.head_dims,
+            &[GroupKind::QueryKeyDim, GroupKind::ValueDim],
+        ),
+        (args.mlp, &[GroupKind::MlpUnit]),
+        (args.embed, &[GroupKind::Embed]),
+    ];
+    let by_kind = kinds.iter().any(|(r, _)| r.is_some());
+    for (ratio, kinds) in kinds {
+        if let Some(ratio) = ratio {
+            config.kinds.extend(kinds.iter().map(|&k| (k, ratio)));
+        }
+    }
+    let (mut pruned, report) = match args.speedup {
+        Some(speedup) => prune_to_speedup(&model, &config, speedup)?,
+        None if args.ratio.is_some() || by_kind => prune_groups(&model, &config)?,
+        None => prune_zeroed(&model)?,
     };
     pruned.name = format!("{}+pruned", model.name);
     args.out.save(&pruned)?;

@@ -8,6 +8,14 @@
 //! features. A [`Group`] is a set of unified spaces: removing its channel `c` removes output
 //! `c` of every producer, entry `c` of every carrier (batch norm, depthwise filter) and input
 //! `c` (or its `H·W` columns) of every consumer.
+//!
+//! Ops may also hold units of their own that touch neither their input nor their output
+//! channels ([`Op::inner_units`](super::op::Op::inner_units)): an attention's heads, its
+//! query/key dimensions and its value dimensions. Each is a group of one node.
+//!
+//! In a transformer (a graph with such units) a channel group that an attention reads or
+//! writes is the embedding width (the residual stream), and any other group of token features
+//! is an MLP's hidden width.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -40,14 +48,66 @@ pub struct Consumer {
     pub spread: usize,
 }
 
-/// Channels that are removed together.
+/// What a group's units are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupKind {
+    /// Channels of a convolutional network, or features of a flat value.
+    Channel,
+    /// Hidden units of a transformer's MLP: first Linear's rows, second Linear's columns.
+    MlpUnit,
+    /// The embedding width of a transformer: one channel across the whole residual stream.
+    Embed,
+    /// Attention heads: a head's q, k and v rows of the packed projection and its `out_proj`
+    /// columns.
+    Head,
+    /// One dimension of every head's queries and keys (the softmax scale is kept).
+    QueryKeyDim,
+    /// One dimension of every head's values, with the `out_proj` columns that read it.
+    ValueDim,
+}
+
+impl GroupKind {
+    /// Whether the units are inside one op (heads, head dimensions) rather than channels.
+    pub fn is_inner(self) -> bool {
+        matches!(self, Self::Head | Self::QueryKeyDim | Self::ValueDim)
+    }
+
+    /// The unit's name, singular and plural.
+    pub fn unit(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Channel | Self::Embed => ("channel", "channels"),
+            Self::MlpUnit => ("unit", "units"),
+            Self::Head => ("head", "heads"),
+            Self::QueryKeyDim | Self::ValueDim => ("dim", "dims"),
+        }
+    }
+}
+
+impl fmt::Display for GroupKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Channel => "channel",
+            Self::MlpUnit => "mlp_unit",
+            Self::Embed => "embed",
+            Self::Head => "head",
+            Self::QueryKeyDim => "qk_dim",
+            Self::ValueDim => "v_dim",
+        })
+    }
+}
+
+/// Units that are removed together: channels, or an op's heads or head dimensions.
 #[derive(Debug, Clone, Serialize)]
 pub struct Group {
     /// Index in [`Coupling::groups`].
     pub id: usize,
-    /// Channels in the group.
+    /// What the units are.
+    pub kind: GroupKind,
+    /// Units in the group (channels, heads, dimensions).
     pub channels: usize,
-    /// Nodes whose output channels (weight dim 0, bias) form the group.
+    /// Nodes whose output channels (weight dim 0, bias) form the group; for heads and head
+    /// dimensions, the one op that holds them.
     pub producers: Vec<String>,
     /// Per-channel nodes with parameters the group passes through (batch norms, depthwise
     /// convolutions).
@@ -79,6 +139,10 @@ pub struct Coupling {
     /// Group of each space.
     #[serde(skip)]
     pub space_group: Vec<usize>,
+    /// Per node, the groups of its inner units (in [`Op::inner_units`](super::op::Op::inner_units)
+    /// order; empty for most ops).
+    #[serde(skip)]
+    pub inner_groups: Vec<Vec<usize>>,
 }
 
 struct UnionFind(Vec<usize>);
@@ -232,6 +296,7 @@ impl Coupling {
         let mut groups: Vec<Group> = (0..group_of_root.len())
             .map(|id| Group {
                 id,
+                kind: GroupKind::Channel,
                 channels: 0,
                 producers: Vec::new(),
                 carriers: Vec::new(),
@@ -276,11 +341,52 @@ impl Coupling {
                 _ => {}
             }
         }
+        // Inner units: a group per unit kind per node, after the channel groups.
+        let mut inner_groups = vec![Vec::new(); graph.nodes.len()];
+        for (i, node) in graph.nodes.iter().enumerate() {
+            for (kind, units) in node.layer.spec().op().inner_units() {
+                let (one, _) = kind.unit();
+                inner_groups[i].push(groups.len());
+                groups.push(Group {
+                    id: groups.len(),
+                    kind,
+                    channels: units,
+                    producers: vec![node.name.clone()],
+                    carriers: Vec::new(),
+                    consumers: Vec::new(),
+                    locked: (units < 2)
+                        .then(|| format!("a single {one}: removing it empties `{}`", node.name)),
+                });
+            }
+        }
+        let transformer = inner_groups.iter().any(|g| !g.is_empty());
+        if transformer {
+            for g in groups.iter_mut().filter(|g| g.kind == GroupKind::Channel) {
+                let touches_inner = |name: &String| {
+                    graph
+                        .position(name)
+                        .is_some_and(|i| !inner_groups[i].is_empty())
+                };
+                let tokens = g.producers.iter().all(|p| {
+                    graph
+                        .position(p)
+                        .is_some_and(|i| shapes.outputs[i].len() == 2)
+                });
+                if g.producers.iter().any(touches_inner)
+                    || g.consumers.iter().any(|c| touches_inner(&c.node))
+                {
+                    g.kind = GroupKind::Embed;
+                } else if tokens && !g.producers.is_empty() {
+                    g.kind = GroupKind::MlpUnit;
+                }
+            }
+        }
         Ok(Coupling {
             groups,
             layouts,
             input_layouts,
             space_group,
+            inner_groups,
         })
     }
 
@@ -355,6 +461,11 @@ impl Coupling {
                 }
                 _ => {}
             }
+            let inner = &self.inner_groups[i];
+            if inner.iter().any(|&g| keep[g].iter().any(|k| !k)) {
+                let masks: Vec<Vec<bool>> = inner.iter().map(|&g| keep[g].clone()).collect();
+                node.layer.live_mut().select_inner(&masks);
+            }
         }
         Ok(())
     }
@@ -393,10 +504,18 @@ impl Coupling {
             .enumerate()
             .map(|(i, n)| (n.name.as_str(), i))
             .collect();
+        let mut silent: BTreeMap<usize, Vec<bool>> = BTreeMap::new();
+        for (i, node) in graph.nodes.iter().enumerate() {
+            let units = node.layer.live().silent_inner();
+            silent.extend(self.inner_groups[i].iter().copied().zip(units));
+        }
         Ok(self
             .groups
             .iter()
             .map(|g| {
+                if let Some(units) = silent.remove(&g.id) {
+                    return units;
+                }
                 if g.consumers.is_empty() {
                     return vec![false; g.channels];
                 }
@@ -434,11 +553,7 @@ impl DetailOrKind for super::layer::LayerSpec {
 impl fmt::Display for Coupling {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let prunable = self.groups.iter().filter(|g| g.prunable()).count();
-        writeln!(
-            f,
-            "{} channel groups ({prunable} prunable)",
-            self.groups.len()
-        )?;
+        writeln!(f, "{} groups ({prunable} prunable)", self.groups.len())?;
         for g in &self.groups {
             let consumers: Vec<String> = g
                 .consumers
@@ -449,15 +564,29 @@ impl fmt::Display for Coupling {
                     (o, s) => format!("{}[{o}.., ×{s}]", c.node),
                 })
                 .collect();
-            writeln!(
-                f,
-                "group {:>3}  {:>5} ch  {}",
+            let (one, many) = g.kind.unit();
+            let line = format!(
+                "group {:>3}  {:<8} {:>5} {:<8} {}",
                 g.id,
+                g.kind,
                 g.channels,
+                if g.channels == 1 { one } else { many },
                 g.locked
                     .as_deref()
                     .map_or(String::new(), |why| format!("locked: {why}"))
-            )?;
+            );
+            writeln!(f, "{}", line.trim_end())?;
+            if g.kind.is_inner() {
+                let members = match g.kind {
+                    GroupKind::Head => {
+                        "q, k and v rows of in_proj (weight, bias), out_proj columns"
+                    }
+                    GroupKind::QueryKeyDim => "q and k rows of in_proj at that index in every head",
+                    _ => "v rows of in_proj at that index in every head, out_proj columns",
+                };
+                writeln!(f, "    in        {}: {members}", g.producers.join(", "))?;
+                continue;
+            }
             if !g.producers.is_empty() {
                 writeln!(f, "    made by   {}", g.producers.join(", "))?;
             }

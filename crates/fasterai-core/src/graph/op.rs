@@ -5,6 +5,7 @@
 use burn::tensor::Device;
 
 use super::activation::Activation;
+use super::coupling::GroupKind;
 use super::layer::{Layer, LayerSpec};
 
 /// How a freshly built layer's weights are drawn.
@@ -96,6 +97,11 @@ pub trait Op {
     fn channels(&self) -> Channels {
         Channels::PerChannel
     }
+    /// Units inside the op that can be removed without touching its input or output channels
+    /// (attention heads, head dimensions): their kind and count, in a fixed order.
+    fn inner_units(&self) -> Vec<(GroupKind, usize)> {
+        Vec::new()
+    }
     /// A live layer with fresh weights.
     fn build(&self, scheme: InitScheme, device: &Device) -> Layer;
 }
@@ -109,6 +115,14 @@ pub trait LiveOp {
     /// Keeps only the input channels where `inputs` is true and the output channels where
     /// `outputs` is true (`None`: all). Per-channel ops get the same mask on both sides.
     fn select_channels(&mut self, _inputs: Option<&[bool]>, _outputs: Option<&[bool]>) {}
+    /// Keeps the inner units where `keep[k][u]` is true: one mask per entry of
+    /// [`Op::inner_units`], in that order.
+    fn select_inner(&mut self, _keep: &[Vec<bool>]) {}
+    /// Per entry of [`Op::inner_units`], which units add exactly nothing to the output for any
+    /// input (removing them changes no output).
+    fn silent_inner(&self) -> Vec<Vec<bool>> {
+        Vec::new()
+    }
     /// The value of each output channel when each input channel `c` is the constant
     /// `inputs[k][c]` over the whole image (`None`: not constant, or not known to be). This
     /// is how pruning proves that a removed channel only ever carried zeros.

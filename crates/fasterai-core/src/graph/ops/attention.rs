@@ -8,8 +8,9 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::{select_dim, tokens};
+use super::{all_zero, select_dim, tokens};
 use crate::graph::activation::Activation;
+use crate::graph::coupling::GroupKind;
 use crate::graph::layer::{Layer, LayerSpec};
 use crate::graph::op::{Channels, InitScheme, LiveOp, Op, count};
 
@@ -158,6 +159,15 @@ impl Op for MultiheadAttentionSpec {
         Channels::Transform
     }
 
+    fn inner_units(&self) -> Vec<(GroupKind, usize)> {
+        let h = self.num_heads.max(1);
+        vec![
+            (GroupKind::Head, self.num_heads),
+            (GroupKind::QueryKeyDim, self.query_dim / h),
+            (GroupKind::ValueDim, self.value_dim / h),
+        ]
+    }
+
     fn build(&self, scheme: InitScheme, device: &Device) -> Layer {
         let (e, rows) = (self.embed_dim, self.in_proj_rows());
         // PyTorch's MultiheadAttention: in_proj Xavier-uniform, out_proj Linear's default,
@@ -282,6 +292,60 @@ impl LiveOp for MultiheadAttention {
         let (_, v) = self.widths();
         self.out_proj.constant_channels(&[vec![None; v]], &[], &[])
     }
+
+    fn select_inner(&mut self, keep: &[Vec<bool>]) {
+        let [heads, qk_dims, v_dims] = keep else {
+            return;
+        };
+        // Row r of a q, k or v block belongs to head r / width at index r % width.
+        let rows = |dims: &[bool]| -> Vec<bool> {
+            heads
+                .iter()
+                .flat_map(|&h| dims.iter().map(move |&d| h && d))
+                .collect()
+        };
+        let (q, v) = (rows(qk_dims), rows(v_dims));
+        let packed: Vec<bool> = [&q, &q, &v].into_iter().flatten().copied().collect();
+        self.in_proj_weight = Param::from_tensor(select_dim(self.in_proj_weight.val(), 0, &packed));
+        if let Some(b) = &self.in_proj_bias {
+            self.in_proj_bias = Some(Param::from_tensor(select_dim(b.val(), 0, &packed)));
+        }
+        self.out_proj.select_channels(Some(&v), None);
+        self.num_heads = heads.iter().filter(|h| **h).count();
+    }
+
+    fn silent_inner(&self) -> Vec<Vec<bool>> {
+        let (qk, v) = self.widths();
+        let h = self.num_heads.max(1);
+        let (dq, dv) = (qk / h, v / h);
+        let [_, e] = self.in_proj_weight.dims();
+        let w = crate::linalg::host_values(self.in_proj_weight.val());
+        let b = self
+            .in_proj_bias
+            .as_ref()
+            .map(|b| crate::linalg::host_values(b.val()));
+        // out_proj in Burn's [in, out] layout: input row r is one value feature.
+        let wo = crate::linalg::host_values(self.out_proj.weight.val());
+        let eo = wo.len() / v.max(1);
+        // Packed row r (weight and bias) is zero: that q, k or v feature is 0 for every token.
+        let row_zero =
+            |r: usize| all_zero(&w[r * e..(r + 1) * e]) && b.as_ref().is_none_or(|b| b[r] == 0.0);
+        let out_zero = |c: usize| all_zero(&wo[c * eo..(c + 1) * eo]);
+        // A value feature adds nothing when it is 0 or out_proj never reads it.
+        let value_silent = |c: usize| row_zero(2 * qk + c) || out_zero(c);
+        // A q·k term is 0 when either side is.
+        let qk_silent = |c: usize| row_zero(c) || row_zero(qk + c);
+        let heads = (0..h)
+            .map(|head| (0..dv).all(|d| value_silent(head * dv + d)))
+            .collect();
+        let qk_dims = (0..dq)
+            .map(|d| (0..h).all(|head| qk_silent(head * dq + d)))
+            .collect();
+        let v_dims = (0..dv)
+            .map(|d| (0..h).all(|head| value_silent(head * dv + d)))
+            .collect();
+        vec![heads, qk_dims, v_dims]
+    }
 }
 
 #[cfg(test)]
@@ -402,5 +466,74 @@ mod tests {
         assert_eq!(s.scale, 0.5);
         let x = Tensor::<3>::from_data(TensorData::new(vec![1f32; 7 * 3], [1, 3, 7]), &device);
         assert_eq!(live.forward_one(x).dims(), vec![1, 3, 7]);
+    }
+
+    #[test]
+    fn silent_heads_and_head_dims_are_found_and_removed_without_changing_outputs() {
+        let device = Device::flex();
+        let (e, h, hd) = (8, 2, 4);
+        let spec = MultiheadAttentionSpec::new(e, h);
+        let Layer::MultiheadAttention(mut a) = spec.build(InitScheme::PyTorchDefault, &device)
+        else {
+            unreachable!()
+        };
+        let rows = spec.in_proj_rows();
+        let mut w = host_values(a.in_proj_weight.val());
+        let mut b: Vec<f32> = (0..rows).map(|r| 0.1 * r as f32 - 1.0).collect();
+        let mut wo = host_values(a.out_proj.weight.val()); // [in = v, out = e]
+        // Head 1 silent: its v rows (and biases) zero.
+        for r in 2 * e + hd..3 * e {
+            w[r * e..(r + 1) * e].fill(0.0);
+            b[r] = 0.0;
+        }
+        // q·k dim 2 silent: q rows of head 0 and k rows of head 1 zero.
+        for r in [2, e + hd + 2] {
+            w[r * e..(r + 1) * e].fill(0.0);
+            b[r] = 0.0;
+        }
+        // v dim 3 silent: out_proj never reads it in either head.
+        for c in [3, hd + 3] {
+            wo[c * e..(c + 1) * e].fill(0.0);
+        }
+        // A q row zero but with a bias is not silent: dim 1 stays.
+        w[e..2 * e].fill(0.0);
+        let matrix = |v: Vec<f32>, shape: [usize; 2]| {
+            Param::from_tensor(Tensor::from_data(TensorData::new(v, shape), &device))
+        };
+        a.in_proj_weight = matrix(w, [rows, e]);
+        a.out_proj.weight = matrix(wo, [e, e]);
+        a.in_proj_bias = Some(Param::from_tensor(Tensor::from_data(
+            TensorData::new(b, [rows]),
+            &device,
+        )));
+        let silent = a.silent_inner();
+        assert_eq!(
+            silent,
+            vec![
+                vec![false, true],
+                vec![false, false, true, false],
+                vec![false, false, false, true]
+            ]
+        );
+        let x = Tensor::<3>::random([2, 5, e], Distribution::Normal(0.0, 1.0), &device);
+        let before = host_values(a.attend(x.clone()));
+        let keep: Vec<Vec<bool>> = silent
+            .iter()
+            .map(|s| s.iter().map(|z| !z).collect())
+            .collect();
+        a.select_inner(&keep);
+        let LayerSpec::MultiheadAttention(s) = a.spec() else {
+            unreachable!()
+        };
+        // One head of 3 q/k dims and 3 v dims; the scale of 4-wide heads is kept.
+        assert_eq!((s.num_heads, s.query_dim, s.value_dim), (1, 3, 3));
+        assert_eq!(s.scale, 0.5);
+        assert_eq!(s.params(), 9 * 8 + 9 + 3 * 8 + 8);
+        let after = host_values(a.attend(x));
+        let diff = after
+            .iter()
+            .zip(&before)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(diff <= 1e-5, "{diff}");
     }
 }
