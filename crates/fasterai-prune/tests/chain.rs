@@ -207,8 +207,8 @@ fn coupled_filter_sparsity_prunes_every_family_losslessly() {
             let removed = report
                 .groups
                 .iter()
-                .find(|r| r.0 == g.id)
-                .map_or(0, |r| r.2);
+                .find(|r| r.id == g.id)
+                .map_or(0, |r| r.removed);
             let convs = g
                 .producers
                 .iter()
@@ -308,8 +308,8 @@ fn group_pruning_shrinks_branched_models_and_keeps_their_interfaces() {
                 let coupling = Coupling::new(&model.net, &model.input_shape).unwrap();
                 let prunable = coupling.groups.iter().filter(|g| g.prunable()).count();
                 assert_eq!(report.groups.len(), prunable, "{what}");
-                for (id, _, removed, of) in &report.groups {
-                    assert_eq!(*removed, of * 3 / 10, "{what}: group {id}");
+                for g in &report.groups {
+                    assert_eq!(g.removed, g.of * 3 / 10, "{what}: group {}", g.id);
                 }
             }
         }

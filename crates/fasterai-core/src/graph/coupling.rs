@@ -86,7 +86,7 @@ impl GroupKind {
 
 impl fmt::Display for GroupKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Self::Channel => "channel",
             Self::MlpUnit => "mlp_unit",
             Self::Embed => "embed",
