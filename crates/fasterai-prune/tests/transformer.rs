@@ -18,7 +18,14 @@ fn model(name: &str, classes: usize) -> Model {
     let device = parse_device("flex").unwrap();
     device.seed(29);
     let b: Builtin = name.parse().unwrap();
-    b.with_num_classes(classes).init(&device).unwrap()
+    let mut m = b.with_num_classes(classes).init(&device).unwrap();
+    // torchvision starts a ViT's head at zero, which would make every output equal: random
+    // here, so that comparing outputs means something.
+    if let Some(Layer::Linear(head)) = m.net.get_mut("heads.head") {
+        let w = head.weight.val();
+        head.weight = Param::from_tensor(w.random_like(Distribution::Normal(0.0, 0.1)));
+    }
+    m
 }
 
 fn block(i: usize) -> String {
@@ -286,4 +293,47 @@ fn a_speedup_target_on_a_vit_prunes_heads_and_mlp_units() {
     let (_, report) = prune_to_speedup(&m, &config, 2.0).unwrap();
     assert!((2.0..2.02).contains(&gain(&report)), "{}", gain(&report));
     assert!(report.groups.iter().any(|g| g.kind == GroupKind::MlpUnit));
+}
+
+#[test]
+fn head_and_mlp_unit_masks_are_removed_losslessly_and_embed_masks_with_a_note() {
+    use fasterai_sparsify::{Granularity, Sparsifier, SparsifyConfig};
+    let device = parse_device("flex").unwrap();
+    let x = Tensor::<4>::random([2, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+    let cases = [
+        // One of three heads per block; a quarter of the MLP units; an eighth of the width.
+        (Granularity::Head, 0.34, GroupKind::Head, 1),
+        (Granularity::MlpUnit, 0.25, GroupKind::MlpUnit, 96),
+        (Granularity::Embed, 0.125, GroupKind::Embed, 24),
+    ];
+    for (granularity, sparsity, kind, per_group) in cases {
+        let mut m = model("vit_cifar", 10);
+        let config = SparsifyConfig::new(granularity);
+        let mut sparsifier = Sparsifier::new(&m.net, &m.input_shape, config).unwrap();
+        sparsifier.prune(&mut m.net, sparsity).unwrap();
+        let sparse_y = m.net.forward(x.clone()).flatten();
+        let (pruned, report) = prune_zeroed(&m).unwrap();
+        assert!(!report.groups.is_empty(), "{granularity}");
+        for g in &report.groups {
+            assert_eq!((g.kind, g.removed), (kind, per_group), "{granularity}");
+        }
+        let diff = relative_max_diff(pruned.net.forward(x.clone()).flatten(), sparse_y);
+        if kind == GroupKind::Embed {
+            // Not exact (LayerNorm statistics), and the report says so.
+            assert!(report.notes.iter().any(|n| n.contains("never exact")));
+            assert!(diff > 1e-6, "{diff}");
+        } else {
+            assert!(diff < 1e-5, "{granularity}: {diff}");
+            assert!(report.notes.is_empty(), "{:?}", report.notes);
+        }
+    }
+    // On a transformer the default layers are its Linear layers; `head` on a CNN is an error.
+    let m = model("vit_cifar", 10);
+    let weight = SparsifyConfig::new(Granularity::Weight);
+    let sparsifier = Sparsifier::new(&m.net, &m.input_shape, weight).unwrap();
+    assert_eq!(sparsifier.paths().len(), 6 * 2 + 1);
+    let cnn = model("resnet20", 10);
+    let head = SparsifyConfig::new(Granularity::Head);
+    let err = Sparsifier::new(&cnn.net, &cnn.input_shape, head).unwrap_err();
+    assert!(err.to_string().contains("transformers"), "{err}");
 }

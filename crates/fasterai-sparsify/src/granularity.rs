@@ -30,9 +30,17 @@ pub enum Granularity {
     SharedHorizontalSlice,
     SharedKernel,
     Layer,
+    /// Transformers: an attention head (its q, k and v rows of the packed projection, their
+    /// biases and its `out_proj` columns).
+    Head,
+    /// Transformers: a hidden unit of an MLP (a first-Linear row and bias; the second Linear
+    /// then reads zero).
+    MlpUnit,
+    /// Transformers: an embedding channel across the whole residual stream.
+    Embed,
 }
 
-const ALL: [(Granularity, &str); 16] = [
+const ALL: [(Granularity, &str); 19] = [
     (Granularity::Weight, "weight"),
     (Granularity::SharedWeight, "shared_weight"),
     (Granularity::Channel, "channel"),
@@ -52,6 +60,9 @@ const ALL: [(Granularity, &str); 16] = [
     ),
     (Granularity::SharedKernel, "shared_kernel"),
     (Granularity::Layer, "layer"),
+    (Granularity::Head, "head"),
+    (Granularity::MlpUnit, "mlp_unit"),
+    (Granularity::Embed, "embed"),
 ];
 
 impl Granularity {
@@ -65,12 +76,28 @@ impl Granularity {
         ALL.iter().find(|(g, _)| g == self).expect("listed").1
     }
 
+    /// The coupling-group kind a transformer granularity masks (`None` for the others).
+    pub fn group_kind(&self) -> Option<fasterai_core::graph::coupling::GroupKind> {
+        use fasterai_core::graph::coupling::GroupKind;
+        match self {
+            Granularity::Head => Some(GroupKind::Head),
+            Granularity::MlpUnit => Some(GroupKind::MlpUnit),
+            Granularity::Embed => Some(GroupKind::Embed),
+            _ => None,
+        }
+    }
+
     /// The dimensions a score is summed over for a weight of `rank` 4 (`Conv2d`) or 2
-    /// (`Linear`); the remaining dimensions index the groups. An error names the granularities
-    /// that do apply.
+    /// (`Linear`); the remaining dimensions index the groups. The transformer granularities
+    /// mask output channels: filters of a `Conv2d`, rows of a `Linear`, and for `head` the
+    /// rows of an attention's packed projection seen as `[3, heads, head_dim, embed]` (rank
+    /// 4, reduced over all but the head). An error names the granularities that do apply.
     pub fn reduced_dims(&self, rank: usize) -> Result<&'static [usize]> {
         use Granularity::*;
         let dims: Option<&'static [usize]> = match (rank, self) {
+            (4, Head) => Some(&[0, 2, 3]),
+            (4, Embed) => Some(&[1, 2, 3]),
+            (2, MlpUnit) | (2, Embed) => Some(&[1]),
             (4, Weight) | (2, Weight) => Some(&[]),
             (4, SharedWeight) => Some(&[0]),
             (4, Channel) => Some(&[1]),
@@ -98,7 +125,7 @@ impl Granularity {
                 granularity: self.name(),
                 kind,
                 allowed: if rank == 2 {
-                    "weight, column, row, layer".into()
+                    "weight, column, row, layer, mlp_unit, embed".into()
                 } else {
                     ALL.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(", ")
                 },

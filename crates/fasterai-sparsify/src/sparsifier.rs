@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use burn::module::{Module, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{Int, Tensor, TensorData};
-use fasterai_core::graph::coupling::Coupling;
+use fasterai_core::graph::coupling::{Coupling, GroupKind};
 use fasterai_core::graph::{Activation, Graph, Layer, leaf};
 use fasterai_core::io::Arrays;
 use fasterai_core::linalg::host_values;
@@ -38,7 +38,9 @@ pub struct SparsifyConfig {
     pub context: Context,
     /// Importance of each weight.
     pub criterion: Criterion,
-    /// Layers by path (`Conv2d` or `Linear`); empty means every `Conv2d`.
+    /// Layers by path (`Conv2d`, `Linear`, or an attention for `head`); empty means every
+    /// `Conv2d`, or on a transformer every `Linear` (and with the transformer granularities,
+    /// every group of their kind).
     pub layers: Vec<String>,
     /// Per-layer targets overriding the global one (local context only).
     pub per_layer: BTreeMap<String, f64>,
@@ -114,6 +116,49 @@ pub fn torch_weights(layer: &Layer) -> Vec<f32> {
     layer.torch_weight().map(|(_, v)| v).unwrap_or_default()
 }
 
+/// The weight a layer is masked on, with its shape: a Conv2d's or Linear's in PyTorch layout,
+/// or an attention's packed projection seen as `[3, heads, head_dim, embed]` (q, k and v blocks
+/// of equal width: `None` once head dimensions were removed unevenly).
+fn masked_weight(layer: &Layer) -> Option<(Vec<usize>, Vec<f32>)> {
+    match layer {
+        Layer::MultiheadAttention(a) => {
+            let [rows, e] = a.in_proj_weight.dims();
+            let [v, _] = a.out_proj.weight.dims();
+            let h = a.num_heads.max(1);
+            (rows == 3 * v && v % h == 0)
+                .then(|| (vec![3, h, v / h, e], host_values(a.in_proj_weight.val())))
+        }
+        other => other.torch_weight(),
+    }
+}
+
+/// Replaces the weight [`masked_weight`] reads, keeping its parameter id.
+fn set_masked_weight(layer: &mut Layer, values: Vec<f32>) {
+    match layer {
+        Layer::MultiheadAttention(a) => {
+            let dims = a.in_proj_weight.dims();
+            a.in_proj_weight = a.in_proj_weight.clone().map(|old| {
+                leaf(Tensor::<2>::from_data(
+                    TensorData::new(values, dims),
+                    &old.device(),
+                ))
+            });
+        }
+        other => {
+            other.set_torch_weight(values);
+        }
+    }
+}
+
+/// Output channels a masked weight of `shape` has: its rows (an attention's packed q, k and v
+/// rows, `3 · heads · head_dim`), the unit in which a channel dies.
+fn output_rows(layer: &Layer, shape: &[usize]) -> usize {
+    match layer {
+        Layer::MultiheadAttention(_) => shape[..3].iter().product(),
+        _ => shape[0],
+    }
+}
+
 /// Multiplies a layer's per-output-channel parameters by `keep`: biases, batch-norm γ and β,
 /// and, for a `carrier` (a depthwise conv), its filters too.
 fn zero_channels(layer: &mut Layer, keep: &Tensor<1>, carrier: bool) {
@@ -136,8 +181,40 @@ fn zero_channels(layer: &mut Layer, keep: &Tensor<1>, carrier: bool) {
             scale_param(&mut bn.gamma, keep);
             scale_param(&mut bn.beta, keep);
         }
+        Layer::LayerNorm(ln) => {
+            for p in [ln.gamma.as_mut(), ln.beta.as_mut()].into_iter().flatten() {
+                scale_param(p, keep);
+            }
+        }
+        Layer::ClassToken(t) => scale_tokens(&mut t.value, keep),
+        Layer::PositionEmbedding(t) => scale_tokens(&mut t.value, keep),
+        // Writing an embedding channel (carrier): its out_proj column and bias.
+        Layer::MultiheadAttention(a) if carrier => {
+            let per_output = keep.clone().reshape([1, -1]);
+            let w = &mut a.out_proj.weight;
+            *w = w.clone().map(|t| leaf((t * per_output).detach()));
+            if let Some(b) = a.out_proj.bias.as_mut() {
+                scale_param(b, keep);
+            }
+        }
+        // Dead packed rows: their biases, and the out_proj inputs of dead value rows.
+        Layer::MultiheadAttention(a) => {
+            if let Some(b) = a.in_proj_bias.as_mut() {
+                scale_param(b, keep);
+            }
+            let v = a.out_proj.weight.dims()[0];
+            let per_input = keep.clone().narrow(0, 2 * v, v).reshape([-1, 1]);
+            let w = &mut a.out_proj.weight;
+            *w = w.clone().map(|t| leaf((t * per_input).detach()));
+        }
         _ => {}
     }
+}
+
+/// A token parameter `[1, T, D]` times a per-feature `keep`.
+fn scale_tokens(param: &mut Param<Tensor<3>>, keep: &Tensor<1>) {
+    let keep = keep.clone().reshape([1, 1, -1]);
+    *param = param.clone().map(|t| leaf((t * keep).detach()));
 }
 
 /// `param · keep`, as a fresh leaf with the same id.
@@ -158,64 +235,21 @@ impl Sparsifier {
     /// their group). A group that cannot be pruned (read by a grouped conv, or the model
     /// output) falls back to per-layer masks.
     pub fn new(net: &Graph, input_shape: &[usize], config: SparsifyConfig) -> Result<Self> {
-        let mut paths: Vec<String> = if config.layers.is_empty() {
-            net.leaves()
-                .into_iter()
-                .filter(|(_, l)| matches!(l, Layer::Conv2d(_)))
-                .map(|(p, _)| p)
-                .collect()
-        } else {
-            config.layers.clone()
-        };
-        for path in &paths {
+        for path in &config.layers {
             net.layer(path)?;
         }
-        let mut units = Vec::new();
-        if config.granularity == Granularity::Filter {
-            let coupling = Coupling::new(net, input_shape)?;
-            for g in &coupling.groups {
-                if g.prunable()
-                    && !g.consumers.is_empty()
-                    && g.producers
-                        .iter()
-                        .chain(&g.carriers)
-                        .any(|p| paths.contains(p))
-                {
-                    units.push(Unit {
-                        producers: g.producers.clone(),
-                        carriers: g.carriers.clone(),
-                    });
-                }
-            }
-            // A depthwise conv follows its group's mask instead of having its own.
-            paths.retain(|p| !units.iter().any(|u| u.carriers.contains(p)));
-            for p in units.iter().flat_map(|u| &u.producers) {
-                if !paths.contains(p) {
-                    paths.push(p.clone());
-                }
-            }
-        }
-        for path in &paths {
-            if !units.iter().any(|u| u.producers.contains(path)) {
-                let carriers = net
-                    .readers(path)
-                    .into_iter()
-                    .filter(|&i| matches!(net.nodes[i].layer, Layer::BatchNorm2d(_)))
-                    .map(|i| net.nodes[i].name.clone())
-                    .collect();
-                units.push(Unit {
-                    producers: vec![path.clone()],
-                    carriers,
-                });
-            }
-        }
+        let (paths, units) = match config.granularity.group_kind() {
+            Some(kind) => group_units(net, input_shape, &config, kind)?,
+            None => layer_units(net, input_shape, &config)?,
+        };
         let mut initial = BTreeMap::new();
         for path in &paths {
             let layer = net.layer(path)?;
-            let (shape, values) = layer.torch_weight().ok_or_else(|| SparsifyError::Layer {
+            let (shape, values) = masked_weight(layer).ok_or_else(|| SparsifyError::Layer {
                 path: path.clone(),
                 reason: format!(
-                    "a {} has no weight to sparsify (Conv2d and Linear do)",
+                    "a {} has no weight to sparsify (Conv2d and Linear do, and an attention \
+                     whose q, k and v heads are equally wide)",
                     layer.kind()
                 ),
             })?;
@@ -320,7 +354,7 @@ impl Sparsifier {
             .paths
             .par_iter()
             .map(|path| {
-                let (shape, w) = net.layer(path)?.torch_weight().expect("checked in new");
+                let (shape, w) = masked_weight(net.layer(path)?).expect("checked in new");
                 let inputs = ScoreInputs {
                     initial: self.initial.get(path).map(Vec::as_slice),
                     // Before the first step, the previous weights are the initial ones.
@@ -415,7 +449,7 @@ impl Sparsifier {
             .map(|p| {
                 Ok((
                     p.clone(),
-                    net.layer(p)?.torch_weight().expect("checked in new"),
+                    masked_weight(net.layer(p)?).expect("checked in new"),
                 ))
             })
             .collect::<Result<BTreeMap<_, _>>>()?;
@@ -441,9 +475,7 @@ impl Sparsifier {
             .collect::<Result<_>>()?;
         let mut report = Vec::with_capacity(masked.len());
         for (path, values, layer) in masked {
-            net.get_mut(path)
-                .expect("checked in new")
-                .set_torch_weight(values);
+            set_masked_weight(net.get_mut(path).expect("checked in new"), values);
             report.push(layer);
         }
         for unit in &self.units {
@@ -452,7 +484,7 @@ impl Sparsifier {
                 let Some(mask) = self.masks.get(p) else {
                     continue;
                 };
-                let out = weights[p].0[0];
+                let out = output_rows(net.layer(p)?, &weights[p].0);
                 let layer_dead = mask
                     .chunks(mask.len() / out)
                     .map(|c| c.iter().all(|&m| m == 0.0));
@@ -537,6 +569,7 @@ impl Sparsifier {
             let grad = match trainable.layer(path)? {
                 Layer::Conv2d(c) => c.weight.grad(&grads).map(host_values),
                 Layer::Linear(l) => l.weight.grad(&grads).map(|g| host_values(g.transpose())),
+                Layer::MultiheadAttention(a) => a.in_proj_weight.grad(&grads).map(host_values),
                 _ => None,
             };
             let grad = grad.ok_or_else(|| SparsifyError::Layer {
@@ -555,7 +588,7 @@ impl Sparsifier {
             .map(|p| {
                 Ok((
                     p.clone(),
-                    net.layer(p)?.torch_weight().expect("checked in new").1,
+                    masked_weight(net.layer(p)?).expect("checked in new").1,
                 ))
             })
             .collect()
@@ -588,7 +621,7 @@ impl Sparsifier {
         self.paths
             .iter()
             .map(|path| {
-                let (shape, w) = net.layer(path)?.torch_weight().expect("checked in new");
+                let (shape, w) = masked_weight(net.layer(path)?).expect("checked in new");
                 self.layer_report(path, shape, &w)
             })
             .collect()
@@ -606,6 +639,119 @@ impl Sparsifier {
             shape,
         })
     }
+}
+
+/// Layers and units for the per-layer granularities: the chosen layers (by default every
+/// Conv2d, or on a transformer every Linear), each its own unit with the batch norms it feeds,
+/// except that with `filter` the producers of one coupled channel group form one unit.
+fn layer_units(
+    net: &Graph,
+    input_shape: &[usize],
+    config: &SparsifyConfig,
+) -> Result<(Vec<String>, Vec<Unit>)> {
+    let transformer = net
+        .nodes
+        .iter()
+        .any(|n| !n.layer.spec().op().inner_units().is_empty());
+    let mut paths: Vec<String> = if config.layers.is_empty() {
+        net.leaves()
+            .into_iter()
+            .filter(|(_, l)| match l {
+                Layer::Linear(_) => transformer,
+                Layer::Conv2d(_) => !transformer,
+                _ => false,
+            })
+            .map(|(p, _)| p)
+            .collect()
+    } else {
+        config.layers.clone()
+    };
+    let mut units = Vec::new();
+    if config.granularity == Granularity::Filter {
+        let coupling = Coupling::new(net, input_shape)?;
+        for g in &coupling.groups {
+            if g.prunable()
+                && !g.consumers.is_empty()
+                && g.producers
+                    .iter()
+                    .chain(&g.carriers)
+                    .any(|p| paths.contains(p))
+            {
+                units.push(Unit {
+                    producers: g.producers.clone(),
+                    carriers: g.carriers.clone(),
+                });
+            }
+        }
+        // A depthwise conv follows its group's mask instead of having its own.
+        paths.retain(|p| !units.iter().any(|u| u.carriers.contains(p)));
+        for p in units.iter().flat_map(|u| &u.producers) {
+            if !paths.contains(p) {
+                paths.push(p.clone());
+            }
+        }
+    }
+    for path in &paths {
+        if !units.iter().any(|u| u.producers.contains(path)) {
+            let carriers = net
+                .readers(path)
+                .into_iter()
+                .filter(|&i| matches!(net.nodes[i].layer, Layer::BatchNorm2d(_)))
+                .map(|i| net.nodes[i].name.clone())
+                .collect();
+            units.push(Unit {
+                producers: vec![path.clone()],
+                carriers,
+            });
+        }
+    }
+    Ok((paths, units))
+}
+
+/// Layers and units for `head`, `mlp_unit` and `embed`: one unit per coupling group of that
+/// kind (those touching `config.layers`, when given). An embedding channel is masked on the
+/// layers that write the stream (patch conv, MLP outputs), and dies with its class token,
+/// position embedding, LayerNorm entries and attention `out_proj` columns.
+fn group_units(
+    net: &Graph,
+    input_shape: &[usize],
+    config: &SparsifyConfig,
+    kind: GroupKind,
+) -> Result<(Vec<String>, Vec<Unit>)> {
+    let coupling = Coupling::new(net, input_shape)?;
+    let mut units = Vec::new();
+    for g in coupling
+        .groups
+        .iter()
+        .filter(|g| g.kind == kind && g.prunable())
+    {
+        let members = || g.producers.iter().chain(&g.carriers);
+        if !config.layers.is_empty() && !members().any(|m| config.layers.contains(m)) {
+            continue;
+        }
+        let attention = |n: &String| matches!(net.get(n), Some(Layer::MultiheadAttention(_)));
+        let (writers, producers): (Vec<String>, Vec<String>) = match kind {
+            GroupKind::Embed => g.producers.iter().cloned().partition(attention),
+            _ => (Vec::new(), g.producers.clone()),
+        };
+        units.push(Unit {
+            producers,
+            carriers: g.carriers.iter().cloned().chain(writers).collect(),
+        });
+    }
+    if units.is_empty() {
+        return Err(SparsifyError::Config(format!(
+            "granularity `{}` found no {kind} group to mask{}: it applies to transformers",
+            config.granularity,
+            if config.layers.is_empty() {
+                String::new()
+            } else {
+                " among the given layers".into()
+            }
+        )));
+    }
+    let paths = units.iter().flat_map(|u| u.producers.clone()).collect();
+    Ok((paths, units))
 }
 
 /// A calibration batch must fit the model: its image shape, and class indices below the

@@ -472,6 +472,11 @@ impl Coupling {
 
     /// Which channels of each group carry exactly zero to every reader, for every input:
     /// removing them changes no output. Locked groups are answered too: the caller decides.
+    ///
+    /// Embedding channels are the exception: one is answered zero when the residual stream
+    /// carries zero in it (every producer writes zero, every learned token is zero there),
+    /// though removing it is not exact, since the LayerNorms then take their statistics over
+    /// fewer channels. Callers say so.
     pub fn zero_channels(&self, graph: &Graph, input: &[usize]) -> Result<Vec<Vec<bool>>> {
         let spec = graph.spec();
         let shapes = spec.check(input)?;
@@ -515,6 +520,24 @@ impl Coupling {
             .map(|g| {
                 if let Some(units) = silent.remove(&g.id) {
                     return units;
+                }
+                if g.kind == GroupKind::Embed {
+                    // Producers and learned carriers write the stream; a LayerNorm's output
+                    // is never constant, and what follows it is not the stream.
+                    let writers: Vec<usize> = g
+                        .producers
+                        .iter()
+                        .chain(&g.carriers)
+                        .map(|n| positions[n.as_str()])
+                        .filter(|&i| !graph.nodes[i].layer.spec().op().normalizes_channels())
+                        .collect();
+                    return (0..g.channels)
+                        .map(|c| {
+                            writers
+                                .iter()
+                                .all(|&i| constants[i].get(c) == Some(&Some(0.0)))
+                        })
+                        .collect();
                 }
                 if g.consumers.is_empty() {
                     return vec![false; g.channels];

@@ -97,6 +97,11 @@ pub trait Op {
     fn channels(&self) -> Channels {
         Channels::PerChannel
     }
+    /// Whether each output channel depends on statistics over all channels (LayerNorm): then
+    /// removing a channel, even one that is always zero, changes the others.
+    fn normalizes_channels(&self) -> bool {
+        false
+    }
     /// Units inside the op that can be removed without touching its input or output channels
     /// (attention heads, head dimensions): their kind and count, in a fixed order.
     fn inner_units(&self) -> Vec<(GroupKind, usize)> {

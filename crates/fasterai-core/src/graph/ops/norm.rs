@@ -49,6 +49,10 @@ impl LayerNormSpec {
 }
 
 impl Op for LayerNormSpec {
+    fn normalizes_channels(&self) -> bool {
+        true
+    }
+
     fn kind(&self) -> &'static str {
         "LayerNorm"
     }
