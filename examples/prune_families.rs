@@ -6,14 +6,17 @@
 //!
 //! ```text
 //! cargo run --release -p fasterai --example prune_families [-- resnet18,mobilenet_v2]
+//! cargo run --release -p fasterai --example prune_families -- vit_b_16
 //! ```
 //!
 //! Models have 1000 classes and 3x224x224 inputs, random weights and non-trivial batch-norm
-//! statistics; the classifier output is never pruned.
+//! statistics; the classifier output is never pruned. A vision transformer is pruned by kind
+//! instead (local, L2): half of the heads, a quarter of the MLP units, of the head dimensions,
+//! of the embedding width, and half of the heads and MLP units together (`--ratio 0.5`).
 
 use std::time::Instant;
 
-use fasterai::core::graph::coupling::Coupling;
+use fasterai::core::graph::coupling::{Coupling, GroupKind};
 use fasterai::core::testing::randomize_batch_norms;
 use fasterai::models::Builtin;
 use fasterai::prelude::*;
@@ -27,6 +30,10 @@ fn main() -> anyhow::Result<()> {
     device.seed(0);
     for name in names.split(',') {
         let mut model = name.parse::<Builtin>()?.init(&device)?;
+        if name.starts_with("vit") {
+            transformer(name, &model)?;
+            continue;
+        }
         randomize_batch_norms(&mut model.net, &device);
         for ratio in [0.3, 0.5] {
             for context in [PruneContext::Local, PruneContext::Global] {
@@ -61,6 +68,47 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// The transformer cases: one JSON line per kind (and `heads+mlp`).
+fn transformer(name: &str, model: &Model) -> anyhow::Result<()> {
+    let cases = [
+        ("heads", 0.5, vec![GroupKind::Head]),
+        ("mlp", 0.25, vec![GroupKind::MlpUnit]),
+        (
+            "head_dims",
+            0.25,
+            vec![GroupKind::QueryKeyDim, GroupKind::ValueDim],
+        ),
+        ("embed", 0.25, vec![GroupKind::Embed]),
+        ("heads+mlp", 0.5, vec![GroupKind::Head, GroupKind::MlpUnit]),
+    ];
+    for (case, ratio, kinds) in cases {
+        let start = Instant::now();
+        let groups = Coupling::new(&model.net, &model.input_shape)?;
+        let group_s = start.elapsed().as_secs_f64();
+        let mut config = GroupPruneConfig::new(0.0);
+        config.kinds.extend(kinds.iter().map(|&k| (k, ratio)));
+        let start = Instant::now();
+        let (_, report) = prune_groups(model, &config)?;
+        let prune_s = start.elapsed().as_secs_f64();
+        println!(
+            "{}",
+            serde_json::json!({
+                "model": name,
+                "case": case,
+                "ratio": ratio,
+                "groups": groups.groups.len(),
+                "params_before": report.params_before,
+                "params_after": report.params_after,
+                "macs_before": report.macs_before,
+                "macs_after": report.macs_after,
+                "group_s": group_s,
+                "prune_s": prune_s,
+            })
+        );
     }
     Ok(())
 }

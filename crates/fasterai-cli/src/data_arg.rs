@@ -1,7 +1,8 @@
 //! The `--data KIND:DIR` argument shared by train, eval and distill.
 
 use anyhow::{Context, Result};
-use fasterai::train::data::{DataSource, Splits};
+use fasterai::burn::tensor::Device;
+use fasterai::train::data::{Batch, DataSource, Splits};
 
 /// Which data to use.
 #[derive(clap::Args, Debug, Clone)]
@@ -35,4 +36,26 @@ impl DataArgs {
         }
         Ok(splits)
     }
+}
+
+/// A calibration batch: the first `n` training images of `data` (`KIND:DIR`), normalised as
+/// for training.
+pub fn calibration_batch(
+    data: &str,
+    train_files: &[String],
+    n: usize,
+    device: &Device,
+) -> Result<Batch> {
+    let splits = DataArgs {
+        data: data.to_string(),
+        train_files: train_files.to_vec(),
+        valid_files: Vec::new(),
+        limit: Some(n),
+    }
+    .load()?;
+    splits
+        .train
+        .batches(n, &splits.normalize, device)
+        .next()
+        .context("the calibration data has no images")
 }

@@ -6,19 +6,24 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use fasterai_core::graph::coupling::{Coupling, Group, GroupKind};
+use fasterai_core::graph::{Activation, Layer};
 use fasterai_core::model::Model;
 use serde::Serialize;
 
 use crate::scores::group_importance;
 use crate::{PruneError, PruneReport, Result, remove_channels};
 
-/// Per-member importance of a channel: the sum of `|w|^p` over its weights.
+/// Per-member importance of a unit: the sum of `|w|^p` over its weights, or for heads what
+/// they write on calibration data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum GroupCriterion {
     /// `Σ|w|`.
     L1,
     /// `Σw²`.
     L2,
+    /// Heads: the root mean square, over the tokens of a calibration batch, of the norm of
+    /// what each head adds to its attention's output ([`calibrate_heads`]). Other units: L2.
+    Output,
 }
 
 /// How member scores combine into the group's.
@@ -56,7 +61,7 @@ macro_rules! parse_enum {
         }
     };
 }
-parse_enum!(GroupCriterion, "criterion", "l1" => GroupCriterion::L1, "l2" => GroupCriterion::L2);
+parse_enum!(GroupCriterion, "criterion", "l1" => GroupCriterion::L1, "l2" => GroupCriterion::L2, "output" => GroupCriterion::Output);
 parse_enum!(Reduction, "reduction", "mean" => Reduction::Mean, "sum" => Reduction::Sum, "max" => Reduction::Max);
 parse_enum!(PruneContext, "context", "local" => PruneContext::Local, "global" => PruneContext::Global);
 
@@ -82,6 +87,10 @@ pub struct GroupPruneConfig {
     /// Nodes whose output channels stay (Torch-Pruning's `ignored_layers`): a group made by
     /// any of them is left whole.
     pub ignored: Vec<String>,
+    /// Per attention, its heads' output norms on a calibration batch ([`calibrate_heads`]):
+    /// what [`GroupCriterion::Output`] ranks heads by.
+    #[serde(skip)]
+    pub head_outputs: BTreeMap<String, Vec<f32>>,
 }
 
 impl GroupPruneConfig {
@@ -96,6 +105,7 @@ impl GroupPruneConfig {
             context: PruneContext::Local,
             round_to: 1,
             ignored: Vec::new(),
+            head_outputs: BTreeMap::new(),
         }
     }
 
@@ -130,8 +140,34 @@ impl GroupPruneConfig {
         if self.round_to == 0 {
             return Err(PruneError::Config("round_to must be at least 1".into()));
         }
+        if self.criterion == GroupCriterion::Output && self.head_outputs.is_empty() {
+            return Err(PruneError::Config(
+                "the output criterion ranks heads by what they write on calibration data: \
+                 calibrate first (the CLI's --data)"
+                    .into(),
+            ));
+        }
         Ok(())
     }
+}
+
+/// Each attention's [head output norms](fasterai_core::graph::ops::attention::MultiheadAttention::head_output_norms)
+/// when `model` runs on `images`, for [`GroupCriterion::Output`].
+pub fn calibrate_heads(
+    model: &Model,
+    images: burn::tensor::Tensor<4>,
+) -> Result<BTreeMap<String, Vec<f32>>> {
+    let [_, c, h, w] = images.dims();
+    model.net.output_shape(&[c, h, w])?;
+    let mut norms = BTreeMap::new();
+    model
+        .net
+        .forward_inspect(images, &mut |path, layer, input| {
+            if let (Layer::MultiheadAttention(a), Activation::Tokens(x)) = (layer, input) {
+                norms.insert(path.to_string(), a.head_output_norms(x.clone()));
+            }
+        });
+    Ok(norms)
 }
 
 /// How many of `n` channels to keep after removing `remove`, rounded up to a multiple of

@@ -40,7 +40,8 @@ use fasterai_core::summary::{count_parameters, si, thousands};
 use serde::Serialize;
 
 pub use importance::{
-    GroupCriterion, GroupPruneConfig, PruneContext, Reduction, prune_groups, prune_to_speedup,
+    GroupCriterion, GroupPruneConfig, PruneContext, Reduction, calibrate_heads, prune_groups,
+    prune_to_speedup,
 };
 
 /// Everything that can go wrong while pruning.

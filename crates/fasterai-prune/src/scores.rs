@@ -30,7 +30,7 @@ pub(crate) fn channel_scores(
                 .iter()
                 .map(|w| match p {
                     GroupCriterion::L1 => w.abs(),
-                    GroupCriterion::L2 => w * w,
+                    GroupCriterion::L2 | GroupCriterion::Output => w * w,
                 })
                 .sum::<f32>();
         }
@@ -163,7 +163,19 @@ fn inner_scores(layer: &Layer, kind: GroupKind, p: GroupCriterion) -> Vec<Vec<f3
 
 /// The group's importance per unit.
 pub fn group_importance(graph: &Graph, group: &Group, config: &GroupPruneConfig) -> Vec<f32> {
-    let members = member_scores(graph, group, config.criterion);
+    let measured = (config.criterion == GroupCriterion::Output && group.kind == GroupKind::Head)
+        .then(|| {
+            group
+                .producers
+                .first()
+                .and_then(|p| config.head_outputs.get(p))
+        })
+        .flatten()
+        .filter(|norms| norms.len() == group.channels);
+    let members = match measured {
+        Some(norms) => vec![norms.clone()],
+        None => member_scores(graph, group, config.criterion),
+    };
     let n = members.len().max(1) as f32;
     let mut scores: Vec<f32> = (0..group.channels)
         .map(|c| {

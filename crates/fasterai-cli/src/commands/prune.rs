@@ -3,10 +3,11 @@
 use anyhow::Result;
 use fasterai::core::graph::coupling::GroupKind;
 use fasterai::prune::{
-    GroupCriterion, GroupPruneConfig, PruneContext, Reduction, prune_groups, prune_to_speedup,
-    prune_zeroed,
+    GroupCriterion, GroupPruneConfig, PruneContext, Reduction, calibrate_heads, prune_groups,
+    prune_to_speedup, prune_zeroed,
 };
 
+use crate::data_arg::calibration_batch;
 use crate::model_arg::{DeviceArgs, ModelArgs, OutputArgs};
 
 /// Remove channels physically, with everything coupled to them (batch norms, the next convs,
@@ -48,9 +49,17 @@ pub struct Args {
     /// never exact, since LayerNorms then normalise over fewer channels).
     #[arg(long)]
     embed: Option<f64>,
-    /// Per-layer importance of a channel: l1 (Σ|w|) or l2 (Σw²).
+    /// Per-layer importance of a unit: l1 (Σ|w|), l2 (Σw²), or output (heads by the norm of
+    /// what each writes on the first 128 images of --data; other units l2).
     #[arg(long, default_value = "l2", requires = "by_importance")]
     criterion: GroupCriterion,
+    /// Calibration images for --criterion output: cifar10:DIR, fashion-mnist:DIR, mnist:DIR,
+    /// folder:DIR, synthetic[:N].
+    #[arg(long, value_name = "KIND:DIR")]
+    data: Option<String>,
+    /// CIFAR-10 files the calibration images come from.
+    #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
+    train_files: Vec<String>,
     /// How a group's layers combine their scores: mean, sum or max.
     #[arg(long, default_value = "mean", requires = "by_importance")]
     reduction: Reduction,
@@ -106,6 +115,16 @@ pub fn run(args: Args) -> Result<()> {
         if let Some(ratio) = ratio {
             config.kinds.extend(kinds.iter().map(|&k| (k, ratio)));
         }
+    }
+    if args.criterion == GroupCriterion::Output {
+        let Some(data) = &args.data else {
+            anyhow::bail!(
+                "--criterion output ranks heads by what they write on calibration images: pass \
+                 --data"
+            );
+        };
+        let batch = calibration_batch(data, &args.train_files, 128, &device)?;
+        config.head_outputs = calibrate_heads(&model, batch.images)?;
     }
     let (mut pruned, report) = match args.speedup {
         Some(speedup) => prune_to_speedup(&model, &config, speedup)?,

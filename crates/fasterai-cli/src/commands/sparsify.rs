@@ -9,7 +9,7 @@ use fasterai::sparsify::{
 };
 
 use crate::commands::train::{HyperArgs, train_and_save};
-use crate::data_arg::DataArgs;
+use crate::data_arg::{DataArgs, calibration_batch};
 use crate::model_arg::{DeviceArgs, ModelArgs, OutputArgs};
 
 /// Zero the least important weight groups and save the model; `fasterai prune` then removes
@@ -196,18 +196,7 @@ pub fn run(args: Args) -> Result<()> {
                 criterion.name()
             );
         };
-        let data = DataArgs {
-            data: spec,
-            train_files: args.train_files.clone(),
-            valid_files: args.valid_files.clone(),
-            limit: Some(128),
-        }
-        .load()?;
-        let batch = data
-            .train
-            .batches(128, &data.normalize, &device)
-            .next()
-            .expect("at least one image");
+        let batch = calibration_batch(&spec, &args.train_files, 128, &device)?;
         if criterion == Criterion::Wanda {
             sparsifier.calibrate(&model.net, batch.images)?;
         } else {

@@ -14,6 +14,7 @@ use npyz::WriterBuilder;
 mod corpus;
 mod fuzz;
 mod hostile;
+mod transformer;
 
 fn fasterai(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_fasterai"))
@@ -1174,91 +1175,4 @@ fn quantize_train_and_distill_with_qat_then_export() {
         let m = load_model(Path::new(file), &device).unwrap();
         assert_eq!(m.quantized.len(), 10, "{file}");
     }
-}
-
-#[test]
-fn a_vision_transformer_inspects_trains_predicts_and_benches_but_does_not_export() {
-    let json = fasterai(&["inspect", "vit_b_16", "--json"]);
-    assert!(
-        json.status.success(),
-        "{}",
-        String::from_utf8_lossy(&json.stderr)
-    );
-    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(value["total_params"], 86_567_656);
-    let dir = tempfile::tempdir().unwrap();
-    let d = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
-    let model = d("vit.safetensors");
-    let out = fasterai(&[
-        "train",
-        "vit_cifar",
-        "--data",
-        "synthetic:64",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "32",
-        "--optimizer",
-        "adamw",
-        "--weight-decay",
-        "0.05",
-        "--lr",
-        "0.001",
-        "--lr-schedule",
-        "warmup-cosine",
-        "-o",
-        &model,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let data: Vec<f32> = (0..2 * 3 * 32 * 32).map(|i| (i % 7) as f32 - 3.0).collect();
-    write_npy(Path::new(&d("x.npy")), &[2, 3, 32, 32], &data);
-    let out = fasterai(&[
-        "predict",
-        &model,
-        "--input",
-        &d("x.npy"),
-        "--output",
-        &d("y.npy"),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (shape, y) = read_npy(Path::new(&d("y.npy")));
-    assert_eq!(shape, vec![2, 10]);
-    assert!(y.iter().all(|v| v.is_finite()));
-    let out = fasterai(&["bench", &model, "--runs", "2", "--warmup", "1", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let as_built = report["as_built"].to_string();
-    assert!(as_built.contains("MultiheadAttention"), "{as_built}");
-    // No ONNX form for transformer ops yet: a typed error naming the node, and no file.
-    let onnx = d("vit.onnx");
-    fails_with(
-        &fasterai(&["export", &model, "-o", &onnx]),
-        "conv_proj.tokens",
-    );
-    assert!(!Path::new(&onnx).exists());
-    fails_with(
-        &fasterai(&[
-            "train",
-            "vit_cifar",
-            "--data",
-            "synthetic:8",
-            "--warmup",
-            "1.5",
-            "-o",
-            &d("w.safetensors"),
-        ]),
-        "[0, 1)",
-    );
 }

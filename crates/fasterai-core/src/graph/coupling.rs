@@ -62,8 +62,10 @@ pub enum GroupKind {
     /// columns.
     Head,
     /// One dimension of every head's queries and keys (the softmax scale is kept).
+    #[serde(rename = "qk_dim")]
     QueryKeyDim,
     /// One dimension of every head's values, with the `out_proj` columns that read it.
+    #[serde(rename = "v_dim")]
     ValueDim,
 }
 

@@ -221,8 +221,8 @@ impl MultiheadAttention {
         ((rows - value_dim) / 2, value_dim)
     }
 
-    /// Self-attention over `[N, T, embed_dim]`.
-    pub fn attend(&self, x: Tensor<3>) -> Tensor<3> {
+    /// Each head's attention-weighted values over `[N, T, embed_dim]`: `[N, heads, T, head_v]`.
+    fn context(&self, x: Tensor<3>) -> Tensor<4> {
         let [n, t, _] = x.dims();
         let (qk, v) = self.widths();
         let h = self.num_heads;
@@ -239,16 +239,41 @@ impl MultiheadAttention {
             softcap: None,
             is_causal: self.causal,
         };
-        let context = attention(
+        attention(
             heads(0, qk),
             heads(qk, qk),
             heads(2 * qk, v),
             None,
             None,
             options,
-        );
-        let context = context.swap_dims(1, 2).reshape([n, t, v]);
+        )
+    }
+
+    /// Self-attention over `[N, T, embed_dim]`.
+    pub fn attend(&self, x: Tensor<3>) -> Tensor<3> {
+        let [n, t, _] = x.dims();
+        let (_, v) = self.widths();
+        let context = self.context(x).swap_dims(1, 2).reshape([n, t, v]);
         self.out_proj.forward(context)
+    }
+
+    /// How much each head writes: the root mean square over the `N · T` tokens of `x` of the
+    /// norm of the head's term in the output (its values through its `out_proj` columns, bias
+    /// aside). A head that writes nothing scores 0.
+    pub fn head_output_norms(&self, x: Tensor<3>) -> Vec<f32> {
+        let [n, t, _] = x.dims();
+        let (_, v) = self.widths();
+        let h = self.num_heads;
+        let [_, e] = self.out_proj.weight.dims();
+        // out_proj in Burn's [in, out] layout: rows of head k are k·v/h .. (k+1)·v/h.
+        let per_head = self.out_proj.weight.val().reshape([1, h, v / h, e]);
+        let terms = self.context(x).matmul(per_head); // [N, heads, T, embed]
+        let tokens = (n * t).max(1) as f32;
+        let sums = terms.square().sum_dim(3).sum_dim(2).sum_dim(0).reshape([h]);
+        crate::linalg::host_values(sums)
+            .into_iter()
+            .map(|s| (s / tokens).sqrt())
+            .collect()
     }
 }
 
@@ -535,5 +560,33 @@ mod tests {
             .zip(&before)
             .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
         assert!(diff <= 1e-5, "{diff}");
+    }
+
+    #[test]
+    fn head_output_norms_match_the_output_a_head_adds() {
+        let device = Device::flex();
+        let (e, h) = (8, 2);
+        let spec = MultiheadAttentionSpec::new(e, h);
+        let Layer::MultiheadAttention(a) = spec.build(InitScheme::PyTorchDefault, &device) else {
+            unreachable!()
+        };
+        let x = Tensor::<3>::random([3, 5, e], Distribution::Normal(0.0, 1.0), &device);
+        let norms = a.head_output_norms(x.clone());
+        // Head k's term is the output minus the output with head k's out_proj rows zeroed.
+        let full = a.attend(x.clone());
+        for k in 0..h {
+            let mut without = a.clone();
+            let mut wo = host_values(a.out_proj.weight.val());
+            wo[k * 4 * e..(k + 1) * 4 * e].fill(0.0);
+            without.out_proj.weight =
+                Param::from_tensor(Tensor::from_data(TensorData::new(wo, [e, e]), &device));
+            let term = full.clone() - without.attend(x.clone());
+            let rms = (host_values(term.square().sum()).iter().sum::<f32>() / 15.0).sqrt();
+            assert!(
+                (norms[k] - rms).abs() <= 1e-5 * rms.max(1.0),
+                "{k}: {} vs {rms}",
+                norms[k]
+            );
+        }
     }
 }
