@@ -81,6 +81,50 @@ fn vit_b_16_loses_what_a_hand_count_says() {
     let kinds: Vec<GroupKind> = report.groups.iter().map(|g| g.kind).collect();
     assert!(kinds.contains(&GroupKind::Head) && kinds.contains(&GroupKind::MlpUnit));
     assert!(!kinds.contains(&GroupKind::Embed) && !kinds.contains(&GroupKind::QueryKeyDim));
+
+    // Zeroed first, removed without changing the outputs: half the heads of block 0, a quarter
+    // of the q/k and v dims of block 1, a quarter of the MLP units of block 2.
+    let mut zeroed = base;
+    let (qk, hd) = (768, 64);
+    let heads: Vec<usize> = (0..6 * hd).collect();
+    let rows: Vec<usize> = heads
+        .iter()
+        .flat_map(|&r| [r, qk + r, 2 * qk + r])
+        .collect();
+    zero_attention(
+        &mut zeroed.net,
+        &format!("{}.self_attention", block(0)),
+        &rows,
+        &heads,
+    );
+    let dims: Vec<usize> = (0..12)
+        .flat_map(|h| (0..16).map(move |d| h * hd + d))
+        .collect();
+    let rows: Vec<usize> = dims.iter().flat_map(|&r| [r, 2 * qk + r]).collect();
+    zero_attention(
+        &mut zeroed.net,
+        &format!("{}.self_attention", block(1)),
+        &rows,
+        &[],
+    );
+    zero_mlp_units(&mut zeroed.net, &block(2), &(0..768).collect::<Vec<_>>());
+    let device = parse_device("flex").unwrap();
+    let x = Tensor::<4>::random([1, 3, 224, 224], Distribution::Normal(0.0, 1.0), &device);
+    let before = zeroed.net.forward(x.clone()).flatten();
+    let (pruned, report) = prune_zeroed(&zeroed).unwrap();
+    let removed: Vec<(GroupKind, usize)> =
+        report.groups.iter().map(|g| (g.kind, g.removed)).collect();
+    assert_eq!(
+        removed,
+        [
+            (GroupKind::MlpUnit, 768),
+            (GroupKind::Head, 6),
+            (GroupKind::QueryKeyDim, 16),
+            (GroupKind::ValueDim, 16),
+        ]
+    );
+    let diff = relative_max_diff(pruned.net.forward(x).flatten(), before);
+    assert!(diff < 1e-5, "{diff}");
 }
 
 /// Sets rows of the packed in_proj (weight and bias) and columns of out_proj to zero.

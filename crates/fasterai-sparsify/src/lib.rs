@@ -37,6 +37,7 @@ pub mod granularity;
 pub mod mask;
 pub mod schedule;
 pub mod sparsifier;
+mod units;
 
 pub use callback::{Lottery, SparsifyCallback};
 pub use criterion::Criterion;

@@ -13,7 +13,7 @@ use crate::data_arg::{DataArgs, calibration_batch};
 use crate::model_arg::{DeviceArgs, ModelArgs, OutputArgs};
 
 /// Zero the least important weight groups and save the model; `fasterai prune` then removes
-/// zeroed filters for real. Without --schedule: one shot, printing the per-layer sparsity
+/// zeroed filters (heads, MLP units, embedding channels) for real. Without --schedule: one shot, printing the per-layer sparsity
 /// table. With --schedule and --data: while fine-tuning, the target rising along the schedule
 /// and the masks re-applied after every step.
 #[derive(clap::Args)]
@@ -25,7 +25,8 @@ pub struct Args {
     /// Fraction of groups to zero, in [0, 1).
     #[arg(long)]
     sparsity: f64,
-    /// Weight groups: weight, filter, kernel, channel, … (fasterai's names).
+    /// Weight groups: weight, filter, kernel, channel, … (fasterai's names); on transformers
+    /// also head, mlp_unit and embed (whole heads, MLP units, embedding channels).
     #[arg(long, default_value = "filter")]
     granularity: Granularity,
     /// local (each layer to the target) or global (one threshold).
@@ -34,7 +35,8 @@ pub struct Args {
     /// Importance: l1, l2, random, large_init, movement, … (fasterai's names).
     #[arg(long, default_value = "l1")]
     criterion: Criterion,
-    /// Only these layers (comma-separated paths) [default: every Conv2d].
+    /// Only these layers (comma-separated paths) [default: every Conv2d; on a transformer every
+    /// Linear, and with head, mlp_unit or embed every group of that kind].
     #[arg(long, value_delimiter = ',')]
     layers: Vec<String>,
     /// Per-layer targets overriding --sparsity (local context), e.g. features.0=0.1,features.3=0.5.
