@@ -94,7 +94,7 @@ def tp_vit(case, ratio):
 
 
 def vit_rows(lines):
-    print("| case | ratio | params: fasterai / TP | MACs: fasterai / TP (TP counts no q·kᵀ, attn·v) "
+    print("| case | ratio | params: fasterai / TP | MACs, each side's counter: fasterai / TP "
           "| heads per block (TP) | groups s: fasterai / TP | prune s: fasterai / TP |")
     print("|---|---|---|---|---|---|---|")
     for r in lines:
@@ -116,7 +116,9 @@ def main():
         sys.exit(__doc__)
     models = sys.argv[2] if len(sys.argv) == 3 else "resnet18,resnet50,mobilenet_v2,mobilenet_v3_small"
     ours = subprocess.run([sys.argv[1], models], check=True, capture_output=True, text=True).stdout
-    print(f"torch {torch.__version__}, torch-pruning {tp.__version__}, {torch.get_num_threads()} threads\n")
+    from importlib.metadata import version
+    print(f"torch {torch.__version__}, torch-pruning {version('torch-pruning')}, "
+          f"{torch.get_num_threads()} threads\n")
     lines = [json.loads(line) for line in ours.splitlines()]
     vit = [r for r in lines if "case" in r]
     if vit:
