@@ -3,17 +3,22 @@
 //! Physically removes channels from any model graph, with the channels that must go with
 //! them found by [`Coupling`] (no tracing): a residual stage is one group, a depthwise conv
 //! and a squeeze-excitation gate follow the channels they carry, `Concat` maps slices, a
-//! `Flatten` spreads a channel over `H·W` columns of the next `Linear`. The model input and
-//! output channels never change.
+//! `Flatten` spreads a channel over `H·W` columns of the next `Linear`. In a transformer the
+//! same analysis finds attention heads, query/key and value head dimensions, MLP units and
+//! the embedding width (the whole residual stream), each pruned by its own ratio. The model
+//! input and output channels never change.
 //!
-//! - [`prune_zeroed`]: removes every channel that provably carries zero to all its readers,
-//!   losslessly (outputs agree to float rounding). Zeros come from
+//! - [`prune_zeroed`]: removes every channel, head and head dimension that provably adds
+//!   zero to all its readers, losslessly (outputs agree to float rounding); and embedding
+//!   channels that the residual stream carries as zero, with a note, since removing one
+//!   changes what every LayerNorm computes. Zeros come from
 //!   [`fasterai-sparsify`](https://docs.rs/fasterai-sparsify) or anywhere else. A zero filter
 //!   whose batch norm turns it into a non-zero constant (`β − μγ/√(σ²+ε)`, e.g. in
 //!   Conv → ReLU → BN) is kept: removing it would change the outputs.
 //! - [`prune_groups`]: structured pruning by group importance (a criterion per member, reduced
-//!   over the group's coupled layers, optionally normalised), local or global, with `round_to`;
-//!   [`prune_to_speedup`] finds the ratio that reaches a MACs target.
+//!   over the group's coupled layers, optionally normalised; heads also by what they write on
+//!   calibration data, [`calibrate_heads`]), local or global within each kind, with
+//!   `round_to`; [`prune_to_speedup`] finds the ratio that reaches a MACs target.
 //!
 //! ```no_run
 //! use fasterai_core::prelude::*;
@@ -244,8 +249,9 @@ pub fn remove_channels(
     Ok((pruned, report))
 }
 
-/// Removes every channel that carries exactly zero to all its readers (see the crate docs).
-/// Outputs are unchanged up to float rounding. A group whose channels are all zero keeps one
+/// Removes every channel, head and head dimension that adds exactly zero to all its readers
+/// (see the crate docs). Outputs are unchanged up to float rounding, unless embedding channels
+/// went too (the report then says so). A group whose channels are all zero keeps one
 /// (zero) channel, so no layer is left empty; the report says so.
 pub fn prune_zeroed(model: &Model) -> Result<(Model, PruneReport)> {
     let coupling = Coupling::new(&model.net, &model.input_shape)?;

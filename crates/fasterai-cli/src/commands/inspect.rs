@@ -1,4 +1,4 @@
-//! `fasterai inspect MODEL`: the layer table and totals, or the channel groups.
+//! `fasterai inspect MODEL`: the layer table and totals, or the pruning groups.
 
 use anyhow::{Context, Result};
 use fasterai::core::graph::coupling::Coupling;
@@ -8,7 +8,8 @@ use fasterai::core::summary::Summary;
 use crate::model_arg::{ModelArgs, parse_shape};
 
 /// Print every layer (path, type, output shape, parameters, MACs) and the totals, or with
-/// `--groups` the channel groups that pruning removes together.
+/// `--groups` the groups that pruning removes together (channels; in a transformer also
+/// heads, head dimensions, MLP units and the embedding width).
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -17,7 +18,8 @@ pub struct Args {
     /// file's own].
     #[arg(long, value_parser = parse_shape)]
     input: Option<[usize; 3]>,
-    /// Print the channel coupling groups (what is pruned together, and what is locked).
+    /// Print the coupling groups: kind, size, members (what is pruned together), and what
+    /// locks a group.
     #[arg(long)]
     groups: bool,
     /// Print JSON instead of a table.
