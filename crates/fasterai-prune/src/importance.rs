@@ -288,7 +288,8 @@ pub fn prune_to_speedup(
         )));
     }
     config.check()?;
-    // Groups and scores do not depend on the ratio: computed once for the whole search.
+    // Groups and scores do not depend on the ratio: computed once for the whole search, for
+    // every kind the search may prune (any non-zero ratio stands for them).
     let (coupling, scores) = score_groups(
         model,
         &GroupPruneConfig {
