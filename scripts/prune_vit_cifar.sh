@@ -15,7 +15,7 @@ files=(--train-files data_batch_1,data_batch_2)
 mkdir -p "$out"
 accuracy() { # model → "NN.NN"
   "$fasterai" eval "$1" --data "cifar10:$dir" --valid-files data_batch_5 --json \
-    | python3 -c 'import json,sys; print(f"{100 * json.load(sys.stdin)["accuracy"]:.2f}")'
+    | python3 -c 'import json,sys; print("%.2f" % (100 * json.load(sys.stdin)["accuracy"]))'
 }
 finetune() { # in, out
   "$fasterai" train "$1" --data "cifar10:$dir" "${files[@]}" --valid-files test_batch_first1000 \
@@ -33,11 +33,15 @@ row() { # name, model, fine-tuned
 for criterion in l2 output; do
   calibration=()
   [ "$criterion" = output ] && calibration=(--data "cifar10:$dir" "${files[@]}")
-  # One head of three per block, then as many MLP units as reach 2× fewer MACs.
-  "$fasterai" prune "$trained" --heads 0.34 --speedup 2 --criterion "$criterion" \
-    "${calibration[@]}" -o "$out/$criterion.safetensors" --force > "$out/$criterion.prune.txt"
-  finetune "$out/$criterion.safetensors" "$out/$criterion.ft.safetensors" > "$out/$criterion.ft.log"
+  # One head of three per block, then as many MLP units as reach 2× fewer MACs (kept from an
+  # earlier run into the same OUT_DIR).
+  if [ ! -f "$out/$criterion.ft.safetensors" ]; then
+    "$fasterai" prune "$trained" --heads 0.34 --speedup 2 --criterion "$criterion" \
+      "${calibration[@]}" -o "$out/$criterion.safetensors" --force > "$out/$criterion.prune.txt"
+    finetune "$out/$criterion.safetensors" "$out/$criterion.ft.safetensors" > "$out/$criterion.ft.log"
+  fi
   row "pruned, heads by $criterion" "$out/$criterion.safetensors" "$out/$criterion.ft.safetensors"
 done
-finetune "$trained" "$out/dense.ft.safetensors" > "$out/dense.ft.log"
+[ -f "$out/dense.ft.safetensors" ] ||
+  finetune "$trained" "$out/dense.ft.safetensors" > "$out/dense.ft.log"
 row "vit_cifar (trained), the same fine-tuning" "$trained" "$out/dense.ft.safetensors"

@@ -46,10 +46,12 @@ pub fn calibration_batch(
     n: usize,
     device: &Device,
 ) -> Result<Batch> {
+    // Only the training split is read from: naming the training files as the validation ones
+    // too spares a folder without `test_batch`.
     let splits = DataArgs {
         data: data.to_string(),
         train_files: train_files.to_vec(),
-        valid_files: Vec::new(),
+        valid_files: train_files.to_vec(),
         limit: Some(n),
     }
     .load()?;

@@ -156,6 +156,24 @@ fn a_vision_transformer_inspects_trains_predicts_and_benches_but_does_not_export
         6,
         "{report}"
     );
+    // Calibration reads only training files: a CIFAR folder without `test_batch` serves.
+    if let Some(cifar) = fasterai::core::testing::shared_data("cifar-10-batches-bin") {
+        let data = format!("cifar10:{}", cifar.display());
+        ok(&[
+            "prune",
+            &model,
+            "--heads",
+            "0.34",
+            "--criterion",
+            "output",
+            "--data",
+            &data,
+            "--train-files",
+            "data_batch_1",
+            "-o",
+            &d("cifar.safetensors"),
+        ]);
+    }
     fails_with(
         &fasterai(&[
             "prune",
