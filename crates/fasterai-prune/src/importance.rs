@@ -198,6 +198,20 @@ fn score_groups(
         model.net.layer(name)?;
     }
     let coupling = Coupling::new(&model.net, &model.input_shape)?;
+    for (&kind, &ratio) in &config.kinds {
+        if ratio > 0.0
+            && !coupling
+                .groups
+                .iter()
+                .any(|g| g.kind == kind && g.prunable())
+        {
+            return Err(PruneError::Config(format!(
+                "a {kind} ratio was given, but `{}` has no prunable {kind} group (see \
+                 `fasterai inspect MODEL --groups`)",
+                model.name
+            )));
+        }
+    }
     let ignored = |g: &Group| g.producers.iter().any(|p| config.ignored.contains(p));
     let scores = coupling
         .groups

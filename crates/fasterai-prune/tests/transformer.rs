@@ -377,6 +377,9 @@ fn head_and_mlp_unit_masks_are_removed_losslessly_and_embed_masks_with_a_note() 
     let sparsifier = Sparsifier::new(&m.net, &m.input_shape, weight).unwrap();
     assert_eq!(sparsifier.paths().len(), 6 * 2 + 1);
     let cnn = model("resnet20", 10);
+    let heads = GroupPruneConfig::new(0.0).with_kind(GroupKind::Head, 0.5);
+    let err = prune_groups(&cnn, &heads).unwrap_err().to_string();
+    assert!(err.contains("no prunable head group"), "{err}");
     let head = SparsifyConfig::new(Granularity::Head);
     let err = Sparsifier::new(&cnn.net, &cnn.input_shape, head).unwrap_err();
     assert!(err.to_string().contains("transformers"), "{err}");
