@@ -38,33 +38,17 @@ fn main() -> anyhow::Result<()> {
         for ratio in [0.3, 0.5] {
             for context in [PruneContext::Local, PruneContext::Global] {
                 for criterion in [GroupCriterion::L1, GroupCriterion::L2] {
-                    let start = Instant::now();
-                    let groups = Coupling::new(&model.net, &model.input_shape)?;
-                    let group_s = start.elapsed().as_secs_f64();
                     let config = GroupPruneConfig {
                         context,
                         criterion,
                         ..GroupPruneConfig::new(ratio)
                     };
-                    let start = Instant::now();
-                    let (_, report) = prune_groups(&model, &config)?;
-                    let prune_s = start.elapsed().as_secs_f64();
-                    println!(
-                        "{}",
-                        serde_json::json!({
-                            "model": name,
-                            "ratio": ratio,
-                            "context": format!("{context:?}").to_lowercase(),
-                            "criterion": format!("{criterion:?}").to_lowercase(),
-                            "groups": groups.groups.len(),
-                            "params_before": report.params_before,
-                            "params_after": report.params_after,
-                            "macs_before": report.macs_before,
-                            "macs_after": report.macs_after,
-                            "group_s": group_s,
-                            "prune_s": prune_s,
-                        })
-                    );
+                    let mut line = timed(&model, &config)?;
+                    line["model"] = name.into();
+                    line["ratio"] = ratio.into();
+                    line["context"] = format!("{context:?}").to_lowercase().into();
+                    line["criterion"] = format!("{criterion:?}").to_lowercase().into();
+                    println!("{line}");
                 }
             }
         }
@@ -86,29 +70,33 @@ fn transformer(name: &str, model: &Model) -> anyhow::Result<()> {
         ("heads+mlp", 0.5, vec![GroupKind::Head, GroupKind::MlpUnit]),
     ];
     for (case, ratio, kinds) in cases {
-        let start = Instant::now();
-        let groups = Coupling::new(&model.net, &model.input_shape)?;
-        let group_s = start.elapsed().as_secs_f64();
         let mut config = GroupPruneConfig::new(0.0);
         config.kinds.extend(kinds.iter().map(|&k| (k, ratio)));
-        let start = Instant::now();
-        let (_, report) = prune_groups(model, &config)?;
-        let prune_s = start.elapsed().as_secs_f64();
-        println!(
-            "{}",
-            serde_json::json!({
-                "model": name,
-                "case": case,
-                "ratio": ratio,
-                "groups": groups.groups.len(),
-                "params_before": report.params_before,
-                "params_after": report.params_after,
-                "macs_before": report.macs_before,
-                "macs_after": report.macs_after,
-                "group_s": group_s,
-                "prune_s": prune_s,
-            })
-        );
+        let mut line = timed(model, &config)?;
+        line["model"] = name.into();
+        line["case"] = case.into();
+        line["ratio"] = ratio.into();
+        println!("{line}");
     }
     Ok(())
+}
+
+/// Groups derived, then `prune_groups` run, each timed: counts before and after and seconds,
+/// as JSON.
+fn timed(model: &Model, config: &GroupPruneConfig) -> anyhow::Result<serde_json::Value> {
+    let start = Instant::now();
+    let groups = Coupling::new(&model.net, &model.input_shape)?;
+    let group_s = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let (_, report) = prune_groups(model, config)?;
+    let prune_s = start.elapsed().as_secs_f64();
+    Ok(serde_json::json!({
+        "groups": groups.groups.len(),
+        "params_before": report.params_before,
+        "params_after": report.params_after,
+        "macs_before": report.macs_before,
+        "macs_after": report.macs_after,
+        "group_s": group_s,
+        "prune_s": prune_s,
+    }))
 }

@@ -117,11 +117,21 @@ impl GroupPruneConfig {
 
     /// The fraction removed from groups of `kind`.
     pub fn ratio_of(&self, kind: GroupKind) -> f64 {
-        let default = match kind {
-            GroupKind::Channel | GroupKind::MlpUnit | GroupKind::Head => self.ratio,
-            GroupKind::Embed | GroupKind::QueryKeyDim | GroupKind::ValueDim => 0.0,
+        let default = if self.follows_ratio(kind) {
+            self.ratio
+        } else {
+            0.0
         };
         self.kinds.get(&kind).copied().unwrap_or(default)
+    }
+
+    /// Whether groups of `kind` lose `ratio` of their units: channels, heads and MLP units
+    /// that `kinds` does not name.
+    fn follows_ratio(&self, kind: GroupKind) -> bool {
+        matches!(
+            kind,
+            GroupKind::Channel | GroupKind::MlpUnit | GroupKind::Head
+        ) && !self.kinds.contains_key(&kind)
     }
 
     fn check(&self) -> Result<()> {
@@ -183,16 +193,18 @@ fn kept(n: usize, remove: usize, round_to: usize) -> usize {
 /// that would remove every head of an attention is an error.
 pub fn prune_groups(model: &Model, config: &GroupPruneConfig) -> Result<(Model, PruneReport)> {
     config.check()?;
-    let (coupling, scores) = score_groups(model, config)?;
+    let (coupling, scores) = score_groups(model, config, false)?;
     let keep = keep_masks(&coupling, &scores, config)?;
     remove_channels(model, &coupling, &keep, Vec::new())
 }
 
-/// The coupling groups and, for each prunable one, its channels' importance (`None`: left
-/// whole). Independent of the ratio.
+/// The coupling groups and, for each prunable one that loses units, its units' importance
+/// (`None`: left whole). Independent of the ratio; with `ratio_varies` (a search over it), the
+/// kinds that follow `ratio` are scored even where it is 0.
 fn score_groups(
     model: &Model,
     config: &GroupPruneConfig,
+    ratio_varies: bool,
 ) -> Result<(Coupling, Vec<Option<Vec<f32>>>)> {
     for name in &config.ignored {
         model.net.layer(name)?;
@@ -218,7 +230,9 @@ fn score_groups(
         .iter()
         .map(|g| {
             let read = !g.consumers.is_empty() || g.kind.is_inner();
-            (g.prunable() && read && !ignored(g) && config.ratio_of(g.kind) > 0.0)
+            let loses =
+                config.ratio_of(g.kind) > 0.0 || (ratio_varies && config.follows_ratio(g.kind));
+            (g.prunable() && read && !ignored(g) && loses)
                 .then(|| group_importance(&model.net, g, config))
         })
         .collect();
@@ -302,15 +316,8 @@ pub fn prune_to_speedup(
         )));
     }
     config.check()?;
-    // Groups and scores do not depend on the ratio: computed once for the whole search, for
-    // every kind the search may prune (any non-zero ratio stands for them).
-    let (coupling, scores) = score_groups(
-        model,
-        &GroupPruneConfig {
-            ratio: 0.5,
-            ..config.clone()
-        },
-    )?;
+    // Groups and scores do not depend on the ratio: computed once for the whole search.
+    let (coupling, scores) = score_groups(model, config, true)?;
     let at = |ratio: f64| -> Result<(Model, PruneReport)> {
         let config = GroupPruneConfig {
             ratio,

@@ -140,19 +140,20 @@ fn zero_attention(net: &mut Graph, node: &str, rows: &[usize], out_columns: &[us
         w[r * e..(r + 1) * e].fill(0.0);
         b[r] = 0.0;
     }
-    a.in_proj_weight = Param::from_tensor(Tensor::from_data(TensorData::new(w, [n, e]), &device));
-    a.in_proj_bias = Some(Param::from_tensor(Tensor::from_data(
-        TensorData::new(b, [n]),
-        &device,
-    )));
+    a.in_proj_weight = param(w, [n, e], &device);
+    a.in_proj_bias = Some(param(b, [n], &device));
     // Burn's out_proj weight is [in, out]: column c of PyTorch's is row c here.
     let [v, out] = a.out_proj.weight.dims();
     let mut wo = host_values(a.out_proj.weight.val());
     for &c in out_columns {
         wo[c * out..(c + 1) * out].fill(0.0);
     }
-    a.out_proj.weight =
-        Param::from_tensor(Tensor::from_data(TensorData::new(wo, [v, out]), &device));
+    a.out_proj.weight = param(wo, [v, out], &device);
+}
+
+/// A parameter of `shape` holding `values`.
+fn param<const D: usize>(values: Vec<f32>, shape: [usize; D], device: &Device) -> Param<Tensor<D>> {
+    Param::from_tensor(Tensor::from_data(TensorData::new(values, shape), device))
 }
 
 /// Sets hidden units of an MLP to zero: fc1 rows and biases.
@@ -171,7 +172,7 @@ fn zero_mlp_units(net: &mut Graph, block: &str, units: &[usize]) {
         b[u] = 0.0;
     }
     let device = bias.device();
-    *bias = Param::from_tensor(Tensor::from_data(TensorData::new(b, [shape[0]]), &device));
+    *bias = param(b, [shape[0]], &device);
 }
 
 #[test]
@@ -224,7 +225,7 @@ fn zeroed_heads_head_dims_and_mlp_units_are_removed_without_changing_outputs() {
             let mut v = host_values(p.val());
             v[5] = 0.0;
             let device = p.device();
-            *p = Param::from_tensor(Tensor::from_data(TensorData::new(v, [192]), &device));
+            *p = param(v, [192], &device);
         }
     }
     let device = parse_device("flex").unwrap();

@@ -18,18 +18,13 @@ fn ok(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn a_vision_transformer_inspects_trains_predicts_and_benches_but_does_not_export() {
-    let json = fasterai(&["inspect", "vit_b_16", "--json"]);
-    assert!(
-        json.status.success(),
-        "{}",
-        String::from_utf8_lossy(&json.stderr)
-    );
+    let json = ok(&["inspect", "vit_b_16", "--json"]);
     let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(value["total_params"], 86_567_656);
     let dir = tempfile::tempdir().unwrap();
     let d = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
     let model = d("vit.safetensors");
-    let out = fasterai(&[
+    ok(&[
         "train",
         "vit_cifar",
         "--data",
@@ -49,14 +44,9 @@ fn a_vision_transformer_inspects_trains_predicts_and_benches_but_does_not_export
         "-o",
         &model,
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let data: Vec<f32> = (0..2 * 3 * 32 * 32).map(|i| (i % 7) as f32 - 3.0).collect();
     write_npy(Path::new(&d("x.npy")), &[2, 3, 32, 32], &data);
-    let out = fasterai(&[
+    ok(&[
         "predict",
         &model,
         "--input",
@@ -64,20 +54,10 @@ fn a_vision_transformer_inspects_trains_predicts_and_benches_but_does_not_export
         "--output",
         &d("y.npy"),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let (shape, y) = read_npy(Path::new(&d("y.npy")));
     assert_eq!(shape, vec![2, 10]);
     assert!(y.iter().all(|v| v.is_finite()));
-    let out = fasterai(&["bench", &model, "--runs", "2", "--warmup", "1", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = ok(&["bench", &model, "--runs", "2", "--warmup", "1", "--json"]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let as_built = report["as_built"].to_string();
     assert!(as_built.contains("MultiheadAttention"), "{as_built}");

@@ -363,17 +363,18 @@ impl Coupling {
         }
         let transformer = inner_groups.iter().any(|g| !g.is_empty());
         if transformer {
+            let touches_inner = |name: &String| {
+                index
+                    .get(name.as_str())
+                    .is_some_and(|&i| !inner_groups[i].is_empty())
+            };
+            let makes_tokens = |name: &String| {
+                index
+                    .get(name.as_str())
+                    .is_some_and(|&i| shapes.outputs[i].len() == 2)
+            };
             for g in groups.iter_mut().filter(|g| g.kind == GroupKind::Channel) {
-                let touches_inner = |name: &String| {
-                    graph
-                        .position(name)
-                        .is_some_and(|i| !inner_groups[i].is_empty())
-                };
-                let tokens = g.producers.iter().all(|p| {
-                    graph
-                        .position(p)
-                        .is_some_and(|i| shapes.outputs[i].len() == 2)
-                });
+                let tokens = g.producers.iter().all(makes_tokens);
                 if g.producers.iter().any(touches_inner)
                     || g.consumers.iter().any(|c| touches_inner(&c.node))
                 {
