@@ -13,12 +13,12 @@
 //! The output change is measured against the step before. The compressed model is then written
 //! as ONNX (to the system's temporary folder, or the path given second) and read back.
 
-use fasterai::core::infer::Inference;
-use fasterai::core::latency::measure;
 use fasterai::core::summary::{Summary, thousands};
 use fasterai::core::testing::{randomize_batch_norms, relative_max_diff};
 use fasterai::decompose::linear::{LinearRank, LinearSvdConfig, factorize_linears};
 use fasterai::fold::fold_batch_norms;
+use fasterai::infer::Inference;
+use fasterai::infer::latency::measure;
 use fasterai::onnx::{ImportOptions, export_file, import_file};
 use fasterai::prelude::*;
 use fasterai::prune::prune_zeroed;

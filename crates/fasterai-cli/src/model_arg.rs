@@ -5,9 +5,9 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use fasterai::core::device::parse_device;
 use fasterai::core::graph::Graph;
-use fasterai::core::infer::Inference;
 use fasterai::core::io::load_model;
 use fasterai::core::model::Model;
+use fasterai::infer::{Inference, PathChoice};
 use fasterai::models::{BUILTIN_HELP, Builtin};
 use fasterai::prelude::Device;
 
@@ -106,23 +106,37 @@ pub struct DeviceArgs {
     pub device: String,
 }
 
-/// How `bench` and `predict` run the model.
+/// How `bench`, `predict` and `eval` run the model.
 #[derive(clap::Args)]
 pub struct InferenceArgs {
-    /// Run the graph exactly as built, node by node, instead of prepared for inference (on
-    /// flex: batch norms and activations fused into the convolution, Winograd 3×3, max pooling
-    /// without indices; equal up to float rounding).
+    /// Run the graph exactly as built, one Burn op per node, instead of prepared by the CPU
+    /// engine (on flex: fused convolutions by GEMM, Winograd or a depthwise loop, chosen per
+    /// layer by timing them; equal up to float rounding). `FASTERAI_CONV=gemm|winograd|
+    /// depthwise|rules` forces the engine's convolution path.
     #[arg(long)]
     pub plain: bool,
+    /// Threads for the CPU kernels [default: one per core].
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 impl InferenceArgs {
-    pub fn prepare(&self, net: Graph, device: &Device) -> Inference {
-        if self.plain {
+    /// Sets the thread count, checks `FASTERAI_CONV`, then prepares `net` (or wraps it, with
+    /// `--plain`).
+    pub fn prepare(&self, net: Graph, device: &Device) -> Result<Inference> {
+        if let Some(threads) = self.threads {
+            anyhow::ensure!(threads > 0, "--threads must be at least 1");
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build_global()
+                .map_err(|e| anyhow::anyhow!("--threads {threads}: {e}"))?;
+        }
+        let choice = PathChoice::from_env().map_err(anyhow::Error::msg)?;
+        Ok(if self.plain {
             Inference::plain(net)
         } else {
-            Inference::new(net, device)
-        }
+            Inference::with_choice(net, device, choice)
+        })
     }
 }
 

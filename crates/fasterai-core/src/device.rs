@@ -85,7 +85,7 @@ fn build(name: &str, index: usize) -> Option<Device> {
 
 /// Whether `device` keeps its tensors in host memory (flex): where the inference kernels run,
 /// and where reading a tensor in slices costs no transfers.
-pub(crate) fn on_host(device: &Device) -> bool {
+pub fn on_host(device: &Device) -> bool {
     #[cfg(feature = "flex")]
     {
         *device == Device::flex()

@@ -36,8 +36,6 @@
 //! | [`summary`] | parameter counts (PyTorch's rule), MACs, the per-layer table |
 //! | [`linalg`] | host truncated SVD (LAPACK via OpenBLAS; full `gesdd` or a Gram-matrix eigen path) |
 //! | [`schedule`] | values over training progress: learning-rate policies (one-cycle, cosine), annealing curves |
-//! | [`infer`] | [`Inference`](infer::Inference): a graph prepared for fast CPU inference (fused conv → batch norm → ReLU, Winograd 3×3) |
-//! | [`latency`] | inference latency (warm-up, synced timed runs, median/min/max) |
 //! | [`io`] | model files (safetensors + architecture JSON), torchvision checkpoint import |
 //! | [`device`] | run-time backend choice from a string |
 //! | [`limits`] | bounds on sizes read from untrusted files; the activation memory cap |
@@ -54,9 +52,7 @@
 pub mod device;
 pub mod error;
 pub mod graph;
-pub mod infer;
 pub mod io;
-pub mod latency;
 pub mod limits;
 pub mod linalg;
 pub mod model;

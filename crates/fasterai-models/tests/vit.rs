@@ -10,10 +10,10 @@ use fasterai_core::graph::coupling::Coupling;
 use fasterai_core::graph::ops::attention::MultiheadAttentionSpec;
 use fasterai_core::graph::ops::norm::LayerNormSpec;
 use fasterai_core::graph::{Activation, Graph, GraphBuilder, InitScheme, LayerSpec};
-use fasterai_core::infer::Inference;
 use fasterai_core::io::{import_pytorch_weights, load_model, save_model};
 use fasterai_core::model::Model;
 use fasterai_core::summary::count_parameters;
+use fasterai_infer::Inference;
 use fasterai_models::{Builtin, VitConfig};
 
 fn device() -> Device {

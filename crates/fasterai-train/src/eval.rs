@@ -3,8 +3,8 @@
 use std::fmt;
 
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::tensor::Device;
-use fasterai_core::graph::Graph;
+use burn::tensor::{Device, Tensor};
+use fasterai_core::graph::{Activation, Graph};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{ImageSet, Normalize};
@@ -31,12 +31,24 @@ pub fn evaluate(
     batch_size: usize,
     device: &Device,
 ) -> Result<EvalReport> {
+    evaluate_with(|x| net.try_forward(x), set, normalize, batch_size, device)
+}
+
+/// [`evaluate`] with `forward` computing each batch's outputs (a graph prepared for inference,
+/// `fasterai_infer::Inference::try_forward`).
+pub fn evaluate_with(
+    mut forward: impl FnMut(Tensor<4>) -> fasterai_core::Result<Activation>,
+    set: &ImageSet,
+    normalize: &Normalize,
+    batch_size: usize,
+    device: &Device,
+) -> Result<EvalReport> {
     let classes = set.classes().len();
     let cross_entropy = CrossEntropyLossConfig::new().init(device);
     let (mut loss_sum, mut correct) = (0.0f64, vec![0usize; classes]);
     for batch in set.batches(batch_size, normalize, device) {
         let n = batch.labels.len();
-        let logits = net.try_forward(batch.images)?.flatten();
+        let logits = forward(batch.images)?.flatten();
         let [_, outputs] = logits.dims();
         if outputs != classes {
             return Err(TrainError::Config(format!(

@@ -32,7 +32,7 @@ pub mod resume;
 pub mod testing;
 
 pub use data::{DataError, DataSource, ImageSet};
-pub use eval::{EvalReport, evaluate};
+pub use eval::{EvalReport, evaluate, evaluate_with};
 pub use learner::{Callback, History, LossContext, TrainConfig, TrainState, fit};
 pub use resume::CallbackState;
 

@@ -10,6 +10,7 @@
 //! | [`core`] | `fasterai-core` | rewritable model graph, parameter/MAC counts, model files, devices |
 //! | [`models`] | `fasterai-models` | VGG, ResNet, MobileNet V2/V3, EfficientNet-B0 in torchvision's layouts |
 //! | [`fold`] | `fasterai-fold` | batch-norm folding |
+//! | [`infer`] | `fasterai-infer` | the CPU inference engine (fused GEMM, Winograd and depthwise convolutions) and latency timing |
 //! | [`decompose`] | `fasterai-decompose` | low-rank factorisation (SVD, CP, Tucker-2, EVBMF) |
 //! | [`sparsify`] | `fasterai-sparsify` | sparsifying with granularities, criteria and schedules |
 //! | [`prune`] | `fasterai-prune` | physical removal of zeroed filters |
@@ -37,6 +38,7 @@ pub use fasterai_core as core;
 pub use fasterai_decompose as decompose;
 pub use fasterai_distill as distill;
 pub use fasterai_fold as fold;
+pub use fasterai_infer as infer;
 pub use fasterai_models as models;
 pub use fasterai_onnx as onnx;
 pub use fasterai_prune as prune;

@@ -1,7 +1,7 @@
 //! `fasterai bench MODEL`: inference latency.
 
 use anyhow::Result;
-use fasterai::core::latency::{Latency, measure};
+use fasterai::infer::latency::{Latency, measure};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
@@ -38,15 +38,23 @@ struct Report {
     model: String,
     device: String,
     params: usize,
-    /// Nodes folded into the convolution before them.
-    fused_nodes: usize,
-    /// Convolutions computed by Winograd F(4×4, 3×3).
-    winograd_convs: usize,
-    /// Nodes with weights the prepared engine runs as built (Burn's ops), by kind.
-    as_built: Vec<(&'static str, usize)>,
+    /// What the CPU engine runs (empty with `--plain` or off flex).
+    engine: fasterai::infer::Report,
+    /// Packing the weights (`Inference::new`), before the first call.
+    prepare_ms: f64,
     #[serde(flatten)]
     latency: Latency,
     images_per_second: f64,
+    /// The process's peak resident memory (model, weights packed, buffers), where the OS says.
+    peak_rss_mb: Option<f64>,
+}
+
+/// Peak resident set size of this process in MB (Linux's `VmHWM`).
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -59,7 +67,9 @@ pub fn run(args: Args) -> Result<()> {
         ProgressStyle::with_template("timing {bar:30} {pos}/{len} runs ({elapsed})")
             .expect("valid template"),
     );
-    let net = args.inference.prepare(model.net.clone(), &device);
+    let start = std::time::Instant::now();
+    let net = args.inference.prepare(model.net.clone(), &device)?;
+    let prepare_ms = start.elapsed().as_secs_f64() * 1e3;
     let latency = measure(
         &net,
         [args.batch, c, h, w],
@@ -73,11 +83,11 @@ pub fn run(args: Args) -> Result<()> {
         model: model.name.clone(),
         device: args.device.device.clone(),
         params: model.num_params(),
-        fused_nodes: net.fused_nodes(),
-        winograd_convs: net.winograd_convs(),
-        as_built: net.as_built(),
+        engine: net.report(),
+        prepare_ms,
         images_per_second: latency.images_per_second(),
         latency,
+        peak_rss_mb: peak_rss_mb(),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -98,14 +108,33 @@ pub fn run(args: Args) -> Result<()> {
             l.max_ms,
             report.images_per_second
         );
-        if report.fused_nodes + report.winograd_convs > 0 {
+        println!(
+            "  first call {:.2} ms (after {:.1} ms packing weights){}",
+            l.first_ms,
+            report.prepare_ms,
+            report
+                .peak_rss_mb
+                .map_or(String::new(), |mb| format!("   peak memory {mb:.0} MB"))
+        );
+        let e = &report.engine;
+        if e.runs_as_built {
             println!(
-                "  prepared: {} nodes fused into their convolution, {} convolutions by Winograd (--plain: as built)",
-                report.fused_nodes, report.winograd_convs
+                "  prepared graph measured slower than as built on this CPU for this shape: runs as built"
+            );
+        } else if !e.conv_paths.is_empty() {
+            let paths: Vec<String> = e
+                .conv_paths
+                .iter()
+                .map(|(p, n)| format!("{} ×{n}", p.name()))
+                .collect();
+            println!(
+                "  prepared: convolutions by {}; {} nodes fused into the kernel before them (--plain: as built)",
+                paths.join(", "),
+                e.fused_nodes
             );
         }
-        if !report.as_built.is_empty() {
-            let kinds: Vec<String> = report
+        if !e.as_built.is_empty() {
+            let kinds: Vec<String> = e
                 .as_built
                 .iter()
                 .map(|(kind, n)| format!("{kind} ×{n}"))

@@ -1,11 +1,11 @@
 //! `fasterai eval MODEL_FILE --data ...`: accuracy, loss and per-class accuracy.
 
 use anyhow::Result;
-use fasterai::train::evaluate;
+use fasterai::train::evaluate_with;
 use fasterai::train::learner::check_data;
 
 use crate::data_arg::DataArgs;
-use crate::model_arg::{DeviceArgs, ModelArgs};
+use crate::model_arg::{DeviceArgs, InferenceArgs, ModelArgs};
 
 /// Evaluate a model on the validation split of the data.
 #[derive(clap::Args)]
@@ -22,6 +22,8 @@ pub struct Args {
     json: bool,
     #[command(flatten)]
     device: DeviceArgs,
+    #[command(flatten)]
+    inference: InferenceArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -29,8 +31,9 @@ pub fn run(args: Args) -> Result<()> {
     let data = args.data.load()?;
     let model = args.model.load(Some(data.valid.shape()), &device)?;
     check_data(&model, &data.valid, &data.valid)?;
-    let report = evaluate(
-        &model.net,
+    let net = args.inference.prepare(model.net, &device)?;
+    let report = evaluate_with(
+        |x| net.try_forward(x),
         &data.valid,
         &data.normalize,
         args.batch_size,

@@ -54,7 +54,7 @@ pub fn run(args: Args) -> Result<()> {
         .model
         .load(Some([shape[1], shape[2], shape[3]]), &device)?;
     let x = Tensor::<4>::from_data(TensorData::new(array.data, shape), &device);
-    let net = args.inference.prepare(model.net, &device);
+    let net = args.inference.prepare(model.net, &device)?;
     let y = net.try_forward(x)?;
     let out_shape = y.dims();
     let values = y.flatten().into_data();

@@ -5,9 +5,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use fasterai::burn::tensor::{Distribution, Tensor};
-use fasterai::core::infer::Inference;
 use fasterai::core::io::save_model;
 use fasterai::core::testing::tiny_cnn;
+use fasterai::infer::Inference;
 use fasterai::prelude::*;
 use npyz::WriterBuilder;
 

@@ -36,6 +36,15 @@ impl Activation {
         }
     }
 
+    /// The device the value is on.
+    pub fn device(&self) -> burn::tensor::Device {
+        match self {
+            Activation::Spatial(x) => x.device(),
+            Activation::Tokens(x) => x.device(),
+            Activation::Flat(x) => x.device(),
+        }
+    }
+
     /// Whether the value carries gradients (an autodiff tensor).
     pub fn is_autodiff(&self) -> bool {
         match self {

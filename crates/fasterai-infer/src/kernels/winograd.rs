@@ -3,17 +3,15 @@
 //!
 //! A 3×3 filter over a 6×6 input tile gives a 4×4 output tile with 36 multiplications instead of
 //! 144: `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`. Summed over input channels, the element-wise products
-//! become 36 independent matrix products `U[ξ] (out × in) · V[ξ] (in × tiles)`, which Burn's
-//! matmul runs. The transforms are host loops over contiguous rows with the matrices as
-//! constants (their zeros and ones cost nothing), one rayon task per channel, compiled for the
-//! CPU's vector width at run time (`pulp`'s dispatch: AVX2 or AVX-512 where present).
+//! become 36 independent matrix products `U[ξ] (out × in) · V[ξ] (in × tiles)` (the `gemm`
+//! crate, one task each). The transforms are host loops over contiguous rows with the matrices
+//! as constants (their zeros and ones cost nothing), one rayon task per channel, compiled for
+//! the CPU's vector width at run time (`pulp`'s dispatch: AVX2 or AVX-512 where present).
 
-use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::Epilogue;
-use crate::graph::ops::Conv2dSpec;
-use crate::linalg::host_values;
+use super::gemm::{Mat, matmul};
+use fasterai_core::graph::ops::Conv2dSpec;
 
 /// Outputs per tile side.
 const M: usize = 4;
@@ -48,15 +46,12 @@ const AT: [[f32; A]; M] = [
     [0.0, 1.0, -1.0, 8.0, -8.0, 1.0],
 ];
 
-/// Whether F(4×4, 3×3) computes this convolution: 3×3, stride 1, dilation 1, ungrouped, and at
-/// least 8 input channels (below that the matrix products are too thin to pay for the
-/// transforms, and Burn's small-channel path is faster).
+/// Whether F(4×4, 3×3) computes this convolution: 3×3, stride 1, dilation 1, ungrouped.
 pub(crate) fn applies(spec: &Conv2dSpec) -> bool {
     spec.kernel_size == [3, 3]
         && spec.stride == [1, 1]
         && spec.dilation == [1, 1]
         && spec.groups == 1
-        && spec.in_channels >= 8
 }
 
 /// Where the tiles of one convolution lie.
@@ -81,22 +76,24 @@ impl Geometry {
 
 /// A stride-1, dilation-1, ungrouped 3×3 convolution with its filters transformed once.
 pub(crate) struct WinogradConv {
-    /// `U`, `[36, out, in]`, on the device.
-    u: Tensor<3>,
+    /// `U`, `[36, out, in]`.
+    u: Vec<f32>,
     out_channels: usize,
     in_channels: usize,
     pad: [usize; 2],
 }
 
 impl WinogradConv {
-    /// Transforms `weight` (`[out, in, 3, 3]`) once.
-    pub(crate) fn new(weight: Tensor<4>, pad: [usize; 2]) -> Self {
-        let device = weight.device();
-        let [out_channels, in_channels, kh, kw] = weight.dims();
-        assert_eq!([kh, kw], [3, 3], "Winograd F(4, 3) takes 3×3 filters");
-        let w = host_values(weight);
+    /// Transforms `weight` (`[out, in, 3, 3]`, row-major) once.
+    pub(crate) fn new(
+        weight: &[f32],
+        out_channels: usize,
+        in_channels: usize,
+        pad: [usize; 2],
+    ) -> Self {
+        let w = weight;
         let mut u = vec![0f32; A * A * out_channels * in_channels];
-        u.par_chunks_mut(in_channels)
+        u.par_chunks_mut(in_channels.max(1))
             .enumerate()
             .for_each(|(row, out)| {
                 let (xi, k) = (row / out_channels, row % out_channels);
@@ -112,10 +109,6 @@ impl WinogradConv {
                     *value = acc as f32;
                 }
             });
-        let u = Tensor::from_data(
-            TensorData::new(u, [A * A, out_channels, in_channels]),
-            &device,
-        );
         Self {
             u,
             out_channels,
@@ -124,25 +117,22 @@ impl WinogradConv {
         }
     }
 
-    /// The convolution of `x` (`[N, in, H, W]`), then `epilogue` per output channel.
+    /// The convolution of `x` (`[N, in, H, W]` = `dims`) into `y` (`[N, out, H', W']`), without
+    /// bias or epilogue; `scratch` holds the transformed tiles.
     ///
-    /// `Err` with the input back when it holds a NaN or an infinity: the transforms subtract
+    /// `false` (and `y` untouched) when `x` holds a NaN or an infinity: the transforms subtract
     /// neighbouring values, so one infinity would turn its whole tile into NaN where the direct
-    /// convolution keeps it to the outputs whose window holds it. The caller convolves
-    /// directly then.
+    /// convolution keeps it to the outputs whose window holds it.
     pub(crate) fn forward(
         &self,
-        x: Tensor<4>,
-        epilogue: &Epilogue,
-    ) -> Result<Tensor<4>, Box<Tensor<4>>> {
-        let device = x.device();
-        let [batch, channels, height, width] = x.dims();
+        x: &[f32],
+        dims: [usize; 4],
+        y: &mut [f32],
+        scratch: &mut Vec<f32>,
+    ) -> bool {
+        let [batch, channels, height, width] = dims;
         assert_eq!(channels, self.in_channels, "shape checked by the graph");
-        let (out_h, out_w) = (height + 2 * self.pad[0], width + 2 * self.pad[1]);
-        let (out_h, out_w) = (out_h.checked_sub(2), out_w.checked_sub(2));
-        let (out_h, out_w) = out_h
-            .zip(out_w)
-            .expect("the image is smaller than the kernel");
+        let (out_h, out_w) = (height + 2 * self.pad[0] - 2, width + 2 * self.pad[1] - 2);
         let geo = Geometry {
             batch,
             channels,
@@ -154,30 +144,39 @@ impl WinogradConv {
             tiles_h: out_h.div_ceil(M),
             tiles_w: out_w.div_ceil(M),
         };
-        let x = host_values(x);
-        let plane = (height * width).max(1);
-        if !x.par_chunks(plane).all(|p| p.iter().all(|v| v.is_finite())) {
-            let dims = [batch, channels, height, width];
-            return Err(Box::new(Tensor::from_data(
-                TensorData::new(x, dims),
-                &device,
-            )));
+        if !x
+            .par_chunks(1 << 14)
+            .all(|p| p.iter().all(|v| v.is_finite()))
+        {
+            return false;
         }
-        let v = transform_input(&x, &geo);
-        let v = Tensor::<3>::from_data(TensorData::new(v, [A * A, channels, geo.tiles()]), &device);
-        let m = host_values(self.u.clone().matmul(v));
-        let y = transform_output(&m, &geo, self.out_channels, epilogue);
-        Ok(Tensor::from_data(
-            TensorData::new(y, [batch, self.out_channels, out_h, out_w]),
-            &device,
-        ))
+        let tiles = geo.tiles();
+        let (v_len, m_len) = (A * A * channels * tiles, A * A * self.out_channels * tiles);
+        scratch.resize(v_len + m_len, 0.0);
+        let (v, m) = scratch.split_at_mut(v_len);
+        transform_input(x, &geo, v);
+        let (out, inp) = (self.out_channels, self.in_channels);
+        m.par_chunks_mut(out * tiles)
+            .zip(v.par_chunks(inp * tiles))
+            .zip(self.u.par_chunks(out * inp))
+            .for_each(|((m, v), u)| {
+                matmul(
+                    m,
+                    tiles,
+                    Mat::dense(u, out, inp),
+                    Mat::dense(v, inp, tiles),
+                    false,
+                    1,
+                );
+            });
+        transform_output(m, &geo, self.out_channels, y);
+        true
     }
 }
 
 /// `V[ξ][c][t] = (Bᵀ d B)[ξ]` for the 6×6 input tile `d` of channel `c` at tile `t`.
-fn transform_input(x: &[f32], geo: &Geometry) -> Vec<f32> {
+fn transform_input(x: &[f32], geo: &Geometry, v: &mut [f32]) {
     let tiles = geo.tiles();
-    let mut v = vec![0f32; A * A * geo.channels * tiles];
     // One task per input channel, each writing its row of every V[ξ].
     let mut rows: Vec<Vec<&mut [f32]>> = (0..geo.channels)
         .map(|_| Vec::with_capacity(A * A))
@@ -242,7 +241,6 @@ fn transform_input(x: &[f32], geo: &Geometry) -> Vec<f32> {
             }
         })
     });
-    v
 }
 
 /// `dst = Σ_i c[i] · src[i]` element-wise, skipping zero coefficients (loops the compiler
@@ -257,24 +255,16 @@ fn combine(dst: &mut [f32], c: &[f32; A], src: [&[f32]; A]) {
     }
 }
 
-/// `Y = Aᵀ M A` per tile, then the epilogue, into `[N, out, H', W']`.
-fn transform_output(
-    m: &[f32],
-    geo: &Geometry,
-    out_channels: usize,
-    epilogue: &Epilogue,
-) -> Vec<f32> {
+/// `Y = Aᵀ M A` per tile into `y`, `[N, out, H', W']`.
+fn transform_output(m: &[f32], geo: &Geometry, out_channels: usize, y: &mut [f32]) {
     let tiles = geo.tiles();
     let (out_h, out_w, tiles_w) = (geo.out_h, geo.out_w, geo.tiles_w);
-    let mut y = vec![0f32; geo.batch * out_channels * out_h * out_w];
     let arch = pulp::Arch::new();
     y.par_chunks_mut(out_h * out_w)
         .enumerate()
         .for_each(|(nk, plane)| {
             arch.dispatch(|| {
                 let (n, k) = (nk / out_channels, nk % out_channels);
-                let (scale, shift) = epilogue.affine(k);
-                let act = epilogue.activation;
                 // Both halves of Aᵀ M A over whole tile rows, so that every loop runs along the
                 // tiles (contiguous): z[r][j] = Σ_i Aᵀ[r][i] M[6i + j], w[r][s] = Σ_j Aᵀ[s][j] z[r][j],
                 // then the 4×4 blocks into the plane.
@@ -296,7 +286,7 @@ fn transform_output(
                         for (s, dst) in w.chunks_exact_mut(tiles_w).enumerate() {
                             combine(dst, &AT[s], zr);
                             for (tx, v) in dst.iter().enumerate() {
-                                line[tx * M + s] = act.apply(v * scale + shift);
+                                line[tx * M + s] = *v;
                             }
                         }
                         plane[(ty * M + r) * out_w..][..out_w].copy_from_slice(&line[..out_w]);
@@ -304,5 +294,4 @@ fn transform_output(
                 }
             })
         });
-    y
 }

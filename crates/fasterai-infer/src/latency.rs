@@ -6,8 +6,9 @@ use std::time::Instant;
 use burn::tensor::{Device, Distribution, Tensor};
 use serde::Serialize;
 
-use crate::error::{CoreError, Result};
-use crate::infer::Inference;
+use fasterai_core::{CoreError, Result};
+
+use crate::Inference;
 
 /// Latency statistics in milliseconds.
 #[derive(Debug, Clone, Serialize)]
@@ -24,6 +25,9 @@ pub struct Latency {
     pub min_ms: f64,
     /// Slowest run.
     pub max_ms: f64,
+    /// The first call (warm-up included): on a prepared graph it chooses the paths for the
+    /// input's shape and fills the buffer pool.
+    pub first_ms: f64,
 }
 
 impl Latency {
@@ -59,12 +63,16 @@ pub fn measure(
     };
     sync()?;
     let mut times = Vec::with_capacity(runs);
+    let mut first_ms = 0.0;
     for i in 0..warmup + runs {
         let start = Instant::now();
         let out = net.forward(x.clone());
         sync()?;
         let elapsed = start.elapsed().as_secs_f64() * 1e3;
         drop(out);
+        if i == 0 {
+            first_ms = elapsed;
+        }
         if i >= warmup {
             times.push(elapsed);
         }
@@ -84,5 +92,6 @@ pub fn measure(
         mean_ms: times.iter().sum::<f64>() / n as f64,
         min_ms: times[0],
         max_ms: times[n - 1],
+        first_ms,
     })
 }

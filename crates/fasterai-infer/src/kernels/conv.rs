@@ -1,0 +1,348 @@
+//! Convolutions on NCHW host buffers, the batch norm after them folded into the weights (scale)
+//! and the output pass (shift, activation, residual sum).
+//!
+//! Three ways to compute one, all from the same packed weights:
+//! - [`ConvPath::Gemm`]: one matrix product per image and group, `W (out × in·kh·kw) ·
+//!   cols (in·kh·kw × H'W')`; a 1×1, stride-1, unpadded convolution reads the image itself as
+//!   `cols` (no im2col copy), any other builds the columns once per image and group;
+//! - [`ConvPath::Winograd`]: F(4×4, 3×3) for stride-1 3×3 convolutions (`winograd.rs`);
+//! - [`ConvPath::Depthwise`]: a direct loop per channel plane for one input channel per group.
+//!
+//! NCHW stays the layout: every op of the graph reads it, a plane per channel keeps the output
+//! pass per channel contiguous, and H'W' (the GEMM's wide dimension) is long enough for the
+//! micro-kernels at the image sizes models take.
+
+use burn::nn::conv::Conv2d;
+use rayon::prelude::*;
+
+use super::eltwise::{Act, Epilogue};
+use super::gemm::{Mat, matmul, threads_for};
+use super::winograd::{self, WinogradConv};
+use fasterai_core::graph::ops::Conv2dSpec;
+use fasterai_core::linalg::host_values;
+
+/// How a convolution is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConvPath {
+    /// im2col (skipped for 1×1 stride 1) and a GEMM.
+    Gemm,
+    /// Winograd F(4×4, 3×3): stride-1, ungrouped 3×3 convolutions.
+    Winograd,
+    /// A direct loop per channel: convolutions with one input channel per group.
+    Depthwise,
+}
+
+impl ConvPath {
+    /// Every path, in the order they are tried.
+    pub const ALL: [ConvPath; 3] = [ConvPath::Gemm, ConvPath::Winograd, ConvPath::Depthwise];
+
+    /// The name `FASTERAI_CONV` and reports use.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvPath::Gemm => "gemm",
+            ConvPath::Winograd => "winograd",
+            ConvPath::Depthwise => "depthwise",
+        }
+    }
+}
+
+/// One convolution with its weights packed once.
+pub(crate) struct ConvKernel {
+    spec: Conv2dSpec,
+    /// `[out, in/groups · kh · kw]`, each row times its batch norm scale.
+    weight: Vec<f32>,
+    pub epilogue: Epilogue,
+    winograd: Option<WinogradConv>,
+}
+
+impl ConvKernel {
+    /// Packs `conv`, folding a following batch norm's `scale`/`shift` and activation.
+    pub fn new(conv: &Conv2d, spec: Conv2dSpec, bn: Option<(&[f32], &[f32])>, act: Act) -> Self {
+        let mut weight = host_values(conv.weight.val());
+        let out = spec.out_channels;
+        let row = weight.len() / out.max(1);
+        let bias = conv.bias.as_ref().map(|b| host_values(b.val()));
+        let mut shift = bias.clone();
+        if let Some((scale, bn_shift)) = bn {
+            weight
+                .chunks_mut(row.max(1))
+                .zip(scale)
+                .for_each(|(w, s)| w.iter_mut().for_each(|w| *w *= s));
+            shift = Some(
+                (0..out)
+                    .map(|c| bias.as_ref().map_or(0.0, |b| b[c]) * scale[c] + bn_shift[c])
+                    .collect(),
+            );
+        }
+        let winograd = winograd::applies(&spec)
+            .then(|| WinogradConv::new(&weight, out, spec.in_channels, spec.padding));
+        Self {
+            spec,
+            weight,
+            epilogue: Epilogue { shift, act },
+            winograd,
+        }
+    }
+
+    /// The paths that can compute this convolution.
+    pub fn paths(&self) -> Vec<ConvPath> {
+        let mut paths = vec![ConvPath::Gemm];
+        if self.winograd.is_some() {
+            paths.push(ConvPath::Winograd);
+        }
+        if self.is_depthwise() {
+            paths.push(ConvPath::Depthwise);
+        }
+        paths
+    }
+
+    /// The path taken when none is measured or forced: Winograd for 3×3 stride 1 with 8 or more
+    /// input channels, depthwise when it applies, GEMM otherwise.
+    pub fn default_path(&self) -> ConvPath {
+        if self.winograd.is_some() && self.spec.in_channels >= 8 {
+            ConvPath::Winograd
+        } else if self.is_depthwise() {
+            ConvPath::Depthwise
+        } else {
+            ConvPath::Gemm
+        }
+    }
+
+    fn is_depthwise(&self) -> bool {
+        self.spec.groups > 1 && self.spec.groups == self.spec.in_channels
+    }
+
+    /// `[N, out, H', W']` for an `[N, in, H, W]` input.
+    pub fn out_dims(&self, dims: [usize; 4]) -> [usize; 4] {
+        let s = &self.spec;
+        let out = |i: usize, size: usize| {
+            let span = s.dilation[i] * (s.kernel_size[i] - 1) + 1;
+            (size + 2 * s.padding[i] - span) / s.stride[i] + 1
+        };
+        [dims[0], s.out_channels, out(0, dims[2]), out(1, dims[3])]
+    }
+
+    /// The convolution of `x` (`dims`) by `path` into `y` (`out_dims` long), then the epilogue
+    /// with `residual` (same shape as `y`). `path` must be one of [`paths`](Self::paths).
+    /// Winograd falls back to GEMM on inputs with NaN or infinities (its transforms would
+    /// spread one infinity over a whole tile).
+    pub fn run(
+        &self,
+        path: ConvPath,
+        x: &[f32],
+        dims: [usize; 4],
+        residual: Option<&[f32]>,
+        y: &mut [f32],
+        scratch: &mut Vec<f32>,
+    ) {
+        let out = self.out_dims(dims);
+        match path {
+            ConvPath::Winograd => {
+                let conv = self.winograd.as_ref().expect("a path the kernel offers");
+                if conv.forward(x, dims, y, scratch) {
+                    let plane = out[2] * out[3];
+                    self.epilogue.apply_planes(y, out[1], plane, residual);
+                    return;
+                }
+                self.gemm(x, dims, out, y, scratch);
+            }
+            ConvPath::Depthwise => self.depthwise(x, dims, out, y),
+            ConvPath::Gemm => self.gemm(x, dims, out, y, scratch),
+        }
+        self.epilogue
+            .apply_planes(y, out[1], out[2] * out[3], residual);
+    }
+
+    fn gemm(
+        &self,
+        x: &[f32],
+        dims: [usize; 4],
+        out: [usize; 4],
+        y: &mut [f32],
+        cols: &mut Vec<f32>,
+    ) {
+        let s = &self.spec;
+        let [batch, cin, h, w] = dims;
+        let (groups, plane, out_plane) = (s.groups, h * w, out[2] * out[3]);
+        let (cin_g, cout_g) = (cin / groups, s.out_channels / groups);
+        let k = cin_g * s.kernel_size[0] * s.kernel_size[1];
+        let direct = s.kernel_size == [1, 1] && s.stride == [1, 1] && s.padding == [0, 0];
+        if !direct {
+            cols.resize(k * out_plane, 0.0);
+        }
+        let threads = threads_for(cout_g * k * out_plane);
+        for n in 0..batch {
+            for g in 0..groups {
+                let image = &x[(n * cin + g * cin_g) * plane..][..cin_g * plane];
+                let rhs = if direct {
+                    image
+                } else {
+                    im2col(image, [cin_g, h, w], s, [out[2], out[3]], cols);
+                    &cols[..]
+                };
+                let dst =
+                    &mut y[(n * s.out_channels + g * cout_g) * out_plane..][..cout_g * out_plane];
+                let lhs = Mat::dense(&self.weight[g * cout_g * k..][..cout_g * k], cout_g, k);
+                matmul(
+                    dst,
+                    out_plane,
+                    lhs,
+                    Mat::dense(rhs, k, out_plane),
+                    false,
+                    threads,
+                );
+            }
+        }
+    }
+
+    /// One input channel per group: each output plane is a sum of `kh·kw` shifted rows of its
+    /// input plane times one weight each.
+    fn depthwise(&self, x: &[f32], dims: [usize; 4], out: [usize; 4], y: &mut [f32]) {
+        let s = &self.spec;
+        let [_, cin, h, w] = dims;
+        let (oh, ow) = (out[2], out[3]);
+        let (mult, taps) = (s.out_channels / cin, s.kernel_size[0] * s.kernel_size[1]);
+        let ([kh, kw], [sh, sw], [ph, pw], [dh, dw]) =
+            (s.kernel_size, s.stride, s.padding, s.dilation);
+        let run = |(no, dst): (usize, &mut [f32])| {
+            let (n, o) = (no / s.out_channels, no % s.out_channels);
+            let src = &x[(n * cin + o / mult) * h * w..][..h * w];
+            let weights = &self.weight[o * taps..][..taps];
+            dst.fill(0.0);
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let wv = weights[ky * kw + kx];
+                    let (lo, hi) = valid_range(ow, w, sw, kx * dw, pw);
+                    if lo == hi {
+                        continue;
+                    }
+                    for oy in 0..oh {
+                        let Some(iy) = (oy * sh + ky * dh).checked_sub(ph).filter(|&iy| iy < h)
+                        else {
+                            continue;
+                        };
+                        let row = &src[iy * w..][..w];
+                        let out_row = &mut dst[oy * ow..][..ow];
+                        let start = lo * sw + kx * dw - pw;
+                        if sw == 1 {
+                            out_row[lo..hi]
+                                .iter_mut()
+                                .zip(&row[start..])
+                                .for_each(|(o, v)| *o += wv * v);
+                        } else {
+                            out_row[lo..hi]
+                                .iter_mut()
+                                .zip(row[start..].iter().step_by(sw))
+                                .for_each(|(o, v)| *o += wv * v);
+                        }
+                    }
+                }
+            }
+        };
+        let plane = oh * ow;
+        if plane == 0 {
+            return;
+        }
+        if y.len() * taps < 1 << 16 {
+            y.chunks_mut(plane).enumerate().for_each(run);
+        } else {
+            y.par_chunks_mut(plane).enumerate().for_each(run);
+        }
+    }
+}
+
+/// The output columns `lo..hi` whose input column `ox·stride + offset − pad` lies in `0..width`.
+fn valid_range(
+    out_w: usize,
+    width: usize,
+    stride: usize,
+    offset: usize,
+    pad: usize,
+) -> (usize, usize) {
+    let lo = pad.saturating_sub(offset).div_ceil(stride).min(out_w);
+    // Largest ox with ox·stride + offset − pad ≤ width − 1.
+    let hi = match (width + pad).checked_sub(offset + 1) {
+        Some(last) => (last / stride + 1).min(out_w),
+        None => 0,
+    };
+    (lo, hi.max(lo))
+}
+
+/// The columns of one image and group: row `(c, ky, kx)` holds the input values that weight
+/// meets at each output position (0 in the padding).
+fn im2col(
+    image: &[f32],
+    [channels, h, w]: [usize; 3],
+    s: &Conv2dSpec,
+    [oh, ow]: [usize; 2],
+    cols: &mut [f32],
+) {
+    let ([kh, kw], [sh, sw], [ph, pw], [dh, dw]) = (s.kernel_size, s.stride, s.padding, s.dilation);
+    let out_plane = oh * ow;
+    let run = |(r, row): (usize, &mut [f32])| {
+        let (c, ky, kx) = (r / (kh * kw), (r / kw) % kh, r % kw);
+        let plane = &image[c * h * w..][..h * w];
+        let (lo, hi) = valid_range(ow, w, sw, kx * dw, pw);
+        for oy in 0..oh {
+            let dst = &mut row[oy * ow..][..ow];
+            let Some(iy) = (oy * sh + ky * dh).checked_sub(ph).filter(|&iy| iy < h) else {
+                dst.fill(0.0);
+                continue;
+            };
+            dst[..lo].fill(0.0);
+            dst[hi..].fill(0.0);
+            if lo == hi {
+                continue;
+            }
+            let src = &plane[iy * w..][..w];
+            let start = lo * sw + kx * dw - pw;
+            if sw == 1 {
+                dst[lo..hi].copy_from_slice(&src[start..][..hi - lo]);
+            } else {
+                dst[lo..hi]
+                    .iter_mut()
+                    .zip(src[start..].iter().step_by(sw))
+                    .for_each(|(d, v)| *d = *v);
+            }
+        }
+    };
+    let cols = &mut cols[..channels * kh * kw * out_plane];
+    if out_plane == 0 {
+        return;
+    }
+    if cols.len() < 1 << 16 {
+        cols.chunks_mut(out_plane).enumerate().for_each(run);
+    } else {
+        cols.par_chunks_mut(out_plane).enumerate().for_each(run);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_range;
+
+    #[test]
+    fn valid_ranges_cover_exactly_the_columns_inside_the_image() {
+        for (out_w, width, stride, offset, pad) in [
+            (8, 8, 1, 0, 1),
+            (8, 8, 1, 2, 1),
+            (4, 8, 2, 0, 1),
+            (3, 7, 3, 4, 2),
+            (1, 1, 1, 0, 0),
+            (5, 2, 1, 0, 3),
+        ] {
+            let (lo, hi) = valid_range(out_w, width, stride, offset, pad);
+            for ox in 0..out_w {
+                let inside = (ox * stride + offset)
+                    .checked_sub(pad)
+                    .is_some_and(|i| i < width);
+                assert_eq!(
+                    inside,
+                    (lo..hi).contains(&ox),
+                    "{out_w} {width} {stride} {offset} {pad}: {ox}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! The engine's kernels, one module per family; each computes on host `f32` buffers.
+
+pub(crate) mod conv;
+pub(crate) mod eltwise;
+pub(crate) mod gemm;
+pub(crate) mod linear;
+pub(crate) mod pool;
+pub(crate) mod winograd;

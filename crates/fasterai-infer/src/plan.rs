@@ -1,0 +1,227 @@
+//! From a graph to the steps the engine runs: which nodes fold into the kernel before them,
+//! which run on the engine's kernels and which as the graph's own layers.
+
+use burn::nn::conv::Conv2d;
+use fasterai_core::graph::ops::batch_norm::BatchNormAffine;
+use fasterai_core::graph::ops::{AvgPool2dSpec, MaxPool2dSpec};
+use fasterai_core::graph::{Graph, Layer, LayerSpec};
+
+use crate::kernels::conv::ConvKernel;
+use crate::kernels::eltwise::Act;
+use crate::kernels::linear::LinearKernel;
+use crate::kernels::pool;
+
+/// How one node runs. Values live in slots: slot `i` holds node `i`'s output, the last slot
+/// the graph's input.
+pub(crate) enum Step {
+    /// The graph's own layer on a Burn tensor (ops without a kernel here: attention, layer
+    /// norms, token ops, fake quantization).
+    Layer,
+    /// Passes its input number `input` on: identity ops in evaluation mode (`fused` false) and
+    /// nodes already computed by the kernel before them (`fused` true).
+    Pass {
+        input: usize,
+        fused: bool,
+    },
+    /// A convolution with the batch norm, residual sum and activation after it.
+    Conv {
+        kernel: Box<ConvKernel>,
+        /// The slot added to the output before the activation.
+        residual: Option<usize>,
+    },
+    /// `act(x · scale[c] + shift[c])`: a batch norm no convolution absorbed.
+    Affine {
+        scale: Vec<f32>,
+        shift: Vec<f32>,
+        act: Act,
+    },
+    /// An activation alone.
+    Act(Act),
+    /// Element-wise sum of equal shapes.
+    Add,
+    /// Element-wise product, equal shapes or a `[N, C, 1, 1]` gate.
+    Mul,
+    /// Concatenation along the channel axis.
+    Concat,
+    MaxPool(MaxPool2dSpec),
+    AvgPool(AvgPool2dSpec),
+    AdaptiveAvgPool([usize; 2]),
+    /// `[N, …]` to `[N, ∏…]`.
+    Flatten,
+    /// A `Linear` and the activation after it.
+    Linear(Box<LinearKernel>),
+}
+
+/// The steps of `graph`, the slots each node reads and how many reads each slot gets.
+pub(crate) struct Plan {
+    pub steps: Vec<Step>,
+    pub inputs: Vec<Vec<usize>>,
+    pub reads: Vec<usize>,
+}
+
+impl Plan {
+    /// Every node as the graph runs it (`--plain`).
+    pub fn plain(graph: &Graph) -> Self {
+        let (inputs, reads) = slots(graph);
+        let steps = (0..graph.nodes.len()).map(|_| Step::Layer).collect();
+        Self {
+            steps,
+            inputs,
+            reads,
+        }
+    }
+
+    /// Kernels for every node that has one, with the fusions the graph allows.
+    pub fn prepared(graph: &Graph) -> Self {
+        let mut plan = Self::plain(graph);
+        for i in 0..graph.nodes.len() {
+            if !matches!(plan.steps[i], Step::Layer) {
+                continue; // folded into an earlier kernel
+            }
+            plan.steps[i] = match &graph.nodes[i].layer {
+                Layer::Conv2d(conv) => plan.conv(graph, i, conv),
+                Layer::BatchNorm2d(bn) => {
+                    let (scale, shift) = bn.affine();
+                    let act = plan.activation_after(graph, i);
+                    Step::Affine { scale, shift, act }
+                }
+                Layer::Linear(linear) => {
+                    let act = plan.activation_after(graph, i);
+                    Step::Linear(Box::new(LinearKernel::new(linear, act)))
+                }
+                layer => match act_of(layer) {
+                    Some(act) => Step::Act(act),
+                    None => simple_step(layer),
+                },
+            };
+        }
+        plan
+    }
+
+    /// The convolution at node `i` with `[BatchNorm2d] [Add] [activation]` after it, each
+    /// folded when the value before it has no other reader and, for the sum, when its other
+    /// term is computed before the convolution.
+    fn conv(&mut self, graph: &Graph, i: usize, conv: &Conv2d) -> Step {
+        let LayerSpec::Conv2d(spec) = graph.nodes[i].layer.spec() else {
+            unreachable!("a Conv2d layer has a Conv2d spec")
+        };
+        let mut last = i;
+        let mut bn = None;
+        if let Some(j) = sole_reader(graph, last)
+            && let Layer::BatchNorm2d(norm) = &graph.nodes[j].layer
+        {
+            bn = Some(norm.affine());
+            self.steps[j] = Step::Pass {
+                input: 0,
+                fused: true,
+            };
+            last = j;
+        }
+        let mut residual = None;
+        if let Some(j) = only_reader(graph, last)
+            && matches!(graph.nodes[j].layer, Layer::Add(_))
+            && let [a, b] = self.inputs[j][..]
+        {
+            let (own, other) = if a == last { (0, b) } else { (1, a) };
+            let input_slot = graph.nodes.len();
+            if a != b && (other < i || other == input_slot) {
+                residual = Some(other);
+                self.steps[j] = Step::Pass {
+                    input: own,
+                    fused: true,
+                };
+                last = j;
+            }
+        }
+        let act = self.activation_after(graph, last);
+        let bn = bn.as_ref().map(|(s, t)| (&s[..], &t[..]));
+        Step::Conv {
+            kernel: Box::new(ConvKernel::new(conv, spec, bn, act)),
+            residual,
+        }
+    }
+
+    /// The activation that alone reads node `i`, marked as folded into it.
+    fn activation_after(&mut self, graph: &Graph, i: usize) -> Act {
+        match sole_reader(graph, i).map(|j| (j, act_of(&graph.nodes[j].layer))) {
+            Some((j, Some(act))) => {
+                self.steps[j] = Step::Pass {
+                    input: 0,
+                    fused: true,
+                };
+                act
+            }
+            _ => Act::None,
+        }
+    }
+}
+
+/// The kernel step of a node that folds nothing, or [`Step::Layer`].
+fn simple_step(layer: &Layer) -> Step {
+    match layer {
+        Layer::Identity(_) | Layer::Dropout(_) | Layer::StochasticDepth(_) => {
+            // Identities whenever the input records no backward pass, as the engine's never do.
+            Step::Pass {
+                input: 0,
+                fused: false,
+            }
+        }
+        Layer::Add(_) => Step::Add,
+        Layer::Mul(_) => Step::Mul,
+        Layer::Concat(_) => Step::Concat,
+        Layer::Flatten(_) => Step::Flatten,
+        Layer::MaxPool2d(spec) if pool::max_applies(spec) => Step::MaxPool(spec.clone()),
+        Layer::AvgPool2d(spec) if pool::avg_applies(spec) => Step::AvgPool(spec.clone()),
+        Layer::AdaptiveAvgPool2d(spec) => Step::AdaptiveAvgPool(spec.output_size),
+        _ => Step::Layer,
+    }
+}
+
+/// The engine's form of an activation layer.
+fn act_of(layer: &Layer) -> Option<Act> {
+    Some(match layer {
+        Layer::ReLU(_) => Act::Relu,
+        Layer::ReLU6(_) => Act::Relu6,
+        Layer::SiLU(_) => Act::Silu,
+        Layer::Sigmoid(_) => Act::Sigmoid,
+        Layer::Hardsigmoid(_) => Act::Hardsigmoid,
+        Layer::Hardswish(_) => Act::Hardswish,
+        _ => return None,
+    })
+}
+
+/// The slots each node reads (names the graph does not define read its input, as
+/// `Graph::forward` does) and the number of reads of each slot.
+fn slots(graph: &Graph) -> (Vec<Vec<usize>>, Vec<usize>) {
+    let input_slot = graph.nodes.len();
+    let mut reads = vec![0usize; input_slot + 1];
+    let inputs = graph
+        .nodes
+        .iter()
+        .map(|node| {
+            node.inputs
+                .iter()
+                .map(|name| {
+                    let slot = graph.position(name).unwrap_or(input_slot);
+                    reads[slot] += 1;
+                    slot
+                })
+                .collect()
+        })
+        .collect();
+    (inputs, reads)
+}
+
+/// The node that alone reads node `i`, when it reads nothing else.
+fn sole_reader(graph: &Graph, i: usize) -> Option<usize> {
+    only_reader(graph, i).filter(|&j| graph.nodes[j].inputs.len() == 1)
+}
+
+/// The node that alone reads node `i` (once).
+fn only_reader(graph: &Graph, i: usize) -> Option<usize> {
+    let name = &graph.nodes[i].name;
+    match graph.readers(name)[..] {
+        [j] if graph.nodes[j].inputs.iter().filter(|n| *n == name).count() == 1 => Some(j),
+        _ => None,
+    }
+}

@@ -1,0 +1,233 @@
+//! Each kernel against the graph's op, on every path it offers and the geometries that stress
+//! its edges (partial tiles, padding, strides, dilation, groups), NaN and infinities included.
+
+use fasterai_core::graph::ops::pool::AdaptiveAvgPool2dSpec;
+use fasterai_core::graph::ops::{AvgPool2dSpec, Conv2dSpec, MaxPool2dSpec};
+use fasterai_core::prelude::*;
+use fasterai_core::testing::{random_graph, randomize_batch_norms, relative_max_diff};
+use fasterai_infer::{ConvPath, PathChoice};
+
+use crate::{assert_same_non_finite, both, choices, flex, normal, with_non_finite};
+
+/// `spec → [BatchNorm2d] → [act] → Flatten` with random weights and batch-norm statistics.
+fn conv_net(spec: Conv2dSpec, bn: bool, act: Option<LayerSpec>) -> Graph {
+    let device = flex();
+    let mut g = GraphBuilder::new();
+    let out = spec.out_channels;
+    g.then("conv", LayerSpec::Conv2d(spec));
+    if bn {
+        g.then("bn", LayerSpec::batch_norm(out));
+    }
+    if let Some(act) = act {
+        g.then("act", act);
+    }
+    g.then("flat", LayerSpec::flatten());
+    let mut net = random_graph(&g.build(), &device);
+    randomize_batch_norms(&mut net, &device);
+    net
+}
+
+fn spec(cin: usize, cout: usize, k: usize, stride: usize, pad: usize) -> Conv2dSpec {
+    let mut s = Conv2dSpec::new(cin, cout, k, stride).with_bias(true);
+    s.padding = [pad, pad];
+    s
+}
+
+#[test]
+fn convolutions_equal_the_graph_on_every_path_and_geometry() {
+    let acts = [
+        None,
+        Some(LayerSpec::relu()),
+        Some(LayerSpec::ReLU6(Default::default())),
+        Some(LayerSpec::SiLU(Default::default())),
+        Some(LayerSpec::Hardswish(Default::default())),
+        Some(LayerSpec::Sigmoid(Default::default())),
+        Some(LayerSpec::Hardsigmoid(Default::default())),
+    ];
+    let mut dilated = spec(6, 10, 3, 1, 2);
+    dilated.dilation = [2, 2];
+    let mut grouped = spec(8, 12, 3, 2, 1);
+    grouped.groups = 4;
+    let mut depthwise = spec(8, 8, 3, 1, 1);
+    depthwise.groups = 8;
+    let mut depthwise_s2 = spec(6, 12, 5, 2, 2);
+    depthwise_s2.groups = 6; // two outputs per input channel
+    let mut rect = spec(5, 7, 3, 1, 1);
+    rect.kernel_size = [1, 3];
+    rect.padding = [0, 1];
+    let cases = [
+        // Winograd-eligible: odd/even sizes (partial last tiles), 1×1 to 3×3 images, pad 0/1.
+        (spec(8, 16, 3, 1, 1), [7, 9]),
+        (spec(12, 8, 3, 1, 1), [16, 16]),
+        (spec(8, 8, 3, 1, 1), [1, 1]),
+        (spec(3, 5, 3, 1, 1), [2, 3]),
+        (spec(16, 24, 3, 1, 0), [5, 6]),
+        (spec(32, 32, 3, 1, 1), [14, 14]),
+        // GEMM without im2col (1×1) and with (strides, 7×7, dilation, groups, 1×3).
+        (spec(16, 24, 1, 1, 0), [5, 7]),
+        (spec(16, 8, 1, 2, 0), [9, 9]),
+        (spec(3, 8, 7, 2, 3), [17, 15]),
+        (spec(6, 4, 3, 2, 1), [8, 8]),
+        (dilated, [9, 8]),
+        (grouped, [7, 7]),
+        (rect, [6, 5]),
+        // Depthwise: stride 1 and 2, multiplier 1 and 2, a 5×5 filter.
+        (depthwise, [9, 10]),
+        (depthwise_s2, [11, 8]),
+    ];
+    for (i, (spec, [h, w])) in cases.into_iter().enumerate() {
+        let act = acts[i % acts.len()].clone();
+        let net = conv_net(spec.clone(), i % 2 == 0, act);
+        let x = normal([2, spec.in_channels, h, w]);
+        let mut taken = Vec::new();
+        for path in ConvPath::ALL {
+            let (prepared, fast, reference) = both(&net, x.clone(), PathChoice::Force(path));
+            if prepared.convs_by(path) == 0 {
+                continue; // a path this convolution does not offer
+            }
+            taken.push(path);
+            let err = relative_max_diff(fast, reference);
+            assert!(err < 1e-5, "case {i} by {path:?}: relative error {err}");
+        }
+        assert!(
+            taken.contains(&ConvPath::Gemm),
+            "case {i}: GEMM computes every convolution"
+        );
+        let winograd = spec.kernel_size == [3, 3]
+            && spec.stride == [1, 1]
+            && spec.groups == 1
+            && spec.dilation == [1, 1];
+        assert_eq!(taken.contains(&ConvPath::Winograd), winograd, "case {i}");
+        assert_eq!(
+            taken.contains(&ConvPath::Depthwise),
+            spec.groups == spec.in_channels && spec.groups > 1,
+            "case {i}"
+        );
+    }
+}
+
+#[test]
+fn pools_equal_the_graph() {
+    let device = flex();
+    let mut ceil = MaxPool2dSpec::new(3, 2, 0);
+    ceil.ceil_mode = true;
+    let mut avg_pad = AvgPool2dSpec {
+        kernel_size: [3, 3],
+        stride: [2, 2],
+        padding: [1, 1],
+        ceil_mode: false,
+        count_include_pad: true,
+    };
+    let specs = vec![
+        LayerSpec::MaxPool2d(MaxPool2dSpec::new(3, 2, 1)),
+        LayerSpec::MaxPool2d(ceil),
+        LayerSpec::max_pool2(false),
+        LayerSpec::AvgPool2d(avg_pad.clone()),
+        {
+            avg_pad.count_include_pad = false;
+            LayerSpec::AvgPool2d(avg_pad)
+        },
+        LayerSpec::AdaptiveAvgPool2d(AdaptiveAvgPool2dSpec {
+            output_size: [3, 2],
+        }),
+        LayerSpec::global_avg_pool(),
+    ];
+    for (i, op) in specs.into_iter().enumerate() {
+        let mut g = GraphBuilder::new();
+        g.then("pool", op);
+        g.then("flat", LayerSpec::flatten());
+        let net = random_graph(&g.build(), &device);
+        for [h, w] in [[7, 7], [8, 11]] {
+            let (_, fast, reference) = both(&net, normal([2, 3, h, w]), PathChoice::Rules);
+            let err = relative_max_diff(fast, reference);
+            assert!(err < 1e-6, "pool {i} on {h}×{w}: {err}");
+        }
+    }
+}
+
+#[test]
+fn one_image_linears_split_over_the_cores_give_the_layers_outputs() {
+    let device = flex();
+    let mut g = GraphBuilder::new();
+    g.then("fc", LayerSpec::linear(300, 1000));
+    g.then("act", LayerSpec::relu());
+    g.then("head", LayerSpec::linear(1000, 7));
+    let net = random_graph(&g.build(), &device);
+    let prepared = fasterai_infer::Inference::new(net.clone(), &device);
+    assert_eq!(prepared.fused_nodes(), 1, "the ReLU folds into fc");
+    for rows in [1, 3] {
+        let x = burn::tensor::Tensor::<2>::random(
+            [rows, 300],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let fast = prepared.forward(x.clone()).flatten();
+        let reference = net.forward(x).flatten();
+        assert_eq!(fast.dims(), [rows, 7]);
+        let err = relative_max_diff(fast, reference);
+        assert!(err < 1e-6, "{rows} rows: {err}");
+    }
+}
+
+#[test]
+fn nan_and_infinities_propagate_through_every_kernel_and_path_as_through_the_graph() {
+    let device = flex();
+    let chain = |ops: Vec<LayerSpec>| {
+        let mut g = GraphBuilder::new();
+        g.chain("net", ops);
+        g.then("flat", LayerSpec::flatten());
+        g.build()
+    };
+    let mut depthwise = spec(4, 4, 3, 1, 1);
+    depthwise.groups = 4;
+    let cases = [
+        (
+            "3x3+bn+relu",
+            chain(vec![
+                LayerSpec::conv(4, 6, 3, 1),
+                LayerSpec::batch_norm(6),
+                LayerSpec::relu(),
+            ]),
+        ),
+        (
+            "1x1+relu6",
+            chain(vec![
+                LayerSpec::Conv2d(spec(4, 6, 1, 1, 0)),
+                LayerSpec::ReLU6(Default::default()),
+            ]),
+        ),
+        (
+            "depthwise+hardswish",
+            chain(vec![
+                LayerSpec::Conv2d(depthwise),
+                LayerSpec::Hardswish(Default::default()),
+            ]),
+        ),
+        (
+            "bn+silu",
+            chain(vec![
+                LayerSpec::batch_norm(4),
+                LayerSpec::SiLU(Default::default()),
+            ]),
+        ),
+        ("max pool", chain(vec![LayerSpec::max_pool2(false)])),
+        ("global pool", chain(vec![LayerSpec::global_avg_pool()])),
+    ];
+    for (what, spec) in cases {
+        let mut net = random_graph(&spec, &device);
+        randomize_batch_norms(&mut net, &device);
+        for choice in choices() {
+            let x = with_non_finite([2, 4, 8, 8]);
+            let (_, fast, plain) = both(&net, x, choice);
+            assert_same_non_finite(fast, plain, &format!("{what}, {choice:?}"));
+        }
+    }
+    // A one-image linear layer split over the cores.
+    let mut g = GraphBuilder::new();
+    g.then("flat", LayerSpec::flatten());
+    g.then("fc", LayerSpec::linear(4 * 8 * 8, 600));
+    g.then("relu", LayerSpec::relu());
+    let net = random_graph(&g.build(), &device);
+    let (_, fast, plain) = both(&net, with_non_finite([1, 4, 8, 8]), PathChoice::Measure);
+    assert_same_non_finite(fast, plain, "linear");
+}
