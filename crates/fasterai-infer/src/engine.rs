@@ -16,12 +16,11 @@ use crate::value::{Pool, Value};
 /// How each convolution's [`ConvPath`] is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathChoice {
-    /// Timed on the first input of each shape: every path a convolution offers, twice each,
-    /// the fastest kept; then the whole prepared graph against the graph as built, the faster
+    /// Timed on the first input of each shape: every path a convolution offers, three times
+    /// each, the fastest kept if it beats the rule's by 10 %; then the whole prepared graph against the graph as built, the faster
     /// kept (so preparing never makes a model slower on the CPU at hand).
     Measure,
-    /// By rule, without timing: Winograd for stride-1 3×3 convolutions with 8 or more input
-    /// channels, the depthwise loop where it applies, GEMM otherwise.
+    /// By rule, without timing: the depthwise loop where it applies, GEMM otherwise.
     Rules,
     /// This path wherever a convolution offers it, the rule's elsewhere (tests and
     /// comparisons: every path runs on any CPU).
@@ -254,6 +253,13 @@ impl Inference {
             let as_built = fastest(|| drop(self.graph.forward(x.clone())));
             plain = as_built < prepared;
         }
+        for (path, step) in paths.iter().zip(&self.plan.steps) {
+            if let Step::Conv { kernel, .. } = step
+                && (plain || *path != Some(ConvPath::Winograd))
+            {
+                kernel.drop_winograd();
+            }
+        }
         (Tuned { paths, plain }, y)
     }
 
@@ -430,13 +436,22 @@ impl Run<'_> {
                 let mut conv = |p: ConvPath| kernel.run(p, x, dims, r, &mut y.data, &mut scratch);
                 let paths = kernel.paths();
                 if measure && paths.len() > 1 {
-                    let best = paths
+                    // Another path must beat the rule's by a tenth: timings of a few runs on a
+                    // busy machine are noisy, and a wrong switch costs more than it saves.
+                    let default = kernel.default_path();
+                    let times: Vec<(ConvPath, Duration)> =
+                        paths.iter().map(|&p| (p, fastest(|| conv(p)))).collect();
+                    let base = times.iter().find(|(p, _)| *p == default).expect("offered").1;
+                    let best = times
                         .iter()
-                        .map(|&p| (fastest(|| conv(p)), p))
-                        .min_by_key(|(t, _)| *t)
-                        .expect("a path")
-                        .1;
+                        .filter(|(p, t)| *p == default || t.as_secs_f64() < 0.9 * base.as_secs_f64())
+                        .min_by_key(|(_, t)| *t)
+                        .expect("the default")
+                        .0;
                     *path = Some(best);
+                    if best != ConvPath::Winograd {
+                        kernel.drop_winograd(); // one layer's transformed filters at a time
+                    }
                 }
                 conv(path.unwrap_or_else(|| kernel.default_path()));
                 self.pool.give(scratch);
@@ -503,16 +518,16 @@ impl Run<'_> {
     }
 }
 
-/// The faster of two runs of `f`.
+/// The fastest of three runs of `f`.
 fn fastest(mut f: impl FnMut()) -> Duration {
-    (0..2)
+    (0..3)
         .map(|_| {
             let start = Instant::now();
             f();
             start.elapsed()
         })
         .min()
-        .expect("two runs")
+        .expect("three runs")
 }
 
 fn count<K: PartialEq>(counts: &mut Vec<(K, usize)>, key: K) {

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use fasterai::burn::tensor::{Distribution, Tensor};
 use fasterai::core::io::save_model;
 use fasterai::core::testing::tiny_cnn;
-use fasterai::infer::Inference;
+use fasterai::infer::{Inference, PathChoice};
 use fasterai::prelude::*;
 use npyz::WriterBuilder;
 
@@ -19,6 +19,15 @@ mod transformer;
 fn fasterai(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_fasterai"))
         .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+/// [`fasterai`] with the engine's convolution paths chosen by `FASTERAI_CONV=choice`.
+fn fasterai_conv(choice: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fasterai"))
+        .args(args)
+        .env("FASTERAI_CONV", choice)
         .output()
         .expect("binary runs")
 }
@@ -60,8 +69,9 @@ fn setup(dir: &Path) -> Vec<f32> {
     let x = Tensor::<4>::random([3, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
     let data = x.clone().into_data().try_to_vec::<f32>().unwrap();
     write_npy(&dir.join("x.npy"), &[3, 3, 16, 16], &data);
-    // `predict` runs the model prepared for inference (fused batch norm and ReLU, Winograd).
-    Inference::new(model.net, &device)
+    // `predict` runs the model prepared for inference (fused batch norm and ReLU, Winograd),
+    // paths by rule so that both processes take the same ones.
+    Inference::with_choice(model.net, &device, PathChoice::Rules)
         .forward(x)
         .flatten()
         .into_data()
@@ -74,14 +84,17 @@ fn saved_model_predicts_identically_in_a_new_process() {
     let dir = tempfile::tempdir().unwrap();
     let expected = setup(dir.path());
     let d = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
-    let out = fasterai(&[
+    let predict = [
         "predict",
         &d("tiny.safetensors"),
         "--input",
         &d("x.npy"),
         "--output",
         &d("y.npy"),
-    ]);
+        "--threads",
+        "2",
+    ];
+    let out = fasterai_conv("rules", &predict);
     assert!(
         out.status.success(),
         "{}",
@@ -107,6 +120,12 @@ fn saved_model_predicts_identically_in_a_new_process() {
     for (p, e) in plain.iter().zip(&expected) {
         assert!((p - e).abs() <= 1e-5 * scale, "plain {p} vs prepared {e}");
     }
+    // An unknown path name, or no threads, is a clean error that says what is expected.
+    let mut bad = predict.to_vec();
+    bad[6] = &d("y_bad.npy");
+    fails_with(&fasterai_conv("im2col", &bad), "gemm, winograd or depthwise");
+    bad[8] = "0";
+    fails_with(&fasterai(&bad), "--threads must be at least 1");
 
     // The output exists now: refused without --force, accepted with it; never over the input.
     let again = fasterai(&[

@@ -59,7 +59,7 @@ fn a_vision_transformer_inspects_trains_predicts_and_benches_but_does_not_export
     assert!(y.iter().all(|v| v.is_finite()));
     let out = ok(&["bench", &model, "--runs", "2", "--warmup", "1", "--json"]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let as_built = report["as_built"].to_string();
+    let as_built = report["engine"]["as_built"].to_string();
     assert!(as_built.contains("MultiheadAttention"), "{as_built}");
     // No ONNX form for transformer ops yet: a typed error naming the node, and no file.
     let onnx = d("vit.onnx");

@@ -12,6 +12,8 @@
 //! pass per channel contiguous, and H'W' (the GEMM's wide dimension) is long enough for the
 //! micro-kernels at the image sizes models take.
 
+use std::sync::{Arc, Mutex};
+
 use burn::nn::conv::Conv2d;
 use rayon::prelude::*;
 
@@ -19,7 +21,7 @@ use super::eltwise::{Act, Epilogue};
 use super::gemm::{Mat, matmul, threads_for};
 use super::winograd::{self, WinogradConv};
 use fasterai_core::graph::ops::Conv2dSpec;
-use fasterai_core::linalg::host_values;
+use fasterai_core::linalg::shared_host_values as host_values;
 
 /// How a convolution is computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -53,7 +55,10 @@ pub(crate) struct ConvKernel {
     /// `[out, in/groups · kh · kw]`, each row times its batch norm scale.
     weight: Vec<f32>,
     pub epilogue: Epilogue,
-    winograd: Option<WinogradConv>,
+    /// Whether Winograd applies; its transformed filters (4× the weights) are made on first
+    /// use and dropped when the timing sends the layer elsewhere.
+    winograd_applies: bool,
+    winograd: Mutex<Option<Arc<WinogradConv>>>,
 }
 
 impl ConvKernel {
@@ -75,20 +80,24 @@ impl ConvKernel {
                     .collect(),
             );
         }
-        let winograd = winograd::applies(&spec)
-            .then(|| WinogradConv::new(&weight, out, spec.in_channels, spec.padding));
         Self {
+            winograd_applies: winograd::applies(&spec),
             spec,
             weight,
             epilogue: Epilogue { shift, act },
-            winograd,
+            winograd: Mutex::default(),
         }
+    }
+
+    /// Frees the Winograd filters (a layer that takes another path).
+    pub fn drop_winograd(&self) {
+        *self.winograd.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// The paths that can compute this convolution.
     pub fn paths(&self) -> Vec<ConvPath> {
         let mut paths = vec![ConvPath::Gemm];
-        if self.winograd.is_some() {
+        if self.winograd_applies {
             paths.push(ConvPath::Winograd);
         }
         if self.is_depthwise() {
@@ -97,12 +106,10 @@ impl ConvKernel {
         paths
     }
 
-    /// The path taken when none is measured or forced: Winograd for 3×3 stride 1 with 8 or more
-    /// input channels, depthwise when it applies, GEMM otherwise.
+    /// The path taken when none is measured or forced: the depthwise loop where it applies,
+    /// GEMM otherwise (Winograd wins only on some layers and CPUs: it is measured, not assumed).
     pub fn default_path(&self) -> ConvPath {
-        if self.winograd.is_some() && self.spec.in_channels >= 8 {
-            ConvPath::Winograd
-        } else if self.is_depthwise() {
+        if self.is_depthwise() {
             ConvPath::Depthwise
         } else {
             ConvPath::Gemm
@@ -139,7 +146,13 @@ impl ConvKernel {
         let out = self.out_dims(dims);
         match path {
             ConvPath::Winograd => {
-                let conv = self.winograd.as_ref().expect("a path the kernel offers");
+                assert!(self.winograd_applies, "a path the kernel offers");
+                let s = &self.spec;
+                let conv = {
+                    let mut held = self.winograd.lock().unwrap_or_else(|e| e.into_inner());
+                    let make = || WinogradConv::new(&self.weight, s.out_channels, s.in_channels, s.padding);
+                    held.get_or_insert_with(|| Arc::new(make())).clone()
+                };
                 if conv.forward(x, dims, y, scratch) {
                     let plane = out[2] * out[3];
                     self.epilogue.apply_planes(y, out[1], plane, residual);

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use super::eltwise::Act;
 use super::gemm::{Mat, matmul, threads_for};
-use fasterai_core::linalg::host_values;
+use fasterai_core::linalg::shared_host_values as host_values;
 
 /// Output columns below which a split does not pay for its dispatch.
 const MIN_COLUMNS: usize = 256;
