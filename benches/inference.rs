@@ -8,6 +8,12 @@
 //! float weight and with the same weight as Burn's own int8 tensor (Q8S, per tensor: the codes
 //! of `fasterai-quantize`'s per-tensor grid), to measure what int8 storage does to latency.
 //!
+//! `kernels`: the CPU engine's kernel families (`fasterai-infer`), each a one-layer graph at a
+//! ResNet/MobileNet size, batch 1, by every path it offers (`PathChoice::Force`) and as built
+//! (Burn's ops, `--plain`): 3×3 convolution (GEMM, Winograd), 1×1 convolution (GEMM without
+//! im2col), stride-2 3×3, depthwise 3×3 (loop, grouped GEMM), conv → BN → add → ReLU, max
+//! pooling, a 4096×4096 `Linear`.
+//!
 //! `cargo bench -p fasterai --bench inference`
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -79,9 +85,68 @@ fn linear_int8(c: &mut Criterion) {
     group.finish();
 }
 
+fn kernels(c: &mut Criterion) {
+    use fasterai::core::graph::ops::Conv2dSpec;
+    use fasterai::infer::{ConvPath, Inference, PathChoice};
+
+    let device = parse_device("flex").unwrap();
+    device.seed(0);
+    let conv = |cin, cout, k, stride, groups| {
+        let mut spec = Conv2dSpec::new(cin, cout, k, stride);
+        spec.groups = groups;
+        LayerSpec::Conv2d(spec)
+    };
+    let one = |ops: Vec<LayerSpec>| {
+        let mut g = GraphBuilder::new();
+        g.chain("net", ops);
+        let mut net = Graph::from_spec(&g.build(), InitScheme::PyTorchDefault, &device);
+        randomize_batch_norms(&mut net, &device);
+        net
+    };
+    let residual = {
+        let mut g = GraphBuilder::new();
+        g.then("conv", conv(64, 64, 3, 1, 1));
+        g.then("bn", LayerSpec::batch_norm(64));
+        g.node("add", LayerSpec::Add(Default::default()), &["bn", "input"]);
+        g.then("relu", LayerSpec::relu());
+        Graph::from_spec(&g.build(), InitScheme::PyTorchDefault, &device)
+    };
+    let cases: Vec<(&str, Graph, Vec<usize>)> = vec![
+        ("conv3x3_64_56", one(vec![conv(64, 64, 3, 1, 1)]), vec![1, 64, 56, 56]),
+        ("conv1x1_256to64_56", one(vec![conv(256, 64, 1, 1, 1)]), vec![1, 256, 56, 56]),
+        ("conv3x3s2_64to128_56", one(vec![conv(64, 128, 3, 2, 1)]), vec![1, 64, 56, 56]),
+        ("depthwise3x3_144_56", one(vec![conv(144, 144, 3, 1, 144)]), vec![1, 144, 56, 56]),
+        ("conv_bn_add_relu_64_56", residual, vec![1, 64, 56, 56]),
+        ("maxpool3x3s2_64_112", one(vec![LayerSpec::MaxPool2d(
+            fasterai::core::graph::ops::MaxPool2dSpec::new(3, 2, 1),
+        )]), vec![1, 64, 112, 112]),
+        ("linear_4096", one(vec![LayerSpec::flatten(), LayerSpec::linear(4096, 4096)]), vec![1, 4096, 1, 1]),
+    ];
+    let mut group = c.benchmark_group("kernels/flex/batch1");
+    group.sample_size(20);
+    for (name, net, dims) in cases {
+        let x = Tensor::<4>::random([dims[0], dims[1], dims[2], dims[3]], burn::tensor::Distribution::Default, &device);
+        let mut variants = vec![("as-built".to_string(), Inference::plain(net.clone()))];
+        for path in ConvPath::ALL {
+            let prepared = Inference::with_choice(net.clone(), &device, PathChoice::Force(path));
+            drop(prepared.forward(x.clone())); // chooses and reports the path taken
+            let taken = prepared.convs_by(path) > 0;
+            let has_conv = !prepared.report().conv_paths.is_empty();
+            if taken || (!has_conv && path == ConvPath::Gemm) {
+                let label = if has_conv { path.name().to_string() } else { "engine".to_string() };
+                variants.push((label, prepared));
+            }
+        }
+        for (label, net) in &variants {
+            group.bench_function(BenchmarkId::new(name, label), |b| b.iter(|| net.forward(x.clone())));
+        }
+    }
+    group.finish();
+}
+
 criterion_group!(
     name = benches;
     config = Criterion::default();
-    targets = vgg16_bn, linear_int8
+    targets = vgg16_bn, linear_int8, kernels
 );
 criterion_main!(benches);

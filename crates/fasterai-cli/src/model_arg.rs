@@ -121,9 +121,9 @@ pub struct InferenceArgs {
 }
 
 impl InferenceArgs {
-    /// Sets the thread count, checks `FASTERAI_CONV`, then prepares `net` (or wraps it, with
-    /// `--plain`).
-    pub fn prepare(&self, net: Graph, device: &Device) -> Result<Inference> {
+    /// Sets the kernels' thread count (`--threads`); call first, before anything uses rayon's
+    /// pool (loading a model file does).
+    pub fn init_threads(&self) -> Result<()> {
         if let Some(threads) = self.threads {
             anyhow::ensure!(threads > 0, "--threads must be at least 1");
             rayon::ThreadPoolBuilder::new()
@@ -131,6 +131,11 @@ impl InferenceArgs {
                 .build_global()
                 .map_err(|e| anyhow::anyhow!("--threads {threads}: {e}"))?;
         }
+        Ok(())
+    }
+
+    /// Checks `FASTERAI_CONV`, then prepares `net` (or wraps it, with `--plain`).
+    pub fn prepare(&self, net: Graph, device: &Device) -> Result<Inference> {
         let choice = PathChoice::from_env().map_err(anyhow::Error::msg)?;
         Ok(if self.plain {
             Inference::plain(net)

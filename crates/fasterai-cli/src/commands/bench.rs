@@ -58,6 +58,7 @@ fn peak_rss_mb() -> Option<f64> {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    args.inference.init_threads()?;
     let device = args.device.device()?;
     let model = args.model.load(args.input, &device)?;
     let [c, h, w] = model.input_shape[..] else {

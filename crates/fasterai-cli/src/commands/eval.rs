@@ -27,6 +27,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    args.inference.init_threads()?;
     let device = args.device.device()?;
     let data = args.data.load()?;
     let model = args.model.load(Some(data.valid.shape()), &device)?;

@@ -29,6 +29,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    args.inference.init_threads()?;
     // Neither input, --force or not.
     let model_path = Path::new(&args.model.model);
     refuse_overwrite(&args.output, &[&args.images, model_path], args.force)?;
