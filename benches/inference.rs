@@ -112,20 +112,48 @@ fn kernels(c: &mut Criterion) {
         Graph::from_spec(&g.build(), InitScheme::PyTorchDefault, &device)
     };
     let cases: Vec<(&str, Graph, Vec<usize>)> = vec![
-        ("conv3x3_64_56", one(vec![conv(64, 64, 3, 1, 1)]), vec![1, 64, 56, 56]),
-        ("conv1x1_256to64_56", one(vec![conv(256, 64, 1, 1, 1)]), vec![1, 256, 56, 56]),
-        ("conv3x3s2_64to128_56", one(vec![conv(64, 128, 3, 2, 1)]), vec![1, 64, 56, 56]),
-        ("depthwise3x3_144_56", one(vec![conv(144, 144, 3, 1, 144)]), vec![1, 144, 56, 56]),
+        (
+            "conv3x3_64_56",
+            one(vec![conv(64, 64, 3, 1, 1)]),
+            vec![1, 64, 56, 56],
+        ),
+        (
+            "conv1x1_256to64_56",
+            one(vec![conv(256, 64, 1, 1, 1)]),
+            vec![1, 256, 56, 56],
+        ),
+        (
+            "conv3x3s2_64to128_56",
+            one(vec![conv(64, 128, 3, 2, 1)]),
+            vec![1, 64, 56, 56],
+        ),
+        (
+            "depthwise3x3_144_56",
+            one(vec![conv(144, 144, 3, 1, 144)]),
+            vec![1, 144, 56, 56],
+        ),
         ("conv_bn_add_relu_64_56", residual, vec![1, 64, 56, 56]),
-        ("maxpool3x3s2_64_112", one(vec![LayerSpec::MaxPool2d(
-            fasterai::core::graph::ops::MaxPool2dSpec::new(3, 2, 1),
-        )]), vec![1, 64, 112, 112]),
-        ("linear_4096", one(vec![LayerSpec::flatten(), LayerSpec::linear(4096, 4096)]), vec![1, 4096, 1, 1]),
+        (
+            "maxpool3x3s2_64_112",
+            one(vec![LayerSpec::MaxPool2d(
+                fasterai::core::graph::ops::MaxPool2dSpec::new(3, 2, 1),
+            )]),
+            vec![1, 64, 112, 112],
+        ),
+        (
+            "linear_4096",
+            one(vec![LayerSpec::flatten(), LayerSpec::linear(4096, 4096)]),
+            vec![1, 4096, 1, 1],
+        ),
     ];
     let mut group = c.benchmark_group("kernels/flex/batch1");
     group.sample_size(20);
     for (name, net, dims) in cases {
-        let x = Tensor::<4>::random([dims[0], dims[1], dims[2], dims[3]], burn::tensor::Distribution::Default, &device);
+        let x = Tensor::<4>::random(
+            [dims[0], dims[1], dims[2], dims[3]],
+            burn::tensor::Distribution::Default,
+            &device,
+        );
         let mut variants = vec![("as-built".to_string(), Inference::plain(net.clone()))];
         for path in ConvPath::ALL {
             let prepared = Inference::with_choice(net.clone(), &device, PathChoice::Force(path));
@@ -133,12 +161,18 @@ fn kernels(c: &mut Criterion) {
             let taken = prepared.convs_by(path) > 0;
             let has_conv = !prepared.report().conv_paths.is_empty();
             if taken || (!has_conv && path == ConvPath::Gemm) {
-                let label = if has_conv { path.name().to_string() } else { "engine".to_string() };
+                let label = if has_conv {
+                    path.name().to_string()
+                } else {
+                    "engine".to_string()
+                };
                 variants.push((label, prepared));
             }
         }
         for (label, net) in &variants {
-            group.bench_function(BenchmarkId::new(name, label), |b| b.iter(|| net.forward(x.clone())));
+            group.bench_function(BenchmarkId::new(name, label), |b| {
+                b.iter(|| net.forward(x.clone()))
+            });
         }
     }
     group.finish();

@@ -229,6 +229,28 @@ impl Inference {
         self.run(&x, &mut tuned.paths.clone(), &mut state.pool, false)
     }
 
+    /// Runs `x` once more after its shape is tuned, timing every node on host buffers:
+    /// `(node, kind, ms)` in execution order, folded nodes at 0 (their time is in the kernel
+    /// before them). Where a model spends its time (`fasterai bench --profile`); a graph not
+    /// prepared is timed node by node as built.
+    pub fn profile(&self, x: impl Into<Activation>) -> Vec<(String, &'static str, f64)> {
+        let x = x.into();
+        drop(self.forward(x.clone()));
+        let mut times = vec![Duration::ZERO; self.graph.nodes.len()];
+        if !x.is_autodiff() && !self.graph.nodes.is_empty() {
+            let mut state = self.lock();
+            let tuned = state.tuned.get(&x.dims()).cloned();
+            let mut paths = tuned.map_or_else(|| vec![None; times.len()], |t| t.paths);
+            drop(self.run_timed(&x, &mut paths, &mut state.pool, false, Some(&mut times)));
+        }
+        self.graph
+            .nodes
+            .iter()
+            .zip(times)
+            .map(|(n, t)| (n.name.clone(), n.layer.spec().kind(), t.as_secs_f64() * 1e3))
+            .collect()
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic in another call leaves only recyclable buffers behind.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -272,6 +294,18 @@ impl Inference {
         pool: &mut Pool,
         measure: bool,
     ) -> Activation {
+        self.run_timed(x, paths, pool, measure, None)
+    }
+
+    /// [`run`](Self::run), adding each node's time to `times` when given.
+    fn run_timed(
+        &self,
+        x: &Activation,
+        paths: &mut [Option<ConvPath>],
+        pool: &mut Pool,
+        measure: bool,
+        mut times: Option<&mut [Duration]>,
+    ) -> Activation {
         let device = x.device();
         let n = self.graph.nodes.len();
         let mut values: Vec<Option<Value>> = (0..=n).map(|_| None).collect();
@@ -287,7 +321,11 @@ impl Inference {
                 pool: &mut *pool,
                 device: &device,
             };
+            let start = Instant::now();
             let y = run.step(i, &mut paths[i], measure);
+            if let Some(times) = times.as_deref_mut() {
+                times[i] += start.elapsed();
+            }
             for &s in slots {
                 left[s] -= 1;
                 if left[s] == 0
@@ -439,12 +477,27 @@ impl Run<'_> {
                     // Another path must beat the rule's by a tenth: timings of a few runs on a
                     // busy machine are noisy, and a wrong switch costs more than it saves.
                     let default = kernel.default_path();
-                    let times: Vec<(ConvPath, Duration)> =
-                        paths.iter().map(|&p| (p, fastest(|| conv(p)))).collect();
-                    let base = times.iter().find(|(p, _)| *p == default).expect("offered").1;
+                    // Rounds of one run per path, so that a pause of the machine does not
+                    // fall on one path's runs only.
+                    let mut times: Vec<(ConvPath, Duration)> =
+                        paths.iter().map(|&p| (p, Duration::MAX)).collect();
+                    for _ in 0..3 {
+                        for (p, best) in &mut times {
+                            let start = Instant::now();
+                            conv(*p);
+                            *best = (*best).min(start.elapsed());
+                        }
+                    }
+                    let base = times
+                        .iter()
+                        .find(|(p, _)| *p == default)
+                        .expect("offered")
+                        .1;
                     let best = times
                         .iter()
-                        .filter(|(p, t)| *p == default || t.as_secs_f64() < 0.9 * base.as_secs_f64())
+                        .filter(|(p, t)| {
+                            *p == default || t.as_secs_f64() < 0.9 * base.as_secs_f64()
+                        })
                         .min_by_key(|(_, t)| *t)
                         .expect("the default")
                         .0;

@@ -31,6 +31,10 @@ pub struct Args {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Then time one more run node by node and print where the time goes, by op kind and the
+    /// slowest nodes.
+    #[arg(long)]
+    profile: bool,
 }
 
 #[derive(Serialize)]
@@ -47,6 +51,12 @@ struct Report {
     images_per_second: f64,
     /// The process's peak resident memory (model, weights packed, buffers), where the OS says.
     peak_rss_mb: Option<f64>,
+    /// With `--profile`: milliseconds per op kind, most first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    profile_by_kind: Vec<(&'static str, f64)>,
+    /// With `--profile`: the slowest nodes, `(node, kind, ms)`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    profile_slowest: Vec<(String, &'static str, f64)>,
 }
 
 /// Peak resident set size of this process in MB (Linux's `VmHWM`).
@@ -80,6 +90,24 @@ pub fn run(args: Args) -> Result<()> {
         |done| bar.set_position(done as u64),
     )?;
     bar.finish_and_clear();
+    let (mut by_kind, mut slowest) = (Vec::new(), Vec::new());
+    if args.profile {
+        let x = burn::tensor::Tensor::<4>::random(
+            [args.batch, c, h, w],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        slowest = net.profile(x);
+        for (_, kind, ms) in &slowest {
+            match by_kind.iter_mut().find(|(k, _)| k == kind) {
+                Some((_, total)) => *total += ms,
+                None => by_kind.push((*kind, *ms)),
+            }
+        }
+        by_kind.sort_by(|a, b| b.1.total_cmp(&a.1));
+        slowest.sort_by(|a, b| b.2.total_cmp(&a.2));
+        slowest.truncate(10);
+    }
     let report = Report {
         model: model.name.clone(),
         device: args.device.device.clone(),
@@ -89,6 +117,8 @@ pub fn run(args: Args) -> Result<()> {
         images_per_second: latency.images_per_second(),
         latency,
         peak_rss_mb: peak_rss_mb(),
+        profile_by_kind: by_kind,
+        profile_slowest: slowest,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -144,6 +174,20 @@ pub fn run(args: Args) -> Result<()> {
                 "  as built (Burn's ops, no CPU kernel of fasterai's yet): {}",
                 kinds.join(", ")
             );
+        }
+        if !report.profile_by_kind.is_empty() {
+            let total: f64 = report.profile_by_kind.iter().map(|(_, ms)| ms).sum();
+            println!("  profile (one run, {total:.2} ms node by node):");
+            for (kind, ms) in &report.profile_by_kind {
+                println!(
+                    "    {kind:<20} {ms:>9.3} ms  {:>5.1} %",
+                    100.0 * ms / total.max(1e-9)
+                );
+            }
+            println!("  slowest nodes:");
+            for (node, kind, ms) in &report.profile_slowest {
+                println!("    {node:<32} {kind:<18} {ms:>9.3} ms");
+            }
         }
     }
     Ok(())

@@ -123,7 +123,10 @@ fn saved_model_predicts_identically_in_a_new_process() {
     // An unknown path name, or no threads, is a clean error that says what is expected.
     let mut bad = predict.to_vec();
     bad[6] = &d("y_bad.npy");
-    fails_with(&fasterai_conv("im2col", &bad), "gemm, winograd or depthwise");
+    fails_with(
+        &fasterai_conv("im2col", &bad),
+        "gemm, winograd or depthwise",
+    );
     bad[8] = "0";
     fails_with(&fasterai(&bad), "--threads must be at least 1");
 
