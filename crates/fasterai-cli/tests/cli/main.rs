@@ -121,13 +121,14 @@ fn saved_model_predicts_identically_in_a_new_process() {
         assert!((p - e).abs() <= 1e-5 * scale, "plain {p} vs prepared {e}");
     }
     // An unknown path name, or no threads, is a clean error that says what is expected.
+    let bad_output = d("y_bad.npy");
     let mut bad = predict.to_vec();
-    bad[6] = &d("y_bad.npy");
+    bad[5] = &bad_output;
     fails_with(
         &fasterai_conv("im2col", &bad),
         "gemm, winograd or depthwise",
     );
-    bad[8] = "0";
+    bad[7] = "0";
     fails_with(&fasterai(&bad), "--threads must be at least 1");
 
     // The output exists now: refused without --force, accepted with it; never over the input.
