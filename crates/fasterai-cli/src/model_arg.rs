@@ -7,7 +7,7 @@ use fasterai::core::device::parse_device;
 use fasterai::core::graph::Graph;
 use fasterai::core::io::load_model;
 use fasterai::core::model::Model;
-use fasterai::infer::{Inference, PathChoice};
+use fasterai::infer::{Inference, Isa, PathChoice};
 use fasterai::models::{BUILTIN_HELP, Builtin};
 use fasterai::prelude::Device;
 
@@ -112,7 +112,8 @@ pub struct InferenceArgs {
     /// Run the graph exactly as built, one Burn op per node, instead of prepared by the CPU
     /// engine (on flex: fused convolutions by GEMM, Winograd or a depthwise loop, chosen per
     /// layer by timing them; equal up to float rounding). `FASTERAI_CONV=gemm|winograd|
-    /// depthwise|rules` forces the engine's convolution path.
+    /// depthwise|rules` forces the engine's convolution path, `FASTERAI_ISA=baseline|avx2|avx512`
+    /// the instruction set of its own loops (default: the widest the CPU has).
     #[arg(long)]
     pub plain: bool,
     /// Threads for the CPU kernels [default: one per core].
@@ -134,9 +135,11 @@ impl InferenceArgs {
         Ok(())
     }
 
-    /// Checks `FASTERAI_CONV`, then prepares `net` (or wraps it, with `--plain`).
+    /// Checks `FASTERAI_CONV` and `FASTERAI_ISA`, then prepares `net` (or wraps it, with
+    /// `--plain`).
     pub fn prepare(&self, net: Graph, device: &Device) -> Result<Inference> {
         let choice = PathChoice::from_env().map_err(anyhow::Error::msg)?;
+        Isa::from_env().map_err(anyhow::Error::msg)?;
         Ok(if self.plain {
             Inference::plain(net)
         } else {

@@ -10,6 +10,7 @@ use fasterai_core::graph::{Activation, Graph, channel_axis};
 use crate::kernels::conv::ConvPath;
 use crate::kernels::eltwise::{self, affine};
 use crate::kernels::pool;
+use crate::kernels::simd::Isa;
 use crate::plan::{Plan, Step};
 use crate::value::{Pool, Value};
 
@@ -93,6 +94,8 @@ pub struct Report {
     pub as_built: Vec<(&'static str, usize)>,
     /// Whether the whole graph as built was measured faster for the last input shape, and runs.
     pub runs_as_built: bool,
+    /// The instruction set of the engine's own loops ([`Isa::current`]).
+    pub isa: Option<Isa>,
 }
 
 impl Inference {
@@ -168,6 +171,7 @@ impl Inference {
             return report;
         }
         report.fused_nodes = self.fused_nodes();
+        report.isa = Some(Isa::current());
         let state = self.lock();
         let tuned = state.last.as_ref().and_then(|d| state.tuned.get(d));
         report.runs_as_built = tuned.is_some_and(|t| t.plain);

@@ -9,6 +9,7 @@
 //! | [`Inference`] | the prepared graph: fusions, recycled buffers, per-shape path choice |
 //! | `kernels::conv` | convolutions by GEMM (1×1 without im2col), Winograd F(4×4, 3×3) or a depthwise loop, with the batch norm's scale folded into the weights and `act(x + shift + residual)` in the output pass |
 //! | `kernels::gemm` | the `gemm` crate's f32 GEMM (AVX2/AVX-512 chosen at run time); the crate's only `unsafe` |
+//! | [`Isa`] | the instruction set the engine's own loops run with: the widest the CPU has, or the one `FASTERAI_ISA` names |
 //! | `kernels::linear`, `pool`, `eltwise` | `Linear` (one-row products split over the cores), max/average/adaptive pooling, activations, sums, gates, stand-alone batch norms |
 //! | [`latency`] | timing: warm-up, synced runs, first call, median/min/max |
 //!
@@ -40,3 +41,4 @@ mod value;
 
 pub use engine::{Inference, PathChoice, Report};
 pub use kernels::conv::ConvPath;
+pub use kernels::simd::Isa;

@@ -5,7 +5,7 @@ use fasterai_core::prelude::*;
 use fasterai_core::testing::{
     random_branched_spec, random_graph, relative_max_diff, tiny_cnn, tiny_resnet,
 };
-use fasterai_infer::{ConvPath, Inference, PathChoice};
+use fasterai_infer::{ConvPath, Inference, Isa, PathChoice};
 
 use crate::{both, choices, flex, normal};
 
@@ -119,4 +119,26 @@ fn path_names_parse_and_bad_ones_say_what_is_expected() {
     }
     let err = PathChoice::parse("im2col").unwrap_err();
     assert!(err.contains("gemm, winograd or depthwise"), "{err}");
+}
+
+#[test]
+fn instruction_set_names_parse_and_ones_the_cpu_lacks_are_refused() {
+    assert_eq!(Isa::parse("auto"), Ok(None));
+    assert_eq!(Isa::parse(""), Ok(None));
+    assert!(Isa::Baseline.available());
+    assert!(Isa::best().available());
+    for isa in Isa::ALL {
+        match Isa::parse(isa.name()) {
+            Ok(found) => assert_eq!(found, Some(isa)),
+            Err(err) => {
+                assert!(!isa.available(), "{err}");
+                assert!(err.contains("cannot run"), "{err}");
+                assert!(Isa::force(isa).is_err());
+            }
+        }
+    }
+    let err = Isa::parse("sse9").unwrap_err();
+    assert!(err.contains("baseline, avx2 or avx512"), "{err}");
+    let report = Inference::new(tiny_cnn(3, 4, &flex()), &flex()).report();
+    assert!(report.isa.is_some_and(Isa::available));
 }

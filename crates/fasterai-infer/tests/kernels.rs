@@ -7,7 +7,7 @@ use fasterai_core::prelude::*;
 use fasterai_core::testing::{random_graph, randomize_batch_norms, relative_max_diff};
 use fasterai_infer::{ConvPath, PathChoice};
 
-use crate::{assert_same_non_finite, both, choices, flex, normal, with_non_finite};
+use crate::{assert_same_non_finite, both, choices, flex, for_each_isa, normal, with_non_finite};
 
 /// `spec → [BatchNorm2d] → [act] → Flatten` with random weights and batch-norm statistics.
 fn conv_net(spec: Conv2dSpec, bn: bool, act: Option<LayerSpec>) -> Graph {
@@ -34,7 +34,7 @@ fn spec(cin: usize, cout: usize, k: usize, stride: usize, pad: usize) -> Conv2dS
 }
 
 #[test]
-fn convolutions_equal_the_graph_on_every_path_and_geometry() {
+fn convolutions_equal_the_graph_on_every_path_geometry_and_instruction_set() {
     let acts = [
         None,
         Some(LayerSpec::relu()),
@@ -80,15 +80,21 @@ fn convolutions_equal_the_graph_on_every_path_and_geometry() {
         let net = conv_net(spec.clone(), i % 2 == 0, act);
         let x = normal([2, spec.in_channels, h, w]);
         let mut taken = Vec::new();
-        for path in ConvPath::ALL {
-            let (prepared, fast, reference) = both(&net, x.clone(), PathChoice::Force(path));
-            if prepared.convs_by(path) == 0 {
-                continue; // a path this convolution does not offer
+        for_each_isa(|isa| {
+            taken.clear();
+            for path in ConvPath::ALL {
+                let (prepared, fast, reference) = both(&net, x.clone(), PathChoice::Force(path));
+                if prepared.convs_by(path) == 0 {
+                    continue; // a path this convolution does not offer
+                }
+                taken.push(path);
+                let err = relative_max_diff(fast, reference);
+                assert!(
+                    err < 1e-5,
+                    "case {i} by {path:?} on {isa:?}: relative error {err}"
+                );
             }
-            taken.push(path);
-            let err = relative_max_diff(fast, reference);
-            assert!(err < 1e-5, "case {i} by {path:?}: relative error {err}");
-        }
+        });
         assert!(
             taken.contains(&ConvPath::Gemm),
             "case {i}: GEMM computes every convolution"
@@ -137,11 +143,13 @@ fn pools_equal_the_graph() {
         g.then("pool", op);
         g.then("flat", LayerSpec::flatten());
         let net = random_graph(&g.build(), &device);
-        for [h, w] in [[7, 7], [8, 11]] {
-            let (_, fast, reference) = both(&net, normal([2, 3, h, w]), PathChoice::Rules);
-            let err = relative_max_diff(fast, reference);
-            assert!(err < 1e-6, "pool {i} on {h}×{w}: {err}");
-        }
+        for_each_isa(|isa| {
+            for [h, w] in [[7, 7], [8, 11]] {
+                let (_, fast, reference) = both(&net, normal([2, 3, h, w]), PathChoice::Rules);
+                let err = relative_max_diff(fast, reference);
+                assert!(err < 1e-6, "pool {i} on {h}×{w}, {isa:?}: {err}");
+            }
+        });
     }
 }
 
@@ -216,11 +224,13 @@ fn nan_and_infinities_propagate_through_every_kernel_and_path_as_through_the_gra
     for (what, spec) in cases {
         let mut net = random_graph(&spec, &device);
         randomize_batch_norms(&mut net, &device);
-        for choice in choices() {
-            let x = with_non_finite([2, 4, 8, 8]);
-            let (_, fast, plain) = both(&net, x, choice);
-            assert_same_non_finite(fast, plain, &format!("{what}, {choice:?}"));
-        }
+        for_each_isa(|isa| {
+            for choice in choices() {
+                let x = with_non_finite([2, 4, 8, 8]);
+                let (_, fast, plain) = both(&net, x, choice);
+                assert_same_non_finite(fast, plain, &format!("{what}, {choice:?}, {isa:?}"));
+            }
+        });
     }
     // A one-image linear layer split over the cores.
     let mut g = GraphBuilder::new();

@@ -7,7 +7,7 @@ mod kernels;
 
 use burn::tensor::{Distribution, Tensor, TensorData};
 use fasterai_core::prelude::*;
-use fasterai_infer::{ConvPath, Inference, PathChoice};
+use fasterai_infer::{ConvPath, Inference, Isa, PathChoice};
 
 /// The flex device.
 pub fn flex() -> Device {
@@ -19,6 +19,23 @@ pub fn choices() -> Vec<PathChoice> {
     let mut all = vec![PathChoice::Measure, PathChoice::Rules];
     all.extend(ConvPath::ALL.map(PathChoice::Force));
     all
+}
+
+/// Runs `check` with the engine's loops forced to each instruction set this CPU has (a note
+/// for each it lacks), then goes back to the widest. Tests running beside it meanwhile take
+/// whichever is forced: every one must give the same outputs.
+pub fn for_each_isa(mut check: impl FnMut(Isa)) {
+    for isa in Isa::ALL {
+        if Isa::force(isa).is_err() {
+            eprintln!(
+                "note: this CPU lacks {}: its kernels are not run here",
+                isa.name()
+            );
+            continue;
+        }
+        check(isa);
+    }
+    Isa::force(Isa::best()).unwrap();
 }
 
 /// `net`'s outputs on `x` prepared with `choice`, and the graph's own.

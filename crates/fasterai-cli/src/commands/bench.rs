@@ -159,9 +159,10 @@ pub fn run(args: Args) -> Result<()> {
                 .map(|(p, n)| format!("{} ×{n}", p.name()))
                 .collect();
             println!(
-                "  prepared: convolutions by {}; {} nodes fused into the kernel before them (--plain: as built)",
+                "  prepared: convolutions by {}; {} nodes fused into the kernel before them; loops in {} (--plain: as built)",
                 paths.join(", "),
-                e.fused_nodes
+                e.fused_nodes,
+                e.isa.map_or("-", |isa| isa.name())
             );
         }
         if !e.as_built.is_empty() {

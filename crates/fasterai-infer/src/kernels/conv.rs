@@ -215,7 +215,7 @@ impl ConvKernel {
     /// input plane times one weight each. Rows are copied once into a zero-padded line (split
     /// into `stride` phases for strided convolutions), so every tap is a contiguous
     /// multiply-add the compiler vectorises; the planes run in a function compiled for the
-    /// CPU's vector width (`pulp`).
+    /// instruction set in use ([`Isa`](super::simd::Isa)).
     fn depthwise(&self, x: &[f32], dims: [usize; 4], out: [usize; 4], y: &mut [f32]) {
         let s = &self.spec;
         let [_, cin, h, w] = dims;
@@ -237,7 +237,7 @@ impl ConvKernel {
             let (n, o) = (no / s.out_channels, no % s.out_channels);
             let src = &x[(n * cin + o / mult) * h * w..][..h * w];
             let weights = &self.weight[o * taps..][..taps];
-            pulp::Arch::new().dispatch(DepthwisePlane {
+            super::simd::dispatch(DepthwisePlane {
                 geo: &geo,
                 src,
                 weights,

@@ -54,7 +54,7 @@ impl Act {
     }
 
     /// Applies the activation to `xs` on this thread: one plain loop per activation inside a
-    /// function compiled for the CPU's vector width (`pulp`: AVX2 or AVX-512 where present),
+    /// function compiled for the instruction set in use ([`Isa`](super::simd::Isa)),
     /// the exponential by [`exp`] so that it vectorises.
     pub fn apply_slice(self, xs: &mut [f32]) {
         struct Op<'a>(Act, &'a mut [f32]);
@@ -99,7 +99,7 @@ impl Act {
             }
         }
         if self != Act::None {
-            pulp::Arch::new().dispatch(Op(self, xs));
+            super::simd::dispatch(Op(self, xs));
         }
     }
 }

@@ -5,4 +5,5 @@ pub(crate) mod eltwise;
 pub(crate) mod gemm;
 pub(crate) mod linear;
 pub(crate) mod pool;
+pub(crate) mod simd;
 pub(crate) mod winograd;

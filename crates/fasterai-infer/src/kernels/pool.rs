@@ -69,10 +69,9 @@ fn planes(
             .zip(x.chunks(h * w))
             .for_each(|(o, p)| f(p, o));
     } else {
-        let arch = pulp::Arch::new();
         y.par_chunks_mut(out_plane)
             .zip(x.par_chunks(h * w))
-            .for_each(|(o, p)| arch.dispatch(|| f(p, o)));
+            .for_each(|(o, p)| super::simd::dispatch(|| f(p, o)));
     }
 }
 

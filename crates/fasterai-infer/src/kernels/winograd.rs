@@ -6,7 +6,7 @@
 //! become 36 independent matrix products `U[ξ] (out × in) · V[ξ] (in × tiles)` (the `gemm`
 //! crate, one task each). The transforms are host loops over contiguous rows with the matrices
 //! as constants (their zeros and ones cost nothing), one rayon task per channel, compiled for
-//! the CPU's vector width at run time (`pulp`'s dispatch: AVX2 or AVX-512 where present).
+//! the instruction set in use ([`Isa`](super::simd::Isa): AVX-512, AVX2 or the baseline).
 
 use rayon::prelude::*;
 
@@ -190,9 +190,8 @@ fn transform_input(x: &[f32], geo: &Geometry, v: &mut [f32]) {
     // up to whole groups of 4.
     let (tiles_w, wide) = (geo.tiles_w, (geo.tiles_w + 1) * M);
     let plane = geo.height * geo.width;
-    let arch = pulp::Arch::new();
     rows.into_par_iter().enumerate().for_each(|(c, mut out)| {
-        arch.dispatch(|| {
+        super::simd::dispatch(|| {
             let mut padded = vec![0f32; A * wide];
             let mut across = vec![0f32; A * wide];
             let mut phases: [Vec<f32>; M] = std::array::from_fn(|_| vec![0f32; tiles_w + 1]);
@@ -259,11 +258,10 @@ fn combine(dst: &mut [f32], c: &[f32; A], src: [&[f32]; A]) {
 fn transform_output(m: &[f32], geo: &Geometry, out_channels: usize, y: &mut [f32]) {
     let tiles = geo.tiles();
     let (out_h, out_w, tiles_w) = (geo.out_h, geo.out_w, geo.tiles_w);
-    let arch = pulp::Arch::new();
     y.par_chunks_mut(out_h * out_w)
         .enumerate()
         .for_each(|(nk, plane)| {
-            arch.dispatch(|| {
+            super::simd::dispatch(|| {
                 let (n, k) = (nk / out_channels, nk % out_channels);
                 // Both halves of Aᵀ M A over whole tile rows, so that every loop runs along the
                 // tiles (contiguous): z[r][j] = Σ_i Aᵀ[r][i] M[6i + j], w[r][s] = Σ_j Aᵀ[s][j] z[r][j],
