@@ -2,10 +2,13 @@
 against PyTorch eager and onnxruntime (on fasterai's own float ONNX export), every model with 10
 classes and random weights, at batch 1 (latency) and batch 32 (throughput).
 
-    python engine_vs_torch.py CLI WORKDIR [--threads N] [--quick]
+    python engine_vs_torch.py CLI WORKDIR [--threads N] [--rounds R] [--quick]
 
-Prints a markdown table per batch size, with ours / PyTorch and ours / onnxruntime ratios, and
-writes WORKDIR/engine_vs_torch.json. Needs the venv of `cargo xtask parity` plus onnxruntime.
+Each row is measured in R rounds (default 3 at batch 1, 1 at batch 32), each round timing ours,
+--plain, PyTorch and onnxruntime one after the other; each keeps its best round's median, so a
+busy spell of a shared machine does not land on one of them only. Prints a markdown table per
+batch size, with ours / PyTorch and ours / onnxruntime ratios, and writes
+WORKDIR/engine_vs_torch.json. Needs the venv of `cargo xtask parity` plus onnxruntime.
 """
 
 import json
@@ -131,9 +134,18 @@ def ort(cli, model, workdir, side, batch, threads):
         return None
 
 
+def arg(name, default):
+    return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else default
+
+
+def best(a, b):
+    """The smaller of two timings, either of which may be missing."""
+    return b if a is None else a if b is None else min(a, b)
+
+
 def main():
     cli, workdir = sys.argv[1], sys.argv[2]
-    threads = int(sys.argv[sys.argv.index("--threads") + 1]) if "--threads" in sys.argv else 2
+    threads = int(arg("--threads", 2))
     batches = [1] if "--quick" in sys.argv else [1, 32]
     os.makedirs(workdir, exist_ok=True)
     torch.set_num_threads(threads)
@@ -152,19 +164,24 @@ def main():
         for label, model, build, sides in ROWS:
             model = {"FOLDED": [folded], "PRUNED": [pruned]}.get(model, model) if isinstance(model, str) else model
             for side in sides:
-                fast = ours(cli, model, side, batch, threads, False)
-                plain = ours(cli, model, side, batch, threads, True)
-                tt = pytorch(build, side, batch) if build else None
-                rt_ms = ort(cli, model, workdir, side, batch, threads)
+                rounds = int(arg("--rounds", 3 if batch == 1 else 1))
+                fast = plain = tt = rt_ms = None
+                for _ in range(rounds):
+                    f = ours(cli, model, side, batch, threads, False)
+                    fast = f if fast is None or f["median_ms"] < fast["median_ms"] else fast
+                    p = ours(cli, model, side, batch, threads, True)["median_ms"]
+                    plain = best(plain, p)
+                    tt = best(tt, pytorch(build, side, batch) if build else None)
+                    rt_ms = best(rt_ms, ort(cli, model, workdir, side, batch, threads))
                 row = dict(model=label, side=side, batch=batch, ours_ms=fast["median_ms"],
-                           plain_ms=plain["median_ms"], torch_ms=tt, ort_ms=rt_ms,
+                           plain_ms=plain, torch_ms=tt, ort_ms=rt_ms, rounds=rounds,
                            first_ms=fast["first_ms"], peak_mb=fast.get("peak_rss_mb"),
                            paths=fast["engine"]["conv_paths"])
                 results.append(row)
                 show = (lambda ms: f"{ms:.2f}") if batch == 1 else (lambda ms: f"{batch / ms * 1e3:.1f}")
                 cell = lambda v: show(v) if v else "–"  # noqa: E731
                 ratio = lambda v: f"{fast['median_ms'] / v:.2f}×" if v else "–"  # noqa: E731
-                print(f"| {label} | {side}² | {cell(fast['median_ms'])} | {cell(plain['median_ms'])} | "
+                print(f"| {label} | {side}² | {cell(fast['median_ms'])} | {cell(plain)} | "
                       f"{cell(tt)} | {cell(rt_ms)} | {ratio(tt)} | {ratio(rt_ms)} | "
                       f"{fast['first_ms']:.0f} | {fast.get('peak_rss_mb') or 0:.0f} |", flush=True)
     with open(os.path.join(workdir, "engine_vs_torch.json"), "w") as f:
