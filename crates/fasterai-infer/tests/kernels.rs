@@ -71,6 +71,8 @@ fn convolutions_equal_the_graph_on_every_path_geometry_and_instruction_set() {
         (dilated, [9, 8]),
         (grouped, [7, 7]),
         (rect, [6, 5]),
+        // A plane big enough that three images go two, then one, to a product.
+        (spec(4, 6, 3, 1, 1), [48, 48]),
         // Depthwise: stride 1 and 2, multiplier 1 and 2, a 5×5 filter.
         (depthwise, [9, 10]),
         (depthwise_s2, [11, 8]),
@@ -78,23 +80,27 @@ fn convolutions_equal_the_graph_on_every_path_geometry_and_instruction_set() {
     for (i, (spec, [h, w])) in cases.into_iter().enumerate() {
         let act = acts[i % acts.len()].clone();
         let net = conv_net(spec.clone(), i % 2 == 0, act);
-        let x = normal([2, spec.in_channels, h, w]);
         let mut taken = Vec::new();
-        for_each_isa(|isa| {
-            taken.clear();
-            for path in ConvPath::ALL {
-                let (prepared, fast, reference) = both(&net, x.clone(), PathChoice::Force(path));
-                if prepared.convs_by(path) == 0 {
-                    continue; // a path this convolution does not offer
+        // One image, and three (small planes: the images' columns side by side in one product).
+        for batch in [1, 3] {
+            let x = normal([batch, spec.in_channels, h, w]);
+            for_each_isa(|isa| {
+                taken.clear();
+                for path in ConvPath::ALL {
+                    let (prepared, fast, reference) =
+                        both(&net, x.clone(), PathChoice::Force(path));
+                    if prepared.convs_by(path) == 0 {
+                        continue; // a path this convolution does not offer
+                    }
+                    taken.push(path);
+                    let err = relative_max_diff(fast, reference);
+                    assert!(
+                        err < 1e-5,
+                        "case {i} by {path:?}, batch {batch}, {isa:?}: relative error {err}"
+                    );
                 }
-                taken.push(path);
-                let err = relative_max_diff(fast, reference);
-                assert!(
-                    err < 1e-5,
-                    "case {i} by {path:?} on {isa:?}: relative error {err}"
-                );
-            }
-        });
+            });
+        }
         assert!(
             taken.contains(&ConvPath::Gemm),
             "case {i}: GEMM computes every convolution"

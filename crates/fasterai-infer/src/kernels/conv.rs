@@ -183,6 +183,10 @@ impl ConvKernel {
         let (cin_g, cout_g) = (cin / groups, s.out_channels / groups);
         let k = cin_g * s.kernel_size[0] * s.kernel_size[1];
         let direct = s.kernel_size == [1, 1] && s.stride == [1, 1] && s.padding == [0, 0];
+        if batch > 1 && out_plane > 0 && out_plane < BATCH_COLUMNS {
+            let images = BATCH_COLUMNS.div_ceil(out_plane).min(batch);
+            return self.gemm_images_together(x, dims, out, y, cols, images);
+        }
         if !direct {
             cols.resize(k * out_plane, 0.0);
         }
@@ -193,7 +197,15 @@ impl ConvKernel {
                 let rhs = if direct {
                     image
                 } else {
-                    im2col(image, [cin_g, h, w], s, [out[2], out[3]], cols);
+                    im2col(
+                        image,
+                        [cin_g, h, w],
+                        s,
+                        [out[2], out[3]],
+                        cols,
+                        out_plane,
+                        0,
+                    );
                     &cols[..]
                 };
                 let dst =
@@ -207,6 +219,64 @@ impl ConvKernel {
                     false,
                     threads,
                 );
+            }
+        }
+    }
+
+    /// GEMM over `images` images at a time, for small output planes: their columns side by side
+    /// make one wide product (a 4×4 map alone gives the micro-kernels 16 columns), whose rows
+    /// are then copied to each image's planes.
+    fn gemm_images_together(
+        &self,
+        x: &[f32],
+        dims: [usize; 4],
+        out: [usize; 4],
+        y: &mut [f32],
+        scratch: &mut Vec<f32>,
+        images: usize,
+    ) {
+        let s = &self.spec;
+        let [batch, cin, h, w] = dims;
+        let (groups, plane, out_plane) = (s.groups, h * w, out[2] * out[3]);
+        let (cin_g, cout_g) = (cin / groups, s.out_channels / groups);
+        let k = cin_g * s.kernel_size[0] * s.kernel_size[1];
+        let direct = s.kernel_size == [1, 1] && s.stride == [1, 1] && s.padding == [0, 0];
+        let width = images * out_plane;
+        scratch.resize(k * width + cout_g * width, 0.0);
+        let (cols, product) = scratch.split_at_mut(k * width);
+        for first in (0..batch).step_by(images) {
+            let count = images.min(batch - first);
+            let wide = count * out_plane;
+            let (cols, product) = (&mut cols[..k * wide], &mut product[..cout_g * wide]);
+            for g in 0..groups {
+                for i in 0..count {
+                    let image = &x[((first + i) * cin + g * cin_g) * plane..][..cin_g * plane];
+                    if direct {
+                        for (row, src) in cols.chunks_mut(wide).zip(image.chunks(plane)) {
+                            row[i * out_plane..][..plane].copy_from_slice(src);
+                        }
+                    } else {
+                        let (dims, out_hw) = ([cin_g, h, w], [out[2], out[3]]);
+                        im2col(image, dims, s, out_hw, cols, wide, i * out_plane);
+                    }
+                }
+                let lhs = Mat::dense(&self.weight[g * cout_g * k..][..cout_g * k], cout_g, k);
+                let threads = threads_for(cout_g * k * wide);
+                matmul(
+                    product,
+                    wide,
+                    lhs,
+                    Mat::dense(cols, k, wide),
+                    false,
+                    threads,
+                );
+                for i in 0..count {
+                    let first_plane = ((first + i) * s.out_channels + g * cout_g) * out_plane;
+                    let planes = &mut y[first_plane..][..cout_g * out_plane];
+                    for (dst, row) in planes.chunks_mut(out_plane).zip(product.chunks(wide)) {
+                        dst.copy_from_slice(&row[i * out_plane..][..out_plane]);
+                    }
+                }
             }
         }
     }
@@ -344,18 +414,25 @@ fn valid_range(
     (lo, hi.max(lo))
 }
 
-/// The columns of one image and group: row `(c, ky, kx)` holds the input values that weight
-/// meets at each output position (0 in the padding).
+/// Output columns below which the images of a batch are multiplied together.
+const BATCH_COLUMNS: usize = 4096;
+
+/// The columns of one image and group: row `(c, ky, kx)` of `cols` (rows `row_stride` apart,
+/// starting at column `offset`) holds the input values that weight meets at each output
+/// position (0 in the padding).
 fn im2col(
     image: &[f32],
     [channels, h, w]: [usize; 3],
     s: &Conv2dSpec,
     [oh, ow]: [usize; 2],
     cols: &mut [f32],
+    row_stride: usize,
+    offset: usize,
 ) {
     let ([kh, kw], [sh, sw], [ph, pw], [dh, dw]) = (s.kernel_size, s.stride, s.padding, s.dilation);
     let out_plane = oh * ow;
     let run = |(r, row): (usize, &mut [f32])| {
+        let row = &mut row[offset..][..out_plane];
         let (c, ky, kx) = (r / (kh * kw), (r / kw) % kh, r % kw);
         let plane = &image[c * h * w..][..h * w];
         let (lo, hi) = valid_range(ow, w, sw, kx * dw, pw);
@@ -382,14 +459,15 @@ fn im2col(
             }
         }
     };
-    let cols = &mut cols[..channels * kh * kw * out_plane];
-    if out_plane == 0 {
+    let rows = channels * kh * kw;
+    if out_plane == 0 || rows == 0 {
         return;
     }
-    if cols.len() < 1 << 16 {
-        cols.chunks_mut(out_plane).enumerate().for_each(run);
+    let cols = &mut cols[..(rows - 1) * row_stride + offset + out_plane];
+    if rows * out_plane < 1 << 16 {
+        cols.chunks_mut(row_stride).enumerate().for_each(run);
     } else {
-        cols.par_chunks_mut(out_plane).enumerate().for_each(run);
+        cols.par_chunks_mut(row_stride).enumerate().for_each(run);
     }
 }
 
