@@ -2,7 +2,7 @@
 against PyTorch eager and onnxruntime (on fasterai's own float ONNX export), every model with 10
 classes and random weights, at batch 1 (latency) and batch 32 (throughput).
 
-    python engine_vs_torch.py CLI WORKDIR [--threads N] [--rounds R] [--quick]
+    python engine_vs_torch.py CLI WORKDIR [--threads N] [--rounds R] [--quick | --batch B]
 
 Each row is measured in R rounds (default 3 at batch 1, 1 at batch 32), each round timing ours,
 --plain, PyTorch and onnxruntime one after the other; each keeps its best round's median, so a
@@ -146,7 +146,7 @@ def best(a, b):
 def main():
     cli, workdir = sys.argv[1], sys.argv[2]
     threads = int(arg("--threads", 2))
-    batches = [1] if "--quick" in sys.argv else [1, 32]
+    batches = [1] if "--quick" in sys.argv else [int(arg("--batch", 0))] if "--batch" in sys.argv else [1, 32]
     os.makedirs(workdir, exist_ok=True)
     torch.set_num_threads(threads)
     folded = os.path.join(workdir, "vgg16_bn_folded.safetensors")
@@ -180,12 +180,14 @@ def main():
                 results.append(row)
                 show = (lambda ms: f"{ms:.2f}") if batch == 1 else (lambda ms: f"{batch / ms * 1e3:.1f}")
                 cell = lambda v: show(v) if v else "–"  # noqa: E731
+                # Time ratios at every batch size (below 1: ours is faster).
                 ratio = lambda v: f"{fast['median_ms'] / v:.2f}×" if v else "–"  # noqa: E731
                 print(f"| {label} | {side}² | {cell(fast['median_ms'])} | {cell(plain)} | "
                       f"{cell(tt)} | {cell(rt_ms)} | {ratio(tt)} | {ratio(rt_ms)} | "
                       f"{fast['first_ms']:.0f} | {fast.get('peak_rss_mb') or 0:.0f} |", flush=True)
     with open(os.path.join(workdir, "engine_vs_torch.json"), "w") as f:
         json.dump(results, f, indent=1)
+    print("\nours/PyTorch and ours/ort are ratios of times (below 1: ours is faster) at every batch size.")
 
 
 if __name__ == "__main__":

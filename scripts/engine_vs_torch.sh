@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CPU engine against PyTorch eager and onnxruntime on every family (BENCHMARKS.md, "CPU engine").
 # Uses the venv of `cargo xtask parity` (outside the repository), made here when missing, and adds
-# onnx and onnxruntime to it. Usage: scripts/engine_vs_torch.sh [--quick] [--threads N]
+# onnx and onnxruntime to it. Usage: scripts/engine_vs_torch.sh [--quick | --batch B] [--threads N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${FASTERAI_TORCH_VENV:-$HOME/.cache/fasterai-torch}"
