@@ -24,9 +24,9 @@
 //!   layer on a Burn tensor made from the buffer.
 //!
 //! Each convolution offers one to three [`ConvPath`]s; [`PathChoice`] picks among them
-//! (measured on the first input of each shape by default, never slower than the graph as
-//! built; `FASTERAI_CONV` forces one). Buffers freed by a value are reused by later ones and
-//! by later calls.
+//! (measured on the first input of each shape by default, and the whole prepared graph kept
+//! only where it measured faster than the graph as built; `FASTERAI_CONV` forces one). Buffers
+//! freed by a value are reused by later ones and by later calls.
 //!
 //! Results equal [`Graph::forward`](fasterai_core::graph::Graph::forward)'s up to float
 //! rounding (sums in another order, batch-norm scale folded into the weights); NaN and
