@@ -18,8 +18,9 @@ use crate::value::{Pool, Value};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathChoice {
     /// Timed on the first input of each shape: every path a convolution offers, three times
-    /// each, the fastest kept if it beats the rule's by 10 %; then the whole prepared graph against the graph as built, the faster
-    /// kept (so preparing never makes a model slower on the CPU at hand).
+    /// each, the fastest kept if it beats the rule's by 10 %; then the whole prepared graph
+    /// against the graph as built, three times each in turns, the faster kept (so that
+    /// preparing does not make a model slower on the CPU at hand, up to timing noise).
     Measure,
     /// By rule, without timing: the depthwise loop where it applies, GEMM otherwise.
     Rules,
@@ -275,8 +276,10 @@ impl Inference {
         let y = self.run(x, &mut paths, pool, measure);
         let mut plain = false;
         if measure {
-            let prepared = fastest(|| drop(self.run(x, &mut paths.clone(), pool, false)));
-            let as_built = fastest(|| drop(self.graph.forward(x.clone())));
+            let (prepared, as_built) = fastest_of_each(
+                || drop(self.run(x, &mut paths.clone(), pool, false)),
+                || drop(self.graph.forward(x.clone())),
+            );
             plain = as_built < prepared;
         }
         for (path, step) in paths.iter().zip(&self.plan.steps) {
@@ -575,16 +578,17 @@ impl Run<'_> {
     }
 }
 
-/// The fastest of three runs of `f`.
-fn fastest(mut f: impl FnMut()) -> Duration {
-    (0..3)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed()
-        })
-        .min()
-        .expect("three runs")
+/// The fastest of three runs of `a` and of `b`, taken in turns so that a busy spell of the
+/// machine slows both rather than one.
+fn fastest_of_each(mut a: impl FnMut(), mut b: impl FnMut()) -> (Duration, Duration) {
+    let time = |f: &mut dyn FnMut()| {
+        let start = Instant::now();
+        f();
+        start.elapsed()
+    };
+    (0..3).fold((Duration::MAX, Duration::MAX), |(ta, tb), _| {
+        (ta.min(time(&mut a)), tb.min(time(&mut b)))
+    })
 }
 
 fn count<K: PartialEq>(counts: &mut Vec<(K, usize)>, key: K) {
