@@ -170,6 +170,21 @@ impl ConvKernel {
             .apply_planes(y, out[1], out[2] * out[3], residual);
     }
 
+    /// The sizes of the products that compute this convolution on a `dims` input.
+    fn gemm_shape(&self, [_, cin, h, w]: [usize; 4], out: [usize; 4]) -> GemmShape {
+        let s = &self.spec;
+        let (cin_g, cout_g) = (cin / s.groups, s.out_channels / s.groups);
+        GemmShape {
+            groups: s.groups,
+            plane: h * w,
+            out_plane: out[2] * out[3],
+            cin_g,
+            cout_g,
+            k: cin_g * s.kernel_size[0] * s.kernel_size[1],
+            direct: s.kernel_size == [1, 1] && s.stride == [1, 1] && s.padding == [0, 0],
+        }
+    }
+
     fn gemm(
         &self,
         x: &[f32],
@@ -180,10 +195,15 @@ impl ConvKernel {
     ) {
         let s = &self.spec;
         let [batch, cin, h, w] = dims;
-        let (groups, plane, out_plane) = (s.groups, h * w, out[2] * out[3]);
-        let (cin_g, cout_g) = (cin / groups, s.out_channels / groups);
-        let k = cin_g * s.kernel_size[0] * s.kernel_size[1];
-        let direct = s.kernel_size == [1, 1] && s.stride == [1, 1] && s.padding == [0, 0];
+        let GemmShape {
+            groups,
+            plane,
+            out_plane,
+            cin_g,
+            cout_g,
+            k,
+            direct,
+        } = self.gemm_shape(dims, out);
         if batch > 1 && out_plane > 0 && out_plane < BATCH_COLUMNS {
             let images = BATCH_COLUMNS.div_ceil(out_plane).min(batch);
             return self.gemm_images_together(x, dims, out, y, cols, images);
@@ -238,10 +258,15 @@ impl ConvKernel {
     ) {
         let s = &self.spec;
         let [batch, cin, h, w] = dims;
-        let (groups, plane, out_plane) = (s.groups, h * w, out[2] * out[3]);
-        let (cin_g, cout_g) = (cin / groups, s.out_channels / groups);
-        let k = cin_g * s.kernel_size[0] * s.kernel_size[1];
-        let direct = s.kernel_size == [1, 1] && s.stride == [1, 1] && s.padding == [0, 0];
+        let GemmShape {
+            groups,
+            plane,
+            out_plane,
+            cin_g,
+            cout_g,
+            k,
+            direct,
+        } = self.gemm_shape(dims, out);
         let width = images * out_plane;
         scratch.resize(k * width + cout_g * width, 0.0);
         let (cols, product) = scratch.split_at_mut(k * width);
@@ -321,6 +346,20 @@ impl ConvKernel {
             y.par_chunks_mut(plane).enumerate().for_each(run);
         }
     }
+}
+
+/// A convolution as matrix products, per image and group: `W (cout_g × k) · cols (k × out_plane)`.
+struct GemmShape {
+    groups: usize,
+    /// Input pixels per channel.
+    plane: usize,
+    out_plane: usize,
+    cin_g: usize,
+    cout_g: usize,
+    /// `cin_g · kh · kw`.
+    k: usize,
+    /// 1×1, stride 1, unpadded: the image itself is `cols`.
+    direct: bool,
 }
 
 /// Where a depthwise convolution's windows lie.
