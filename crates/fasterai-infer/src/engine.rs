@@ -9,7 +9,7 @@ use fasterai_core::graph::{Activation, Graph, channel_axis};
 
 use crate::kernels::conv::ConvPath;
 use crate::kernels::eltwise::{self, affine};
-use crate::kernels::pool;
+use crate::kernels::{norm, pool};
 use crate::kernels::simd::Isa;
 use crate::plan::{Plan, Step};
 use crate::value::{Pool, Value};
@@ -465,6 +465,46 @@ impl Run<'_> {
                 *dims.last_mut().expect("rank 2 or more") = kernel.outputs();
                 let mut y = self.output(dims);
                 kernel.run(&self.get(0).data, rows, &mut y.data);
+                y
+            }
+            Step::LayerNorm(kernel) => {
+                if self.get(0).dims.last() != Some(&kernel.features()) {
+                    return self.layer(i);
+                }
+                let mut v = self.own(0);
+                kernel.run(&mut v.data);
+                v
+            }
+            Step::Softmax => {
+                let dims = &self.get(0).dims;
+                if dims.len() == 4 {
+                    return self.layer(i); // over channels, a strided axis
+                }
+                let width = dims[dims.len() - 1];
+                let mut v = self.own(0);
+                norm::softmax_rows(&mut v.data, width);
+                v
+            }
+            Step::Attention(kernel) => {
+                let &[n, t, e] = &self.get(0).dims[..] else {
+                    return self.layer(i);
+                };
+                if e != kernel.inputs() {
+                    return self.layer(i);
+                }
+                let mut y = self.output(vec![n, t, kernel.outputs()]);
+                let mut scratch = kernel.scratch_lens([n, t]).map(|len| self.pool.take(len));
+                kernel.run(&self.get(0).data, [n, t], &mut y.data, &mut scratch);
+                scratch.into_iter().for_each(|b| self.pool.give(b));
+                y
+            }
+            Step::Tokens(op) => {
+                let dims = self.get(0).dims.clone();
+                let Some(out) = op.out_dims(&dims) else {
+                    return self.layer(i);
+                };
+                let mut y = self.output(out);
+                op.run(&self.get(0).data, &dims, &mut y.data);
                 y
             }
             Step::Conv { kernel, residual } => {

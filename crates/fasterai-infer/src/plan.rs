@@ -2,20 +2,24 @@
 //! which run on the engine's kernels and which as the graph's own layers.
 
 use burn::nn::conv::Conv2d;
+use fasterai_core::graph::ops::activation::GeluApproximation;
 use fasterai_core::graph::ops::batch_norm::BatchNormAffine;
 use fasterai_core::graph::ops::{AvgPool2dSpec, MaxPool2dSpec};
 use fasterai_core::graph::{Graph, Layer, LayerSpec};
 
+use crate::kernels::attention::AttentionKernel;
 use crate::kernels::conv::ConvKernel;
 use crate::kernels::eltwise::Act;
 use crate::kernels::linear::LinearKernel;
+use crate::kernels::norm::LayerNormKernel;
 use crate::kernels::pool;
+use crate::kernels::tokens::TokenOp;
 
 /// How one node runs. Values live in slots: slot `i` holds node `i`'s output, the last slot
 /// the graph's input.
 pub(crate) enum Step {
-    /// The graph's own layer on a Burn tensor (ops without a kernel here: attention, layer
-    /// norms, token ops, fake quantization).
+    /// The graph's own layer on a Burn tensor (ops without a kernel here: fake quantization,
+    /// and shapes a kernel does not take).
     Layer,
     /// Passes its input number `input` on: identity ops in evaluation mode (`fused` false) and
     /// nodes already computed by the kernel before them (`fused` true).
@@ -50,6 +54,14 @@ pub(crate) enum Step {
     Flatten,
     /// A `Linear` and the activation after it.
     Linear(Box<LinearKernel>),
+    /// A layer norm over the last axis.
+    LayerNorm(Box<LayerNormKernel>),
+    /// A softmax over the last axis of tokens or a flat value (images run the graph's op).
+    Softmax,
+    /// Multi-head self-attention.
+    Attention(Box<AttentionKernel>),
+    /// A transformer's token op.
+    Tokens(TokenOp),
 }
 
 /// The steps of `graph`, the slots each node reads and how many reads each slot gets.
@@ -88,6 +100,14 @@ impl Plan {
                 Layer::Linear(linear) => {
                     let act = plan.activation_after(graph, i);
                     Step::Linear(Box::new(LinearKernel::new(linear, act)))
+                }
+                Layer::LayerNorm(norm) => Step::LayerNorm(Box::new(LayerNormKernel::new(norm))),
+                Layer::MultiheadAttention(attention) => {
+                    Step::Attention(Box::new(AttentionKernel::new(attention)))
+                }
+                Layer::ClassToken(token) => Step::Tokens(TokenOp::prepend(token.value.val())),
+                Layer::PositionEmbedding(positions) => {
+                    Step::Tokens(TokenOp::add_positions(positions.value.val()))
                 }
                 layer => match act_of(layer) {
                     Some(act) => Step::Act(act),
@@ -170,6 +190,10 @@ fn simple_step(layer: &Layer) -> Step {
         Layer::Mul(_) => Step::Mul,
         Layer::Concat(_) => Step::Concat,
         Layer::Flatten(_) => Step::Flatten,
+        Layer::Softmax(_) => Step::Softmax,
+        Layer::ImageToTokens(_) => Step::Tokens(TokenOp::FromImage),
+        Layer::SelectToken(select) => Step::Tokens(TokenOp::Select(select.index)),
+        Layer::TokenMean(_) => Step::Tokens(TokenOp::Mean),
         Layer::MaxPool2d(spec) if pool::max_applies(spec) => Step::MaxPool(spec.clone()),
         Layer::AvgPool2d(spec) if pool::avg_applies(spec) => Step::AvgPool(spec.clone()),
         Layer::AdaptiveAvgPool2d(spec) => Step::AdaptiveAvgPool(spec.output_size),
@@ -186,6 +210,10 @@ fn act_of(layer: &Layer) -> Option<Act> {
         Layer::Sigmoid(_) => Act::Sigmoid,
         Layer::Hardsigmoid(_) => Act::Hardsigmoid,
         Layer::Hardswish(_) => Act::Hardswish,
+        Layer::GELU(g) => match g.approximate {
+            GeluApproximation::None => Act::Gelu,
+            GeluApproximation::Tanh => Act::GeluTanh,
+        },
         _ => return None,
     })
 }

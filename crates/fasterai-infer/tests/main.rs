@@ -4,6 +4,7 @@
 mod engine;
 mod families;
 mod kernels;
+mod transformer;
 
 use burn::tensor::{Distribution, Tensor, TensorData};
 use fasterai_core::prelude::*;

@@ -5,36 +5,55 @@
 
 use gemm::Parallelism;
 
-/// A row-major matrix view: `rows × cols`, rows `stride` apart.
+/// A matrix view: element `(i, j)` at `data[i·stride + j·col_stride]`.
 #[derive(Clone, Copy)]
 pub(crate) struct Mat<'a> {
     pub data: &'a [f32],
     pub rows: usize,
     pub cols: usize,
     pub stride: usize,
+    pub col_stride: usize,
 }
 
 impl<'a> Mat<'a> {
-    /// A dense `rows × cols` matrix.
+    /// A dense row-major `rows × cols` matrix.
     pub fn dense(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self::rows(data, rows, cols, cols)
+    }
+
+    /// `rows × cols`, row-major with rows `stride` apart.
+    pub fn rows(data: &'a [f32], rows: usize, cols: usize, stride: usize) -> Self {
         Self {
             data,
             rows,
             cols,
-            stride: cols,
+            stride,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose of `self`, read in place.
+    pub fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            stride: self.col_stride,
+            col_stride: self.stride,
+            ..self
         }
     }
 }
 
-/// Whether `len` elements hold a `rows × cols` matrix with rows `stride` apart.
-fn fits(len: usize, rows: usize, cols: usize, stride: usize) -> bool {
+/// Whether `len` elements hold a `rows × cols` matrix whose last element is at
+/// `(rows − 1)·stride + (cols − 1)·col_stride`.
+fn fits(len: usize, rows: usize, cols: usize, stride: usize, col_stride: usize) -> bool {
     rows == 0
         || cols == 0
-        || (stride >= cols
-            && (rows - 1)
-                .checked_mul(stride)
-                .and_then(|x| x.checked_add(cols))
-                .is_some_and(|end| end <= len))
+        || (rows - 1)
+            .checked_mul(stride)
+            .zip((cols - 1).checked_mul(col_stride))
+            .and_then(|(a, b)| a.checked_add(b))
+            .is_some_and(|last| last < len)
 }
 
 /// `dst = a · b` (`accumulate`: `dst += a · b`), `dst` being `a.rows × b.cols` with rows
@@ -52,9 +71,18 @@ pub(crate) fn matmul(
 ) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(b.rows, k, "inner dimensions differ");
-    assert!(fits(a.data.len(), m, k, a.stride), "lhs overruns its slice");
-    assert!(fits(b.data.len(), k, n, b.stride), "rhs overruns its slice");
-    assert!(fits(dst.len(), m, n, dst_stride), "dst overruns its slice");
+    assert!(
+        fits(a.data.len(), m, k, a.stride, a.col_stride),
+        "lhs overruns its slice"
+    );
+    assert!(
+        fits(b.data.len(), k, n, b.stride, b.col_stride),
+        "rhs overruns its slice"
+    );
+    assert!(
+        dst_stride >= n && fits(dst.len(), m, n, dst_stride, 1),
+        "dst overruns its slice"
+    );
     if m == 0 || n == 0 {
         return;
     }
@@ -72,8 +100,9 @@ pub(crate) fn matmul(
         Parallelism::None
     };
     // SAFETY: `fits` checked that every (row, col) the product reads or writes lies inside its
-    // slice (row < rows, col < cols, offset row·stride + col < len); strides are positive and
-    // fit in isize because the slices do. `dst` is a unique borrow, so it aliases neither input.
+    // slice (row < rows, col < cols, offset row·stride + col·col_stride < len); strides are
+    // non-negative and fit in isize because the slices do. `dst` is a unique borrow, so it
+    // aliases neither input, and `dst_stride ≥ n` keeps its own rows apart.
     unsafe {
         gemm::gemm(
             m,
@@ -84,10 +113,10 @@ pub(crate) fn matmul(
             dst_stride as isize,
             accumulate,
             a.data.as_ptr(),
-            1,
+            a.col_stride as isize,
             a.stride as isize,
             b.data.as_ptr(),
-            1,
+            b.col_stride as isize,
             b.stride as isize,
             1.0,
             1.0,
@@ -157,12 +186,7 @@ mod tests {
             assert!(c.iter().zip(&want).all(|(x, y)| *x == y + 1.0));
             if n >= 2 && k > 0 {
                 let half = n / 2;
-                let view = Mat {
-                    data: &b[half..],
-                    rows: k,
-                    cols: n - half,
-                    stride: n,
-                };
+                let view = Mat::rows(&b[half..], k, n - half, n);
                 let mut c = vec![0f32; m * (n - half)];
                 matmul(&mut c, n - half, Mat::dense(&a, m, k), view, false, 1);
                 for i in 0..m {

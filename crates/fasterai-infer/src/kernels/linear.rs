@@ -8,7 +8,7 @@
 use burn::nn::Linear;
 use rayon::prelude::*;
 
-use super::eltwise::Act;
+use super::eltwise::{Act, PAR_MIN};
 use super::gemm::{Mat, matmul, threads_for};
 use fasterai_core::linalg::shared_host_values as host_values;
 
@@ -28,13 +28,34 @@ pub(crate) struct LinearKernel {
 impl LinearKernel {
     pub fn new(layer: &Linear, act: Act) -> Self {
         let [inputs, outputs] = layer.weight.dims();
+        Self::from_parts(
+            host_values(layer.weight.val()),
+            layer.bias.as_ref().map(|b| host_values(b.val())),
+            [inputs, outputs],
+            act,
+        )
+    }
+
+    /// From a `[in, out]` weight and an `[out]` bias.
+    pub fn from_parts(
+        weight: Vec<f32>,
+        bias: Option<Vec<f32>>,
+        [inputs, outputs]: [usize; 2],
+        act: Act,
+    ) -> Self {
+        assert_eq!(weight.len(), inputs * outputs, "a [in, out] weight");
+        assert!(bias.as_ref().is_none_or(|b| b.len() == outputs));
         Self {
-            weight: host_values(layer.weight.val()),
-            bias: layer.bias.as_ref().map(|b| host_values(b.val())),
+            weight,
+            bias,
             inputs,
             outputs,
             act,
         }
+    }
+
+    pub fn inputs(&self) -> usize {
+        self.inputs
     }
 
     pub fn outputs(&self) -> usize {
@@ -49,12 +70,7 @@ impl LinearKernel {
             let width = n.div_ceil(parts);
             y.par_chunks_mut(width).enumerate().for_each(|(p, dst)| {
                 let cols = dst.len();
-                let b = Mat {
-                    data: &self.weight[p * width..],
-                    rows: k,
-                    cols,
-                    stride: n,
-                };
+                let b = Mat::rows(&self.weight[p * width..], k, cols, n);
                 matmul(dst, cols, Mat::dense(x, 1, k), b, false, 1);
             });
         } else {
@@ -68,15 +84,16 @@ impl LinearKernel {
                 threads,
             );
         }
-        let act = self.act;
-        for row in y.chunks_mut(n.max(1)) {
-            match &self.bias {
-                Some(b) => row
-                    .iter_mut()
-                    .zip(b)
-                    .for_each(|(v, b)| *v = act.apply(*v + b)),
-                None => row.iter_mut().for_each(|v| *v = act.apply(*v)),
+        let finish = |row: &mut [f32]| {
+            if let Some(b) = &self.bias {
+                row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
             }
+            self.act.apply_slice(row);
+        };
+        if y.len() < PAR_MIN {
+            y.chunks_mut(n.max(1)).for_each(finish);
+        } else {
+            y.par_chunks_mut(n.max(1)).for_each(finish);
         }
     }
 }

@@ -145,3 +145,18 @@ pub(crate) fn dispatch<Op: pulp::WithSimd>(op: Op) -> Op::Output {
         _ => op.with_simd(pulp::Scalar::new()),
     }
 }
+
+/// Runs `f` inside a function compiled for the instruction set in use, so that its loops
+/// (inlined there) vectorise with that set's registers.
+#[inline(always)]
+pub(crate) fn vectorize<R>(f: impl FnOnce() -> R) -> R {
+    struct Call<F>(F);
+    impl<R, F: FnOnce() -> R> pulp::WithSimd for Call<F> {
+        type Output = R;
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _: S) -> R {
+            (self.0)()
+        }
+    }
+    dispatch(Call(f))
+}
