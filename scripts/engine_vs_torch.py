@@ -3,12 +3,16 @@ against PyTorch eager and onnxruntime (on fasterai's own float ONNX export), eve
 classes and random weights, at batch 1 (latency) and batch 32 (throughput).
 
     python engine_vs_torch.py CLI WORKDIR [--threads N] [--rounds R] [--quick | --batch B]
+                              [--models LABEL,...]
 
 Each row is measured in R rounds (default 3 at batch 1, 1 at batch 32), each round timing ours,
 --plain, PyTorch and onnxruntime one after the other; each keeps its best round's median, so a
 busy spell of a shared machine does not land on one of them only. Prints a markdown table per
 batch size, with ours / PyTorch and ours / onnxruntime ratios, and writes
-WORKDIR/engine_vs_torch.json. Needs the venv of `cargo xtask parity` plus onnxruntime.
+WORKDIR/engine_vs_torch.json. Needs the venv of `cargo xtask parity` plus onnxruntime. Models
+our ONNX export does not take yet (transformers) run in onnxruntime from PyTorch's own export of
+the same architecture (marked † in the table). `--models` keeps the rows whose label starts with
+one of the names given.
 """
 
 import json
@@ -70,7 +74,16 @@ ROWS = [
     ("efficientnet_b0", ["efficientnet_b0", "--num-classes", "10"], torchvision("efficientnet_b0"), [224, 32]),
     ("resnet20 (CIFAR)", ["resnet20"], lambda: CifarResNet(3), [32]),
     ("resnet20 pruned 2× MACs", "PRUNED", None, [32]),
+    ("vit_b_16", ["vit_b_16", "--num-classes", "10"], torchvision("vit_b_16"), [224]),
+    ("vit_cifar", ["vit_cifar"], lambda: vit_cifar(), [32]),
 ]
+
+
+def vit_cifar():
+    """fasterai's `vit_cifar`: torchvision's ViT with 4×4 patches, 6 layers, 3 heads, width 192."""
+    from torchvision.models.vision_transformer import VisionTransformer
+    return VisionTransformer(image_size=32, patch_size=4, num_layers=6, num_heads=3,
+                             hidden_dim=192, mlp_dim=384, num_classes=10)
 
 
 def sh(*args):
@@ -111,14 +124,26 @@ def pytorch(build, side, batch):
         return timed(lambda: model(x), runs, warmup)
 
 
-def export(cli, model, workdir):
-    """Our float ONNX export of `model` (once per row: its rounds and sides reuse it)."""
+def export(cli, model, build, side, workdir):
+    """Our float ONNX export of `model` (once per row: its rounds and sides reuse it), or
+    PyTorch's export of `build` where ours refuses the model; with whether it is PyTorch's."""
     path = os.path.join(workdir, "model.onnx")
-    sh(cli, "export", *model, "-o", path, "--force")
-    return path
+    try:
+        sh(cli, "export", *model, "-o", path, "--force")
+        return path, False
+    except subprocess.CalledProcessError:
+        if build is None:
+            return None, False
+        torch.manual_seed(0)
+        x = torch.randn(1, 3, side, side)
+        torch.onnx.export(build().eval(), x, path, input_names=["input"], dynamo=False,
+                          dynamic_axes={"input": {0: "batch"}})
+        return path, True
 
 
 def ort(path, workdir, side, batch, threads):
+    if path is None:
+        return None
     import onnx
     import onnxruntime as rt
     m = onnx.load(path)
@@ -166,9 +191,12 @@ def main():
         print(f"\n### batch {batch}" + (" (ms)" if batch == 1 else " (images/s)"))
         print("| model | input | ours | --plain | PyTorch | onnxruntime | ours/PyTorch | ours/ort | first call (ms) | peak (MB) |")
         print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        only = arg("--models", None)
         for label, model, build, sides in ROWS:
+            if only and not any(label.startswith(name) for name in only.split(",")):
+                continue
             model = {"FOLDED": [folded], "PRUNED": [pruned]}.get(model, model) if isinstance(model, str) else model
-            onnx_path = export(cli, model, workdir)
+            onnx_path, theirs = export(cli, model, build, sides[0], workdir)
             for side in sides:
                 rounds = int(arg("--rounds", 3 if batch == 1 else 1))
                 fast = plain = tt = rt_ms = None
@@ -180,7 +208,7 @@ def main():
                     tt = best(tt, pytorch(build, side, batch) if build else None)
                     rt_ms = best(rt_ms, ort(onnx_path, workdir, side, batch, threads))
                 row = dict(model=label, side=side, batch=batch, ours_ms=fast["median_ms"],
-                           plain_ms=plain, torch_ms=tt, ort_ms=rt_ms, rounds=rounds,
+                           plain_ms=plain, torch_ms=tt, ort_ms=rt_ms, ort_on_torch_export=theirs, rounds=rounds,
                            first_ms=fast["first_ms"], peak_mb=fast.get("peak_rss_mb"),
                            paths=fast["engine"]["conv_paths"])
                 results.append(row)
@@ -188,12 +216,14 @@ def main():
                 cell = lambda v: show(v) if v else "–"  # noqa: E731
                 # Time ratios at every batch size (below 1: ours is faster).
                 ratio = lambda v: f"{fast['median_ms'] / v:.2f}×" if v else "–"  # noqa: E731
+                mark = "†" if theirs and rt_ms else ""
                 print(f"| {label} | {side}² | {cell(fast['median_ms'])} | {cell(plain)} | "
-                      f"{cell(tt)} | {cell(rt_ms)} | {ratio(tt)} | {ratio(rt_ms)} | "
+                      f"{cell(tt)} | {cell(rt_ms)}{mark} | {ratio(tt)} | {ratio(rt_ms)} | "
                       f"{fast['first_ms']:.0f} | {fast.get('peak_rss_mb') or 0:.0f} |", flush=True)
     with open(os.path.join(workdir, "engine_vs_torch.json"), "w") as f:
         json.dump(results, f, indent=1)
-    print("\nours/PyTorch and ours/ort are ratios of times (below 1: ours is faster) at every batch size.")
+    print("\nours/PyTorch and ours/ort are ratios of times (below 1: ours is faster) at every batch size;"
+          " †: onnxruntime on PyTorch's export of the same architecture (ours does not export it yet).")
 
 
 if __name__ == "__main__":

@@ -19,8 +19,9 @@ use crate::value::{Pool, Value};
 pub enum PathChoice {
     /// Timed on the first input of each shape: every path a convolution offers, three times
     /// each, the fastest kept if it beats the rule's by 10 %; then the whole prepared graph
-    /// against the graph as built, three times each in turns, the faster kept (so that
-    /// preparing does not make a model slower on the CPU at hand, up to timing noise).
+    /// against the graph as built, up to three times each in turns (fewer once one is twice
+    /// as fast as the other), the faster kept (so that preparing does not make a model slower
+    /// on the CPU at hand, up to timing noise).
     Measure,
     /// By rule, without timing: the depthwise loop where it applies, GEMM otherwise.
     Rules,
@@ -618,17 +619,24 @@ impl Run<'_> {
     }
 }
 
-/// The fastest of three runs of `a` and of `b`, taken in turns so that a busy spell of the
-/// machine slows both rather than one.
+/// The fastest of up to three runs of `a` and of `b`, taken in turns so that a busy spell of
+/// the machine slows both rather than one; it stops early once one is twice as fast as the
+/// other (a big model's first call at batch 32 would otherwise take a minute of timing runs).
 fn fastest_of_each(mut a: impl FnMut(), mut b: impl FnMut()) -> (Duration, Duration) {
     let time = |f: &mut dyn FnMut()| {
         let start = Instant::now();
         f();
         start.elapsed()
     };
-    (0..3).fold((Duration::MAX, Duration::MAX), |(ta, tb), _| {
-        (ta.min(time(&mut a)), tb.min(time(&mut b)))
-    })
+    let (mut ta, mut tb) = (Duration::MAX, Duration::MAX);
+    for _ in 0..3 {
+        ta = ta.min(time(&mut a));
+        tb = tb.min(time(&mut b));
+        if ta * 2 < tb || tb * 2 < ta {
+            break;
+        }
+    }
+    (ta, tb)
 }
 
 fn count<K: PartialEq>(counts: &mut Vec<(K, usize)>, key: K) {

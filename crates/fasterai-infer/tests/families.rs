@@ -1,4 +1,4 @@
-//! Whole model families through the engine: every op they use has a kernel or runs as built,
+//! Whole model families (CNNs and a vision transformer) through the engine: every op they use has a kernel or runs as built,
 //! and the outputs are the graph's up to rounding.
 
 use fasterai_core::testing::{randomize_batch_norms, relative_max_diff};
@@ -8,7 +8,7 @@ use fasterai_models::{Builtin, Family};
 use crate::{both, flex, normal};
 
 #[test]
-fn every_cnn_family_gives_the_graphs_outputs_and_runs_on_the_engines_kernels() {
+fn every_family_gives_the_graphs_outputs_and_runs_on_the_engines_kernels() {
     let device = flex();
     for family in [
         Family::ResNet20,
@@ -17,6 +17,7 @@ fn every_cnn_family_gives_the_graphs_outputs_and_runs_on_the_engines_kernels() {
         Family::MobileNetV2,
         Family::MobileNetV3Small,
         Family::EfficientNetB0,
+        Family::ViTCifar,
     ] {
         let model = Builtin::net(family, 10)
             .with_input_shape([3, 32, 32])

@@ -41,13 +41,7 @@ impl AttentionKernel {
         let [rows, embed] = layer.in_proj_weight.dims();
         let [v, _] = layer.out_proj.weight.dims();
         // PyTorch's `[q + k + v, embed]` transposed once to the `[in, out]` the products read.
-        let packed = shared_host_values(layer.in_proj_weight.val());
-        let mut weight = vec![0f32; packed.len()];
-        for (r, row) in packed.chunks(embed.max(1)).enumerate() {
-            for (e, w) in row.iter().enumerate() {
-                weight[e * rows + r] = *w;
-            }
-        }
+        let weight = transpose(&shared_host_values(layer.in_proj_weight.val()), rows, embed);
         let bias = layer.in_proj_bias.as_ref().map(|b| host_values(b.val()));
         Self {
             in_proj: LinearKernel::from_parts(weight, bias, [embed, rows], Act::None),
@@ -127,4 +121,21 @@ impl AttentionKernel {
         }
         self.out_proj.run(context, n * t, y);
     }
+}
+
+/// The `[cols, rows]` transpose of a row-major `[rows, cols]` matrix, by tiles that stay in
+/// cache on both sides.
+fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    const TILE: usize = 32;
+    let mut t = vec![0f32; a.len()];
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    t[c * rows + r] = a[r * cols + c];
+                }
+            }
+        }
+    }
+    t
 }
