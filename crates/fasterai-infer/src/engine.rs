@@ -512,7 +512,7 @@ impl Run<'_> {
                 let dims = self.get(0).dims4();
                 let out = kernel.out_dims(dims);
                 let mut y = self.output(out.to_vec());
-                let mut scratch = self.pool.take(0);
+                let mut scratch = self.pool.take_scratch();
                 let x = &self.values[self.slots[0]].as_ref().expect("computed").data;
                 let r = residual.map(|s| &self.values[s].as_ref().expect("computed").data[..]);
                 assert!(
@@ -555,7 +555,7 @@ impl Run<'_> {
                     }
                 }
                 conv(path.unwrap_or_else(|| kernel.default_path()));
-                self.pool.give(scratch);
+                self.pool.keep_scratch(scratch);
                 y
             }
         }

@@ -67,6 +67,9 @@ impl Value {
 #[derive(Default)]
 pub(crate) struct Pool {
     free: Vec<Vec<f32>>,
+    /// The kernels' scratch (im2col columns, Winograd tiles), kept whole between steps: taken
+    /// from `free` it would often be a small buffer, grown again by fresh pages on every call.
+    scratch: Vec<f32>,
 }
 
 impl Pool {
@@ -83,6 +86,15 @@ impl Pool {
         buf.truncate(len);
         buf.resize(len, 0.0);
         buf
+    }
+
+    /// The scratch buffer, as long as its last use left it.
+    pub fn take_scratch(&mut self) -> Vec<f32> {
+        std::mem::take(&mut self.scratch)
+    }
+
+    pub fn keep_scratch(&mut self, buf: Vec<f32>) {
+        self.scratch = buf;
     }
 
     pub fn give(&mut self, buf: Vec<f32>) {
