@@ -9,8 +9,8 @@ use fasterai_core::graph::{Activation, Graph, channel_axis};
 
 use crate::kernels::conv::ConvPath;
 use crate::kernels::eltwise::{self, affine};
-use crate::kernels::{norm, pool};
 use crate::kernels::simd::Isa;
+use crate::kernels::{norm, pool};
 use crate::plan::{Plan, Step};
 use crate::value::{Pool, Value};
 

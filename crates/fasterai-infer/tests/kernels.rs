@@ -71,7 +71,7 @@ fn convolutions_equal_the_graph_on_every_path_geometry_and_instruction_set() {
         (dilated, [9, 8]),
         (grouped, [7, 7]),
         (rect, [6, 5]),
-        // A plane big enough that three images go two, then one, to a product.
+        // A plane of 2,304 pixels: two images fill a product.
         (spec(4, 6, 3, 1, 1), [48, 48]),
         // Depthwise: stride 1 and 2, multiplier 1 and 2, a 5×5 filter.
         (depthwise, [9, 10]),
@@ -81,8 +81,10 @@ fn convolutions_equal_the_graph_on_every_path_geometry_and_instruction_set() {
         let act = acts[i % acts.len()].clone();
         let net = conv_net(spec.clone(), i % 2 == 0, act);
         let mut taken = Vec::new();
-        // One image, and three (small planes: the images' columns side by side in one product).
-        for batch in [1, 3] {
+        // One image, three and eleven: small planes run in tasks of images in parallel, their
+        // columns side by side in one product (on 2 to 5 threads, eleven images make tasks of
+        // two with a short last one).
+        for batch in [1, 3, 11] {
             let x = normal([batch, spec.in_channels, h, w]);
             for_each_isa(|isa| {
                 taken.clear();

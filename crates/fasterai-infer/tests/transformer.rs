@@ -107,7 +107,12 @@ fn layer_norm_gelu_and_softmax_keep_non_finite_values_where_the_graph_does() {
     g.then("ln", LayerSpec::LayerNorm(LayerNormSpec::new(dim, 1e-5)));
     g.then("gelu", LayerSpec::GELU(GELU::default()));
     g.then("fc", LayerSpec::linear(dim, dim));
-    g.then("gelu_tanh", LayerSpec::GELU(GELU { approximate: GeluApproximation::Tanh }));
+    g.then(
+        "gelu_tanh",
+        LayerSpec::GELU(GELU {
+            approximate: GeluApproximation::Tanh,
+        }),
+    );
     g.then("softmax", LayerSpec::Softmax(Softmax {}));
     g.then("mean", LayerSpec::TokenMean(TokenMean {}));
     let net = random_graph(&g.build(), &flex());

@@ -47,7 +47,7 @@ impl AttentionKernel {
             in_proj: LinearKernel::from_parts(weight, bias, [embed, rows], Act::None),
             out_proj: LinearKernel::new(&layer.out_proj, Act::None),
             heads: layer.num_heads,
-            qk: (rows - v) / 2,
+            qk: rows.saturating_sub(v) / 2, // the spec checks q = k and each width splits by heads
             v,
             scale: layer.scale as f32,
             causal: layer.causal,
@@ -68,7 +68,11 @@ impl AttentionKernel {
     /// q, k and v; each head's values; the heads side by side.
     pub fn scratch_lens(&self, [n, t]: [usize; 2]) -> [usize; 3] {
         let tokens = n * t;
-        [tokens * (2 * self.qk + self.v), tokens * self.v, tokens * self.v]
+        [
+            tokens * (2 * self.qk + self.v),
+            tokens * self.v,
+            tokens * self.v,
+        ]
     }
 
     /// `y` (`[n, t, outputs]`) from `x` (`[n, t, inputs]`), with scratch buffers of
@@ -88,7 +92,8 @@ impl AttentionKernel {
             .for_each(|(task, out)| {
                 let (s, head) = (task / h, task % h);
                 let base = s * t * width;
-                SCORES.with_borrow_mut(|scores| {
+                // Taken out of the cell, not borrowed (see conv's tasks).
+                let mut scores = SCORES.take();
                 scores.resize(block * t, 0.0);
                 for start in (0..t).step_by(block) {
                     let rows = block.min(t - start);
@@ -109,7 +114,7 @@ impl AttentionKernel {
                     let dst = &mut out[start * dv..(start + rows) * dv];
                     matmul(dst, dv, Mat::dense(scores, rows, keys), values, false, 1);
                 }
-                });
+                SCORES.set(scores);
             });
         // Heads side by side again, `[n, t, v]`, for the output projection.
         for (s, sample) in context.chunks_mut((t * v).max(1)).enumerate() {

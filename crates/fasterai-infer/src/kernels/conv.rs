@@ -164,6 +164,9 @@ impl ConvKernel {
                 self.gemm(x, dims, out, y, scratch);
             }
             ConvPath::Depthwise => self.depthwise(x, dims, out, y),
+            ConvPath::Gemm if self.in_tasks(dims, out) => {
+                return self.gemm_in_tasks(x, dims, out, y, residual);
+            }
             ConvPath::Gemm => self.gemm(x, dims, out, y, scratch),
         }
         self.epilogue
@@ -204,10 +207,6 @@ impl ConvKernel {
             k,
             direct,
         } = self.gemm_shape(dims, out);
-        if batch > 1 && out_plane > 0 && out_plane < BATCH_COLUMNS {
-            let images = BATCH_COLUMNS.div_ceil(out_plane).min(batch);
-            return self.gemm_images_together(x, dims, out, y, cols, images);
-        }
         if !direct {
             cols.resize(k * out_plane, 0.0);
         }
@@ -226,6 +225,7 @@ impl ConvKernel {
                         cols,
                         out_plane,
                         0,
+                        true,
                     );
                     &cols[..]
                 };
@@ -244,20 +244,64 @@ impl ConvKernel {
         }
     }
 
-    /// GEMM over `images` images at a time, for small output planes: their columns side by side
-    /// make one wide product (a 4×4 map alone gives the micro-kernels 16 columns), whose rows
-    /// are then copied to each image's planes.
-    fn gemm_images_together(
+    /// Whether a GEMM convolution of `dims` runs by [`gemm_in_tasks`](Self::gemm_in_tasks): a
+    /// batch of small output planes.
+    fn in_tasks(&self, dims: [usize; 4], out: [usize; 4]) -> bool {
+        let out_plane = out[2] * out[3];
+        dims[0] > 1 && out_plane > 0 && out_plane < BATCH_COLUMNS
+    }
+
+    /// A batch of small output planes: tasks of a few images each run in parallel, each on one
+    /// thread with its own columns (in cache while its product reads them) and the epilogue
+    /// applied while its outputs are in cache; within a task the images' columns sit side by
+    /// side in one product (a 4×4 map alone would give the micro-kernels 16 columns), whose
+    /// rows are then copied to each image's planes. A product split over threads instead waits
+    /// for them at every layer.
+    fn gemm_in_tasks(
         &self,
         x: &[f32],
         dims: [usize; 4],
         out: [usize; 4],
         y: &mut [f32],
+        residual: Option<&[f32]>,
+    ) {
+        let batch = dims[0];
+        let out_plane = out[2] * out[3];
+        let per_image = self.spec.out_channels * out_plane;
+        // Enough images to fill a product, few enough for two tasks per thread.
+        let spread = batch / (2 * rayon::current_num_threads()).max(1);
+        let images = BATCH_COLUMNS.div_ceil(out_plane).min(spread).max(1);
+        let task = |(t, ys): (usize, &mut [f32])| {
+            // Taken out of the cell, not borrowed: a thread that waits inside a task may run
+            // another one, which then starts from an empty buffer.
+            let mut scratch = TASK_SCRATCH.take();
+            let range = t * images..t * images + ys.len() / per_image;
+            let r = residual.map(|r| &r[range.start * per_image..][..ys.len()]);
+            self.gemm_images(x, dims, out, range, ys, &mut scratch);
+            self.epilogue.apply_planes_here(ys, out[1], out_plane, r);
+            TASK_SCRATCH.set(scratch);
+        };
+        if batch > images {
+            y.par_chunks_mut(images * per_image)
+                .enumerate()
+                .for_each(task);
+        } else {
+            task((0, y));
+        }
+    }
+
+    /// The GEMM convolution of images `range` of `x` into `ys` (their outputs), on this thread.
+    fn gemm_images(
+        &self,
+        x: &[f32],
+        dims: [usize; 4],
+        out: [usize; 4],
+        range: std::ops::Range<usize>,
+        ys: &mut [f32],
         scratch: &mut Vec<f32>,
-        images: usize,
     ) {
         let s = &self.spec;
-        let [batch, cin, h, w] = dims;
+        let [_, cin, h, w] = dims;
         let GemmShape {
             groups,
             plane,
@@ -267,41 +311,29 @@ impl ConvKernel {
             k,
             direct,
         } = self.gemm_shape(dims, out);
-        let width = images * out_plane;
-        scratch.resize(k * width + cout_g * width, 0.0);
-        let (cols, product) = scratch.split_at_mut(k * width);
-        for first in (0..batch).step_by(images) {
-            let count = images.min(batch - first);
-            let wide = count * out_plane;
-            let (cols, product) = (&mut cols[..k * wide], &mut product[..cout_g * wide]);
-            for g in 0..groups {
-                for i in 0..count {
-                    let image = &x[((first + i) * cin + g * cin_g) * plane..][..cin_g * plane];
-                    if direct {
-                        for (row, src) in cols.chunks_mut(wide).zip(image.chunks(plane)) {
-                            row[i * out_plane..][..plane].copy_from_slice(src);
-                        }
-                    } else {
-                        let (dims, out_hw) = ([cin_g, h, w], [out[2], out[3]]);
-                        im2col(image, dims, s, out_hw, cols, wide, i * out_plane);
+        let wide = range.len() * out_plane;
+        scratch.resize(k * wide + cout_g * wide, 0.0);
+        let (cols, product) = scratch.split_at_mut(k * wide);
+        for g in 0..groups {
+            for (i, n) in range.clone().enumerate() {
+                let image = &x[(n * cin + g * cin_g) * plane..][..cin_g * plane];
+                if direct {
+                    for (row, src) in cols.chunks_mut(wide).zip(image.chunks(plane)) {
+                        row[i * out_plane..][..plane].copy_from_slice(src);
                     }
+                } else {
+                    let (dims, out_hw) = ([cin_g, h, w], [out[2], out[3]]);
+                    // On this thread: the task is one of several in parallel already.
+                    im2col(image, dims, s, out_hw, cols, wide, i * out_plane, false);
                 }
-                let lhs = Mat::dense(&self.weight[g * cout_g * k..][..cout_g * k], cout_g, k);
-                let threads = threads_for(cout_g * k * wide);
-                matmul(
-                    product,
-                    wide,
-                    lhs,
-                    Mat::dense(cols, k, wide),
-                    false,
-                    threads,
-                );
-                for i in 0..count {
-                    let first_plane = ((first + i) * s.out_channels + g * cout_g) * out_plane;
-                    let planes = &mut y[first_plane..][..cout_g * out_plane];
-                    for (dst, row) in planes.chunks_mut(out_plane).zip(product.chunks(wide)) {
-                        dst.copy_from_slice(&row[i * out_plane..][..out_plane]);
-                    }
+            }
+            let lhs = Mat::dense(&self.weight[g * cout_g * k..][..cout_g * k], cout_g, k);
+            matmul(product, wide, lhs, Mat::dense(cols, k, wide), false, 1);
+            for i in 0..range.len() {
+                let first_plane = (i * s.out_channels + g * cout_g) * out_plane;
+                let planes = &mut ys[first_plane..][..cout_g * out_plane];
+                for (dst, row) in planes.chunks_mut(out_plane).zip(product.chunks(wide)) {
+                    dst.copy_from_slice(&row[i * out_plane..][..out_plane]);
                 }
             }
         }
@@ -457,6 +489,11 @@ fn valid_range(
 /// Output columns below which the images of a batch are multiplied together.
 const BATCH_COLUMNS: usize = 4096;
 
+thread_local! {
+    /// Each thread's columns and product for [`ConvKernel::gemm_in_tasks`], kept between calls.
+    static TASK_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// The columns of one image and group: row `(c, ky, kx)` of `cols` (rows `row_stride` apart,
 /// starting at column `offset`) holds the input values that weight meets at each output
 /// position (0 in the padding).
@@ -468,6 +505,7 @@ fn im2col(
     cols: &mut [f32],
     row_stride: usize,
     offset: usize,
+    parallel: bool,
 ) {
     let ([kh, kw], [sh, sw], [ph, pw], [dh, dw]) = (s.kernel_size, s.stride, s.padding, s.dilation);
     let out_plane = oh * ow;
@@ -504,7 +542,7 @@ fn im2col(
         return;
     }
     let cols = &mut cols[..(rows - 1) * row_stride + offset + out_plane];
-    if rows * out_plane < 1 << 16 {
+    if !parallel || rows * out_plane < 1 << 16 {
         cols.chunks_mut(row_stride).enumerate().for_each(run);
     } else {
         cols.par_chunks_mut(row_stride).enumerate().for_each(run);

@@ -256,6 +256,20 @@ impl Epilogue {
             y.par_chunks_mut(plane).enumerate().for_each(run);
         }
     }
+
+    /// [`apply_planes`](Self::apply_planes) on this thread (inside a task already in parallel).
+    pub fn apply_planes_here(
+        &self,
+        y: &mut [f32],
+        channels: usize,
+        plane: usize,
+        residual: Option<&[f32]>,
+    ) {
+        for (nc, values) in y.chunks_mut(plane.max(1)).enumerate() {
+            let r = residual.map(|r| &r[nc * plane..][..plane]);
+            self.apply(nc % channels, values, r);
+        }
+    }
 }
 
 /// `y[n, c, ·] = act(x · scale[c] + shift[c])` in place: a batch norm no convolution absorbed.
