@@ -10,18 +10,20 @@
 //! | `kernels::conv` | convolutions by GEMM (1×1 without im2col), Winograd F(4×4, 3×3) or a depthwise loop, with the batch norm's scale folded into the weights and `act(x + shift + residual)` in the output pass |
 //! | `kernels::gemm` | the `gemm` crate's f32 GEMM (AVX2/AVX-512 chosen at run time); the crate's only `unsafe` |
 //! | [`Isa`] | the instruction set the engine's own loops run with: the widest the CPU has, or the one `FASTERAI_ISA` names |
-//! | `kernels::linear`, `pool`, `eltwise` | `Linear` (one-row products split over the cores), max/average/adaptive pooling, activations, sums, gates, stand-alone batch norms |
+//! | `kernels::linear`, `pool`, `eltwise` | `Linear` (one-row products split over the cores), max/average/adaptive pooling, activations (GELU included), sums, gates, stand-alone batch norms |
+//! | `kernels::attention`, `norm`, `tokens` | multi-head self-attention by blocks of one head's scores, layer norm and softmax by rows, a transformer's token ops |
 //! | [`latency`] | timing: warm-up, synced runs, first call, median/min/max |
 //!
 //! What runs how:
 //! - `Conv2d [→ BatchNorm2d] [→ Add] [→ ReLU | ReLU6 | SiLU | Sigmoid | Hardsigmoid |
 //!   Hardswish]`, where each value has no other reader (and the sum's other term is computed
-//!   before the convolution), is one convolution; `Linear [→ activation]` and
+//!   before the convolution), is one convolution; `Linear [→ activation]` (GELU included) and
 //!   `BatchNorm2d [→ activation]` likewise;
+//! - attention, layer norms, softmax and token ops on host buffers;
 //! - pooling, flatten, concatenation, sums and `[N, C, 1, 1]` gates (squeeze-and-excitation) on
 //!   host buffers; dropout and stochastic depth pass their input on;
-//! - every other node (attention, layer norms, token ops, fake quantization) as the graph's own
-//!   layer on a Burn tensor made from the buffer.
+//! - every other node (fake quantization), and shapes a kernel does not take, as the graph's
+//!   own layer on a Burn tensor made from the buffer.
 //!
 //! Each convolution offers one to three [`ConvPath`]s; [`PathChoice`] picks among them
 //! (measured on the first input of each shape by default, and the whole prepared graph kept

@@ -223,8 +223,7 @@ impl ConvKernel {
                         s,
                         [out[2], out[3]],
                         cols,
-                        out_plane,
-                        0,
+                        [out_plane, 0],
                         true,
                     );
                     &cols[..]
@@ -324,7 +323,7 @@ impl ConvKernel {
                 } else {
                     let (dims, out_hw) = ([cin_g, h, w], [out[2], out[3]]);
                     // On this thread: the task is one of several in parallel already.
-                    im2col(image, dims, s, out_hw, cols, wide, i * out_plane, false);
+                    im2col(image, dims, s, out_hw, cols, [wide, i * out_plane], false);
                 }
             }
             let lhs = Mat::dense(&self.weight[g * cout_g * k..][..cout_g * k], cout_g, k);
@@ -496,15 +495,14 @@ thread_local! {
 
 /// The columns of one image and group: row `(c, ky, kx)` of `cols` (rows `row_stride` apart,
 /// starting at column `offset`) holds the input values that weight meets at each output
-/// position (0 in the padding).
+/// position (0 in the padding). `parallel`: rows split over the threads when there are many.
 fn im2col(
     image: &[f32],
     [channels, h, w]: [usize; 3],
     s: &Conv2dSpec,
     [oh, ow]: [usize; 2],
     cols: &mut [f32],
-    row_stride: usize,
-    offset: usize,
+    [row_stride, offset]: [usize; 2],
     parallel: bool,
 ) {
     let ([kh, kw], [sh, sw], [ph, pw], [dh, dw]) = (s.kernel_size, s.stride, s.padding, s.dilation);
