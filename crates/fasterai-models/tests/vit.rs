@@ -90,7 +90,7 @@ fn tiny_vit_from_a_torchvision_state_dict_gives_pytorchs_logits() {
     let diff = relative_diff(&plain, &r.y);
     println!("tiny ViT vs PyTorch: relative {diff:e}");
     assert!(diff <= 1e-5, "relative difference {diff}");
-    // The CPU engine runs the same graph (transformer ops as built).
+    // The CPU engine (its attention, layer norm, GELU and token kernels) gives PyTorch's logits.
     let prepared = values(Inference::new(net.clone(), &device()).forward(r.x.clone()));
     assert!(relative_diff(&prepared, &r.y) <= 1e-5);
     // A model file stores and reloads every tensor: the same logits, bit for bit.
