@@ -18,7 +18,7 @@ use crate::value::{Pool, Value};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathChoice {
     /// Timed on the first input of each shape: every path a convolution offers, three times
-    /// each, the fastest kept if it beats the rule's by 10 %; then the whole prepared graph
+    /// each on up to four of its images, the fastest kept if it beats the rule's by 10 %; then the whole prepared graph
     /// against the graph as built, up to three times each in turns (fewer once one is twice
     /// as fast as the other), the faster kept (so that preparing does not make a model slower
     /// on the CPU at hand, up to timing noise).
@@ -519,7 +519,22 @@ impl Run<'_> {
                     r.is_none_or(|r| r.len() == y.data.len()),
                     "a sum of two shapes"
                 );
-                let mut conv = |p: ConvPath| kernel.run(p, x, dims, r, &mut y.data, &mut scratch);
+                // Paths are timed on the first few images: a big batch would make the first
+                // call a minute long (VGG16-bn at 224², batch 32), and per image the paths
+                // rank alike.
+                let timed = dims[0].min(TIMED_IMAGES);
+                let share = |len: usize| len.checked_div(dims[0]).unwrap_or(0) * timed;
+                let (x_len, y_len) = (share(x.len()), share(y.data.len()));
+                let timed_dims = [timed, dims[1], dims[2], dims[3]];
+                let mut conv = |p: ConvPath, images: usize| {
+                    if images == dims[0] {
+                        kernel.run(p, x, dims, r, &mut y.data, &mut scratch)
+                    } else {
+                        let (x, y) = (&x[..x_len], &mut y.data[..y_len]);
+                        let r = r.map(|r| &r[..y_len]);
+                        kernel.run(p, x, timed_dims, r, y, &mut scratch)
+                    }
+                };
                 let paths = kernel.paths();
                 if measure && paths.len() > 1 {
                     // Another path must beat the rule's by a tenth: timings of a few runs on a
@@ -532,7 +547,7 @@ impl Run<'_> {
                     for _ in 0..3 {
                         for (p, best) in &mut times {
                             let start = Instant::now();
-                            conv(*p);
+                            conv(*p, timed);
                             *best = (*best).min(start.elapsed());
                         }
                     }
@@ -554,7 +569,7 @@ impl Run<'_> {
                         kernel.drop_winograd(); // one layer's transformed filters at a time
                     }
                 }
-                conv(path.unwrap_or_else(|| kernel.default_path()));
+                conv(path.unwrap_or_else(|| kernel.default_path()), dims[0]);
                 self.pool.keep_scratch(scratch);
                 y
             }
@@ -618,6 +633,9 @@ impl Run<'_> {
         y
     }
 }
+
+/// Images of a batch each convolution's paths are timed on.
+const TIMED_IMAGES: usize = 4;
 
 /// The fastest of up to three runs of `a` and of `b`, taken in turns so that a busy spell of
 /// the machine slows both rather than one; it stops early once one is twice as fast as the
