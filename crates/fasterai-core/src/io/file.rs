@@ -17,6 +17,7 @@ use safetensors::Dtype;
 use safetensors::tensor::TensorInfo;
 
 use crate::error::{CoreError, Result};
+use crate::linalg::transpose_rows_into;
 
 /// Bytes per read call (and per CRC part).
 const CHUNK: usize = 4 << 20;
@@ -447,32 +448,6 @@ fn write_rows(values: &Tensor<2>, data: &mut DataSink) -> std::io::Result<()> {
         pending = next?;
     }
     data.put_chunks(&pending)
-}
-
-/// `band` holds rows `first..` of a row-major `[rows, cols]` matrix; writes them into
-/// `out`, the matrix transposed (`[cols, rows]`), on every core.
-pub(crate) fn transpose_rows_into(
-    band: &[f32],
-    first: usize,
-    out: &mut [f32],
-    rows: usize,
-    cols: usize,
-) {
-    // A task fills 16 output rows: 16 band columns, one cache line of each band row, so the
-    // lines it reads are reused from L1 across its rows.
-    const TILE: usize = 16;
-    let height = band.len() / cols.max(1);
-    out.par_chunks_mut(TILE * rows)
-        .enumerate()
-        .for_each(|(task, block)| {
-            let c0 = task * TILE;
-            for (dc, out_row) in block.chunks_exact_mut(rows).enumerate() {
-                let column = c0 + dc;
-                for (r, slot) in out_row[first..first + height].iter_mut().enumerate() {
-                    *slot = band[r * cols + column];
-                }
-            }
-        });
 }
 
 fn find_once(haystack: &[u8], needle: &[u8]) -> Option<usize> {

@@ -9,7 +9,8 @@ use burn::module::{ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{Tensor, TensorData};
 use safetensors::Dtype;
 
-use super::file::{Reader, transpose_rows_into};
+use super::file::Reader;
+use crate::linalg::transpose_rows_into;
 
 /// FNV-1a-style hash over each float tensor's Burn path, shape and values (Burn's layout), in
 /// visiting order: the `fasterai.checksum` of files written before the CRC-32 replaced it

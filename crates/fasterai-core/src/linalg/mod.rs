@@ -7,6 +7,7 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use ndarray::{Array2, Axis, s};
 use ndarray_linalg::{JobSvd, SVDDC};
+use rayon::prelude::*;
 
 mod eigen;
 pub use eigen::symmetric_eigen;
@@ -86,6 +87,26 @@ pub fn shared_host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         values.extend_from_slice(&host_values(slice));
     }
     values
+}
+
+/// `band` holds rows `first..` of a row-major `[rows, cols]` matrix; writes them into
+/// `out`, the matrix transposed (`[cols, rows]`), on every core.
+pub fn transpose_rows_into(band: &[f32], first: usize, out: &mut [f32], rows: usize, cols: usize) {
+    // A task fills 16 output rows: 16 band columns, one cache line of each band row, so the
+    // lines it reads are reused from L1 across its rows.
+    const TILE: usize = 16;
+    let height = band.len() / cols.max(1);
+    out.par_chunks_mut(TILE * rows)
+        .enumerate()
+        .for_each(|(task, block)| {
+            let c0 = task * TILE;
+            for (dc, out_row) in block.chunks_exact_mut(rows).enumerate() {
+                let column = c0 + dc;
+                for (r, slot) in out_row[first..first + height].iter_mut().enumerate() {
+                    *slot = band[r * cols + column];
+                }
+            }
+        });
 }
 
 /// A Burn matrix as a host array.

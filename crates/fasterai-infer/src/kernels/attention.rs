@@ -4,7 +4,7 @@
 //! the output projection. No more than one block of one head's scores exists per thread.
 
 use fasterai_core::graph::ops::attention::MultiheadAttention;
-use fasterai_core::linalg::{host_values, shared_host_values};
+use fasterai_core::linalg::{host_values, shared_host_values, transpose_rows_into};
 use rayon::prelude::*;
 
 use super::eltwise::Act;
@@ -41,7 +41,9 @@ impl AttentionKernel {
         let [rows, embed] = layer.in_proj_weight.dims();
         let [v, _] = layer.out_proj.weight.dims();
         // PyTorch's `[q + k + v, embed]` transposed once to the `[in, out]` the products read.
-        let weight = transpose(&shared_host_values(layer.in_proj_weight.val()), rows, embed);
+        let packed = shared_host_values(layer.in_proj_weight.val());
+        let mut weight = vec![0f32; packed.len()];
+        transpose_rows_into(&packed, 0, &mut weight, rows, embed);
         let bias = layer.in_proj_bias.as_ref().map(|b| host_values(b.val()));
         Self {
             in_proj: LinearKernel::from_parts(weight, bias, [embed, rows], Act::None),
@@ -126,21 +128,4 @@ impl AttentionKernel {
         }
         self.out_proj.run(context, n * t, y);
     }
-}
-
-/// The `[cols, rows]` transpose of a row-major `[rows, cols]` matrix, by tiles that stay in
-/// cache on both sides.
-fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    const TILE: usize = 32;
-    let mut t = vec![0f32; a.len()];
-    for r0 in (0..rows).step_by(TILE) {
-        for c0 in (0..cols).step_by(TILE) {
-            for r in r0..(r0 + TILE).min(rows) {
-                for c in c0..(c0 + TILE).min(cols) {
-                    t[c * rows + r] = a[r * cols + c];
-                }
-            }
-        }
-    }
-    t
 }

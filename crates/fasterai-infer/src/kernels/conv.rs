@@ -188,6 +188,11 @@ impl ConvKernel {
         }
     }
 
+    /// Group `g`'s packed weights, `[cout_g, k]`.
+    fn group_weights(&self, g: usize, cout_g: usize, k: usize) -> Mat<'_> {
+        Mat::dense(&self.weight[g * cout_g * k..][..cout_g * k], cout_g, k)
+    }
+
     fn gemm(
         &self,
         x: &[f32],
@@ -230,7 +235,7 @@ impl ConvKernel {
                 };
                 let dst =
                     &mut y[(n * s.out_channels + g * cout_g) * out_plane..][..cout_g * out_plane];
-                let lhs = Mat::dense(&self.weight[g * cout_g * k..][..cout_g * k], cout_g, k);
+                let lhs = self.group_weights(g, cout_g, k);
                 matmul(
                     dst,
                     out_plane,
@@ -326,7 +331,7 @@ impl ConvKernel {
                     im2col(image, dims, s, out_hw, cols, [wide, i * out_plane], false);
                 }
             }
-            let lhs = Mat::dense(&self.weight[g * cout_g * k..][..cout_g * k], cout_g, k);
+            let lhs = self.group_weights(g, cout_g, k);
             matmul(product, wide, lhs, Mat::dense(cols, k, wide), false, 1);
             for i in 0..range.len() {
                 let first_plane = (i * s.out_channels + g * cout_g) * out_plane;

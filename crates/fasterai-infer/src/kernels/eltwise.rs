@@ -246,15 +246,15 @@ impl Epilogue {
         if plane == 0 {
             return;
         }
-        let run = |(nc, values): (usize, &mut [f32])| {
-            let r = residual.map(|r| &r[nc * plane..][..plane]);
-            self.apply(nc % channels, values, r);
-        };
         if y.len() < PAR_MIN {
-            y.chunks_mut(plane).enumerate().for_each(run);
-        } else {
-            y.par_chunks_mut(plane).enumerate().for_each(run);
+            return self.apply_planes_here(y, channels, plane, residual);
         }
+        y.par_chunks_mut(plane)
+            .enumerate()
+            .for_each(|(nc, values)| {
+                let r = residual.map(|r| &r[nc * plane..][..plane]);
+                self.apply(nc % channels, values, r);
+            });
     }
 
     /// [`apply_planes`](Self::apply_planes) on this thread (inside a task already in parallel).
@@ -327,35 +327,9 @@ pub(crate) fn mul_planes(acc: &mut [f32], x: &[f32], plane: usize) {
 
 #[cfg(test)]
 mod tests {
-    use super::{exp, gelu, gelu_tanh};
+    use fasterai_core::graph::ops::activation::erfc;
 
-    /// erfc to double precision: `1 − erf` by its Maclaurin series below 2.5, the continued
-    /// fraction (Lentz) above, where the series would cancel; the reference for [`gelu`].
-    fn erfc(z: f64) -> f64 {
-        if z < 0.0 {
-            return 2.0 - erfc(-z);
-        }
-        if z < 2.5 {
-            let (mut term, mut sum, mut n) = (z, z, 0.0);
-            while term.abs() > 1e-18 * sum.abs().max(1e-300) {
-                n += 1.0;
-                term *= -z * z / n;
-                sum += term / (2.0 * n + 1.0);
-            }
-            return 1.0 - sum * std::f64::consts::FRAC_2_SQRT_PI;
-        }
-        let (mut f, mut c, mut d) = (z, z, 0.0);
-        for k in 1..500 {
-            let a = k as f64 / 2.0;
-            d = 1.0 / (z + a * d);
-            c = z + a / c;
-            f *= c * d;
-            if (c * d - 1.0).abs() < 1e-16 {
-                break;
-            }
-        }
-        (-z * z).exp() / (f * std::f64::consts::PI.sqrt())
-    }
+    use super::{exp, gelu, gelu_tanh};
 
     #[test]
     fn both_gelus_match_double_precision_formulas() {
