@@ -52,6 +52,18 @@ fn convolutions_equal_the_graph_on_every_path_geometry_and_instruction_set() {
     depthwise.groups = 8;
     let mut depthwise_s2 = spec(6, 12, 5, 2, 2);
     depthwise_s2.groups = 6; // two outputs per input channel
+    let mut depthwise_dilated = spec(5, 5, 3, 1, 2);
+    depthwise_dilated.groups = 5;
+    depthwise_dilated.dilation = [2, 2];
+    let mut depthwise_7x7 = spec(12, 12, 5, 1, 2); // EfficientNet's last stages
+    depthwise_7x7.groups = 12;
+    let mut depthwise_s2_odd = spec(4, 4, 3, 2, 1);
+    depthwise_s2_odd.groups = 4;
+    let mut depthwise_rect = spec(3, 3, 3, 1, 0);
+    depthwise_rect.groups = 3;
+    depthwise_rect.kernel_size = [3, 2];
+    depthwise_rect.stride = [1, 3];
+    depthwise_rect.padding = [1, 2];
     let mut rect = spec(5, 7, 3, 1, 1);
     rect.kernel_size = [1, 3];
     rect.padding = [0, 1];
@@ -76,6 +88,12 @@ fn convolutions_equal_the_graph_on_every_path_geometry_and_instruction_set() {
         // Depthwise: stride 1 and 2, multiplier 1 and 2, a 5×5 filter.
         (depthwise, [9, 10]),
         (depthwise_s2, [11, 8]),
+        // Depthwise: dilation, a 7×7 map with a 5×5 filter, stride 2 on odd sizes, and a
+        // 3×2 filter with strides and padding that differ by axis.
+        (depthwise_dilated, [8, 9]),
+        (depthwise_7x7, [7, 7]),
+        (depthwise_s2_odd, [13, 7]),
+        (depthwise_rect, [6, 11]),
     ];
     for (i, (spec, [h, w])) in cases.into_iter().enumerate() {
         let act = acts[i % acts.len()].clone();

@@ -7,7 +7,8 @@
 //!   `cols` (no im2col copy), any other builds the columns once per image and group; in a
 //!   batch, images with small output planes put their columns side by side in one product;
 //! - [`ConvPath::Winograd`]: F(4×4, 3×3) for stride-1 3×3 convolutions (`winograd.rs`);
-//! - [`ConvPath::Depthwise`]: a direct loop per channel plane for one input channel per group.
+//! - [`ConvPath::Depthwise`]: a direct loop per channel plane for one input channel per group
+//!   (`depthwise.rs`).
 //!
 //! NCHW stays the layout: every op of the graph reads it, a plane per channel keeps the output
 //! pass per channel contiguous, and H'W' (the GEMM's wide dimension) is long enough for the
@@ -18,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use burn::nn::conv::Conv2d;
 use rayon::prelude::*;
 
+use super::depthwise::DepthwiseGeometry;
 use super::eltwise::{Act, Epilogue};
 use super::gemm::{Mat, matmul, threads_for};
 use super::winograd::{self, WinogradConv};
@@ -163,7 +165,7 @@ impl ConvKernel {
                 }
                 self.gemm(x, dims, out, y, scratch);
             }
-            ConvPath::Depthwise => self.depthwise(x, dims, out, y),
+            ConvPath::Depthwise => return self.depthwise(x, dims, out, y, residual),
             ConvPath::Gemm if self.in_tasks(dims, out) => {
                 return self.gemm_in_tasks(x, dims, out, y, residual);
             }
@@ -348,7 +350,14 @@ impl ConvKernel {
     /// into `stride` phases for strided convolutions), so every tap is a contiguous
     /// multiply-add the compiler vectorises; the planes run in a function compiled for the
     /// instruction set in use ([`Isa`](super::simd::Isa)).
-    fn depthwise(&self, x: &[f32], dims: [usize; 4], out: [usize; 4], y: &mut [f32]) {
+    fn depthwise(
+        &self,
+        x: &[f32],
+        dims: [usize; 4],
+        out: [usize; 4],
+        y: &mut [f32],
+        residual: Option<&[f32]>,
+    ) {
         let s = &self.spec;
         let [_, cin, h, w] = dims;
         let plane = out[2] * out[3];
@@ -356,25 +365,26 @@ impl ConvKernel {
             return;
         }
         let (mult, taps) = (s.out_channels / cin, s.kernel_size[0] * s.kernel_size[1]);
-        let geo = Depthwise {
-            h,
-            w,
-            out: [out[2], out[3]],
-            kernel: s.kernel_size,
-            stride: s.stride,
-            pad: s.padding,
-            dilation: s.dilation,
-        };
+        let geo = DepthwiseGeometry::new(
+            [h, w],
+            [out[2], out[3]],
+            s.kernel_size,
+            s.stride,
+            s.padding,
+            s.dilation,
+        );
         let run = |(no, dst): (usize, &mut [f32])| {
             let (n, o) = (no / s.out_channels, no % s.out_channels);
             let src = &x[(n * cin + o / mult) * h * w..][..h * w];
             let weights = &self.weight[o * taps..][..taps];
-            super::simd::dispatch(DepthwisePlane {
-                geo: &geo,
-                src,
-                weights,
-                dst,
+            let residual = residual.map(|r| &r[no * plane..][..plane]);
+            // Taken, not borrowed: a rayon thread waiting inside a task may run another.
+            let mut scratch = TASK_SCRATCH.take();
+            scratch.resize(geo.scratch_len(), 0.0);
+            super::simd::vectorize(|| {
+                geo.plane(src, weights, dst, &mut scratch, &self.epilogue, o, residual)
             });
+            TASK_SCRATCH.set(scratch);
         };
         if y.len() * taps < 1 << 16 {
             y.chunks_mut(plane).enumerate().for_each(run);
@@ -398,81 +408,6 @@ struct GemmShape {
     direct: bool,
 }
 
-/// Where a depthwise convolution's windows lie.
-struct Depthwise {
-    h: usize,
-    w: usize,
-    out: [usize; 2],
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    pad: [usize; 2],
-    dilation: [usize; 2],
-}
-
-/// One output plane of a depthwise convolution.
-struct DepthwisePlane<'a> {
-    geo: &'a Depthwise,
-    src: &'a [f32],
-    weights: &'a [f32],
-    dst: &'a mut [f32],
-}
-
-impl pulp::WithSimd for DepthwisePlane<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
-        let Self {
-            geo,
-            src,
-            weights,
-            dst,
-        } = self;
-        let ([oh, ow], [kh, kw], [sh, sw], [ph, pw], [dh, dw]) =
-            (geo.out, geo.kernel, geo.stride, geo.pad, geo.dilation);
-        let (h, w) = (geo.h, geo.w);
-        // The padded line holds every column a window reaches: (ow-1)·sw + (kw-1)·dw < w + 2pw.
-        let wide = w + 2 * pw;
-        let mut line = vec![0f32; wide];
-        let phase_len = wide.div_ceil(sw);
-        let mut phases = vec![0f32; sw * phase_len];
-        dst.fill(0.0);
-        for oy in 0..oh {
-            let out_row = &mut dst[oy * ow..][..ow];
-            for ky in 0..kh {
-                let Some(iy) = (oy * sh + ky * dh).checked_sub(ph).filter(|&iy| iy < h) else {
-                    continue;
-                };
-                line[pw..pw + w].copy_from_slice(&src[iy * w..][..w]);
-                let taps = &weights[ky * kw..][..kw];
-                if sw == 1 {
-                    for (kx, &wv) in taps.iter().enumerate() {
-                        let input = &line[kx * dw..][..ow];
-                        for (o, v) in out_row.iter_mut().zip(input) {
-                            *o += wv * v;
-                        }
-                    }
-                } else {
-                    // Phase p holds columns p, p + sw, p + 2sw, … of the line.
-                    for (j, columns) in line.chunks(sw).enumerate() {
-                        for (p, v) in columns.iter().enumerate() {
-                            phases[p * phase_len + j] = *v;
-                        }
-                    }
-                    for (kx, &wv) in taps.iter().enumerate() {
-                        let offset = kx * dw;
-                        let phase = &phases[(offset % sw) * phase_len..][..phase_len];
-                        let input = &phase[offset / sw..][..ow];
-                        for (o, v) in out_row.iter_mut().zip(input) {
-                            *o += wv * v;
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// The output columns `lo..hi` whose input column `ox·stride + offset − pad` lies in `0..width`.
 fn valid_range(
     out_w: usize,
@@ -494,7 +429,8 @@ fn valid_range(
 const BATCH_COLUMNS: usize = 4096;
 
 thread_local! {
-    /// Each thread's columns and product for [`ConvKernel::gemm_in_tasks`], kept between calls.
+    /// Each thread's scratch for [`ConvKernel::gemm_in_tasks`] and the depthwise planes, kept
+    /// between calls.
     static TASK_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 

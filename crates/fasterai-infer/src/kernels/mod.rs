@@ -2,6 +2,7 @@
 
 pub(crate) mod attention;
 pub(crate) mod conv;
+pub(crate) mod depthwise;
 pub(crate) mod eltwise;
 pub(crate) mod gemm;
 pub(crate) mod linear;

@@ -1,0 +1,131 @@
+//! Depthwise convolutions (one input channel per group) by a direct loop per channel plane.
+//!
+//! The zero-padded plane is split into `stride_h × stride_w` phase planes (phase `(r, s)` holds
+//! the padded pixels whose row is `≡ r` and column `≡ s`), so every tap reads one phase at a
+//! fixed offset from the output's flat index. The output is computed over rows as wide as a
+//! phase, whatever the stride, the columns past the image discarded, in chunks of [`CHUNK`]
+//! values that stay in registers across all taps and are stored once. A 7×7 map with a 5×5
+//! filter is then 25 taps over 77 contiguous values instead of 175 rows of seven.
+
+use super::eltwise::Epilogue;
+
+/// Output values accumulated together over every tap (four AVX-512 registers).
+const CHUNK: usize = 64;
+
+/// Where a depthwise convolution's windows lie on one plane.
+pub(crate) struct DepthwiseGeometry {
+    h: usize,
+    w: usize,
+    out: [usize; 2],
+    stride: [usize; 2],
+    pad: [usize; 2],
+    /// Rows and columns of one phase plane.
+    phase: [usize; 2],
+    /// Per tap (row-major over the filter): where it reads, relative to the output's flat index.
+    offsets: Vec<usize>,
+    /// Output values computed per plane: output rows × phase columns, rounded up to [`CHUNK`].
+    wide_len: usize,
+    /// Length of the phase buffer, slack for the discarded columns' reads included.
+    phases_len: usize,
+}
+
+impl DepthwiseGeometry {
+    /// The geometry of a `kernel` with `stride`, `pad` and `dilation` on an `h × w` plane whose
+    /// output is `out` (as the convolution's output size formula gives).
+    pub fn new(
+        [h, w]: [usize; 2],
+        out: [usize; 2],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        pad: [usize; 2],
+        dilation: [usize; 2],
+    ) -> Self {
+        let (tall, wide) = (h + 2 * pad[0], w + 2 * pad[1]);
+        let phase = [tall.div_ceil(stride[0]), wide.div_ceil(stride[1])];
+        let phase_len = phase[0] * phase[1];
+        let mut offsets = Vec::with_capacity(kernel[0] * kernel[1]);
+        for ky in 0..kernel[0] {
+            for kx in 0..kernel[1] {
+                let (a, b) = (ky * dilation[0], kx * dilation[1]);
+                let which = (a % stride[0]) * stride[1] + b % stride[1];
+                offsets.push(which * phase_len + (a / stride[0]) * phase[1] + b / stride[1]);
+            }
+        }
+        let wide_len = (out[0] * phase[1]).next_multiple_of(CHUNK);
+        let furthest = offsets.iter().max().copied().unwrap_or(0) + wide_len;
+        Self {
+            h,
+            w,
+            out,
+            stride,
+            pad,
+            phase,
+            offsets,
+            wide_len,
+            phases_len: furthest.max(stride[0] * stride[1] * phase_len),
+        }
+    }
+
+    /// Scratch one plane needs: the phases and the wide output.
+    pub fn scratch_len(&self) -> usize {
+        self.phases_len + self.wide_len
+    }
+
+    /// Convolves one channel plane `src` (`h × w`) with `weights` (`kh · kw`) into `dst`
+    /// (`out_h × out_w`), then applies `epilogue` for `channel` with its `residual` plane.
+    /// `scratch` must hold [`scratch_len`](Self::scratch_len) values.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub fn plane(
+        &self,
+        src: &[f32],
+        weights: &[f32],
+        dst: &mut [f32],
+        scratch: &mut [f32],
+        epilogue: &Epilogue,
+        channel: usize,
+        residual: Option<&[f32]>,
+    ) {
+        let (phases, wide) = scratch.split_at_mut(self.phases_len);
+        self.split_into_phases(src, phases);
+        let wide = &mut wide[..self.wide_len];
+        for (chunk, out) in wide.chunks_exact_mut(CHUNK).enumerate() {
+            let start = chunk * CHUNK;
+            let mut acc = [0f32; CHUNK];
+            for (&offset, &wv) in self.offsets.iter().zip(weights) {
+                let input: &[f32; CHUNK] = phases[start + offset..][..CHUNK]
+                    .try_into()
+                    .expect("CHUNK values");
+                for (a, v) in acc.iter_mut().zip(input) {
+                    *a += wv * v;
+                }
+            }
+            out.copy_from_slice(&acc);
+        }
+        let ow = self.out[1];
+        for (row, line) in dst.chunks_exact_mut(ow).zip(wide.chunks(self.phase[1])) {
+            row.copy_from_slice(&line[..ow]);
+        }
+        epilogue.apply(channel, dst, residual);
+    }
+
+    /// Writes the zero-padded plane into its phase planes.
+    #[inline(always)]
+    fn split_into_phases(&self, src: &[f32], phases: &mut [f32]) {
+        let ([sh, sw], [ph, pw]) = (self.stride, self.pad);
+        let [rows, cols] = self.phase;
+        phases.fill(0.0);
+        for (iy, line) in src.chunks_exact(self.w).take(self.h).enumerate() {
+            let py = iy + ph;
+            let row_base = (py % sh) * sw * rows * cols + (py / sh) * cols;
+            if sw == 1 {
+                phases[row_base + pw..][..self.w].copy_from_slice(line);
+                continue;
+            }
+            for (ix, &v) in line.iter().enumerate() {
+                let px = ix + pw;
+                phases[row_base + (px % sw) * rows * cols + px / sw] = v;
+            }
+        }
+    }
+}
