@@ -89,6 +89,8 @@ pub struct Inference {
 pub struct Report {
     /// Nodes folded into the kernel before them (batch norms, sums, activations).
     pub fused_nodes: usize,
+    /// Squeeze-and-excitation gates run as one step each.
+    pub gates: usize,
     /// Convolutions by the path they take for the last input shape run (the rule's before any).
     pub conv_paths: Vec<(ConvPath, usize)>,
     /// Kinds of nodes with weights that run as the graph runs them (no kernel here yet), with
@@ -185,6 +187,7 @@ impl Inference {
                         .unwrap_or_else(|| kernel.default_path());
                     count(&mut report.conv_paths, path);
                 }
+                Step::Gate(_) => report.gates += 1,
                 Step::Layer if node.layer.spec().own_params() > 0 => {
                     count(&mut report.as_built, node.layer.spec().kind());
                 }
@@ -455,6 +458,13 @@ impl Run<'_> {
             Step::AvgPool(spec) => {
                 let [oh, ow] = pool::avg_pool_dims(spec, self.get(0).hw());
                 self.pool_with([oh, ow], |x, hw, y| pool::avg_pool(spec, x, hw, y))
+            }
+            Step::Gate(kernel) => {
+                let mut v = self.own(0);
+                let (_, channels, plane) = v.planes();
+                debug_assert_eq!(channels, kernel.channels(), "shapes checked before the run");
+                kernel.run(&mut v.data, plane);
+                v
             }
             Step::AdaptiveAvgPool(size) => {
                 self.pool_with(*size, |x, hw, y| pool::adaptive_avg_pool(*size, x, hw, y))

@@ -10,6 +10,7 @@ use fasterai_core::graph::{Graph, Layer, LayerSpec};
 use crate::kernels::attention::AttentionKernel;
 use crate::kernels::conv::ConvKernel;
 use crate::kernels::eltwise::Act;
+use crate::kernels::gate::GateKernel;
 use crate::kernels::linear::LinearKernel;
 use crate::kernels::norm::LayerNormKernel;
 use crate::kernels::pool;
@@ -52,6 +53,9 @@ pub(crate) enum Step {
     AdaptiveAvgPool([usize; 2]),
     /// `[N, …]` to `[N, ∏…]`.
     Flatten,
+    /// A squeeze-and-excitation gate, from its global pooling to the product that scales the
+    /// input (the nodes between pass the gated value on).
+    Gate(Box<GateKernel>),
     /// A `Linear` and the activation after it.
     Linear(Box<LinearKernel>),
     /// A layer norm over the last axis.
@@ -101,6 +105,9 @@ impl Plan {
                     let act = plan.activation_after(graph, i);
                     Step::Linear(Box::new(LinearKernel::new(linear, act)))
                 }
+                Layer::AdaptiveAvgPool2d(spec) if spec.output_size == [1, 1] => plan
+                    .gate(graph, i)
+                    .unwrap_or(Step::AdaptiveAvgPool(spec.output_size)),
                 Layer::LayerNorm(norm) => Step::LayerNorm(Box::new(LayerNormKernel::new(norm))),
                 Layer::MultiheadAttention(attention) => {
                     Step::Attention(Box::new(AttentionKernel::new(attention)))
@@ -159,6 +166,58 @@ impl Plan {
             kernel: Box::new(ConvKernel::new(conv, spec, bn, act)),
             residual,
         }
+    }
+
+    /// The squeeze-and-excitation gate that starts with the global pooling at node `i`:
+    /// `pool → fc1 (1×1) → [act] → fc2 (1×1) → gate act → Mul` with the pooled value, each
+    /// node the next one's only reader. The product then passes the gated value on and no
+    /// longer reads the input, so the gate scales it in place when nothing else reads it.
+    fn gate(&mut self, graph: &Graph, i: usize) -> Option<Step> {
+        let conv = |j: usize| match (&graph.nodes[j].layer, graph.nodes[j].layer.spec()) {
+            (Layer::Conv2d(conv), LayerSpec::Conv2d(spec)) => Some((conv, spec)),
+            _ => None,
+        };
+        let fc1 = sole_reader(graph, i)?;
+        let mut next = sole_reader(graph, fc1)?;
+        let act = act_of(&graph.nodes[next].layer);
+        let squeeze_act = act.map(|_| next);
+        if act.is_some() {
+            next = sole_reader(graph, next)?;
+        }
+        let fc2 = next;
+        let gate_act = sole_reader(graph, fc2)?;
+        let product = only_reader(graph, gate_act)?;
+        let x = self.inputs[i][0];
+        let other = match self.inputs[product][..] {
+            [a, b] if a == gate_act && b == x => 1,
+            [a, b] if b == gate_act && a == x => 0,
+            _ => return None,
+        };
+        if !matches!(graph.nodes[product].layer, Layer::Mul(_)) {
+            return None;
+        }
+        let (conv1, spec1) = conv(fc1)?;
+        let (conv2, spec2) = conv(fc2)?;
+        let kernel = GateKernel::new(
+            (conv1, &spec1),
+            act.unwrap_or(Act::None),
+            (conv2, &spec2),
+            act_of(&graph.nodes[gate_act].layer)?,
+        )?;
+        let passes = [Some(fc1), squeeze_act, Some(fc2), Some(gate_act)];
+        for j in passes.into_iter().flatten() {
+            self.steps[j] = Step::Pass {
+                input: 0,
+                fused: true,
+            };
+        }
+        self.inputs[product].remove(other);
+        self.reads[x] -= 1;
+        self.steps[product] = Step::Pass {
+            input: 0,
+            fused: true,
+        };
+        Some(Step::Gate(Box::new(kernel)))
     }
 
     /// The activation that alone reads node `i`, marked as folded into it.

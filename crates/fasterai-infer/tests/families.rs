@@ -36,5 +36,8 @@ fn every_family_gives_the_graphs_outputs_and_runs_on_the_engines_kernels() {
             report.as_built
         );
         assert!(report.fused_nodes > 0, "{}", family.name());
+        let squeeze_excitation =
+            matches!(family, Family::MobileNetV3Small | Family::EfficientNetB0);
+        assert_eq!(report.gates > 0, squeeze_excitation, "{}", family.name());
     }
 }

@@ -1,6 +1,7 @@
 //! Each kernel against the graph's op, on every path it offers and the geometries that stress
 //! its edges (partial tiles, padding, strides, dilation, groups), NaN and infinities included.
 
+use fasterai_core::graph::ops::merge::{Add, Mul};
 use fasterai_core::graph::ops::pool::AdaptiveAvgPool2dSpec;
 use fasterai_core::graph::ops::{AvgPool2dSpec, Conv2dSpec, MaxPool2dSpec};
 use fasterai_core::prelude::*;
@@ -266,4 +267,79 @@ fn nan_and_infinities_propagate_through_every_kernel_and_path_as_through_the_gra
     let net = random_graph(&g.build(), &device);
     let (_, fast, plain) = both(&net, with_non_finite([1, 4, 8, 8]), PathChoice::Measure);
     assert_same_non_finite(fast, plain, "linear");
+}
+
+/// `[conv →] pool → fc1 → [act] → fc2 → gate → Mul(·, x) [→ Add(·, x)] → Flatten`: a
+/// squeeze-and-excitation gate on `x`, the product's operands in either order, `x` also read
+/// after the gate when `shared`.
+fn gate_net(
+    conv: bool,
+    act: Option<LayerSpec>,
+    gate: LayerSpec,
+    swap: bool,
+    shared: bool,
+) -> Graph {
+    let (c, squeeze) = (6, 3);
+    let conv1x1 = |i, o| LayerSpec::Conv2d(Conv2dSpec::new(i, o, 1, 1).with_bias(true));
+    let mut g = GraphBuilder::new();
+    if conv {
+        g.then("conv", LayerSpec::conv(4, c, 3, 1));
+    }
+    let x = g.cursor().to_string();
+    g.then("se.avgpool", LayerSpec::global_avg_pool());
+    g.then("se.fc1", conv1x1(c, squeeze));
+    if let Some(act) = act {
+        g.then("se.act", act);
+    }
+    g.then("se.fc2", conv1x1(squeeze, c));
+    let scale = g.then("se.gate", gate);
+    let operands = if swap { [&x, &scale] } else { [&scale, &x] };
+    let gated = g.node("se.mul", LayerSpec::Mul(Mul {}), &operands.map(|s| &s[..]));
+    if shared {
+        g.node("add", LayerSpec::Add(Add {}), &[&gated, &x]);
+    }
+    g.then("flat", LayerSpec::flatten());
+    random_graph(&g.build(), &flex())
+}
+
+#[test]
+fn squeeze_excitation_gates_run_in_one_step_and_equal_the_graph() {
+    let cases = [
+        (
+            true,
+            Some(LayerSpec::relu()),
+            LayerSpec::Hardsigmoid(Default::default()),
+            false,
+            false,
+        ),
+        (
+            true,
+            Some(LayerSpec::SiLU(Default::default())),
+            LayerSpec::Sigmoid(Default::default()),
+            true,
+            true,
+        ),
+        (
+            false,
+            None,
+            LayerSpec::Sigmoid(Default::default()),
+            false,
+            true,
+        ),
+    ];
+    for (i, (conv, act, gate, swap, shared)) in cases.into_iter().enumerate() {
+        let cin = if conv { 4 } else { 6 };
+        let net = gate_net(conv, act, gate, swap, shared);
+        for_each_isa(|isa| {
+            for batch in [1, 3] {
+                let (prepared, fast, reference) =
+                    both(&net, normal([batch, cin, 9, 7]), PathChoice::Rules);
+                assert_eq!(prepared.report().gates, 1, "case {i}");
+                let err = relative_max_diff(fast, reference);
+                assert!(err < 1e-5, "case {i}, batch {batch}, {isa:?}: {err}");
+            }
+            let (_, fast, plain) = both(&net, with_non_finite([2, cin, 9, 7]), PathChoice::Rules);
+            assert_same_non_finite(fast, plain, &format!("gate case {i}, {isa:?}"));
+        });
+    }
 }

@@ -158,8 +158,12 @@ pub fn run(args: Args) -> Result<()> {
                 .iter()
                 .map(|(p, n)| format!("{} ×{n}", p.name()))
                 .collect();
+            let gates = match e.gates {
+                0 => String::new(),
+                n => format!("{n} squeeze-excitation gates in one step each; "),
+            };
             println!(
-                "  prepared: convolutions by {}; {} nodes fused into the kernel before them; loops in {} (--plain: as built)",
+                "  prepared: convolutions by {}; {gates}{} nodes fused into the kernel before them; loops in {} (--plain: as built)",
                 paths.join(", "),
                 e.fused_nodes,
                 e.isa.map_or("-", |isa| isa.name())

@@ -122,9 +122,16 @@ impl DepthwiseGeometry {
                 phases[row_base + pw..][..self.w].copy_from_slice(line);
                 continue;
             }
-            for (ix, &v) in line.iter().enumerate() {
-                let px = ix + pw;
-                phases[row_base + (px % sw) * rows * cols + px / sw] = v;
+            // Phase column j of phase s holds padded column s + j·sw, input column s + j·sw − pw.
+            for s in 0..sw {
+                let first = pw.saturating_sub(s).div_ceil(sw);
+                let Some(ix) = (s + first * sw).checked_sub(pw).filter(|&ix| ix < self.w) else {
+                    continue;
+                };
+                let dst = &mut phases[row_base + s * rows * cols..][first..cols];
+                for (d, &v) in dst.iter_mut().zip(line[ix..].iter().step_by(sw)) {
+                    *d = v;
+                }
             }
         }
     }

@@ -4,6 +4,7 @@ pub(crate) mod attention;
 pub(crate) mod conv;
 pub(crate) mod depthwise;
 pub(crate) mod eltwise;
+pub(crate) mod gate;
 pub(crate) mod gemm;
 pub(crate) mod linear;
 pub(crate) mod norm;

@@ -7,24 +7,10 @@ use fasterai_core::linalg::host_values;
 use rayon::prelude::*;
 
 use super::eltwise::{PAR_MIN, exp};
-use super::simd::vectorize;
+use super::simd::{sum_of, vectorize};
 
-/// Lanes of the sums below: independent accumulators the compiler keeps in vector registers.
+/// Lanes of the maximum below: independent accumulators the compiler keeps in vector registers.
 const LANES: usize = 16;
-
-/// `Σ f(x)` over a row, lane by lane (a plain float sum does not vectorise: its order is fixed).
-#[inline(always)]
-fn sum_of(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
-    let mut acc = [0f32; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
-    for c in chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a += f(v);
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
 
 /// The largest `f(x)` of a row (NaN is skipped here; it reaches the output through `exp`).
 #[inline(always)]

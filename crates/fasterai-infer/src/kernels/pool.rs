@@ -4,6 +4,7 @@
 
 use rayon::prelude::*;
 
+use super::simd::sum_of;
 use fasterai_core::graph::ops::{AvgPool2dSpec, MaxPool2dSpec};
 
 /// Output extent of a pooling window sweep, PyTorch's rule (ceil mode: a last window that
@@ -65,9 +66,11 @@ fn planes(
         return;
     }
     if x.len() < 1 << 15 {
-        y.chunks_mut(out_plane)
-            .zip(x.chunks(h * w))
-            .for_each(|(o, p)| f(p, o));
+        super::simd::vectorize(|| {
+            y.chunks_mut(out_plane)
+                .zip(x.chunks(h * w))
+                .for_each(|(o, p)| f(p, o))
+        });
     } else {
         y.par_chunks_mut(out_plane)
             .zip(x.par_chunks(h * w))
@@ -126,7 +129,7 @@ pub(crate) fn avg_pool(spec: &AvgPool2dSpec, x: &[f32], [h, w]: [usize; 2], y: &
             for ox in 0..ow {
                 let (left, right) = ((ox * sw).saturating_sub(pw), (ox * sw + kw - pw).min(w));
                 let sum: f32 = (top..bottom)
-                    .map(|y| plane[y * w + left..y * w + right].iter().sum::<f32>())
+                    .map(|y| sum_of(&plane[y * w + left..y * w + right], |v| v))
                     .sum();
                 let count = if spec.count_include_pad {
                     kh * kw
@@ -149,7 +152,7 @@ pub(crate) fn adaptive_avg_pool(size: [usize; 2], x: &[f32], [h, w]: [usize; 2],
             for ox in 0..ow {
                 let (left, right) = (ox * w / ow, ((ox + 1) * w).div_ceil(ow));
                 let sum: f32 = (top..bottom)
-                    .map(|y| plane[y * w + left..y * w + right].iter().sum::<f32>())
+                    .map(|y| sum_of(&plane[y * w + left..y * w + right], |v| v))
                     .sum();
                 out[oy * ow + ox] = sum / ((bottom - top) * (right - left)) as f32;
             }

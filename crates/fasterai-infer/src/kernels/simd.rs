@@ -160,3 +160,39 @@ pub(crate) fn vectorize<R>(f: impl FnOnce() -> R) -> R {
     }
     dispatch(Call(f))
 }
+
+/// Independent accumulators of [`sum_of`] and [`dot_of`], which the compiler keeps in vector registers.
+const SUM_LANES: usize = 16;
+
+/// `Σ f(x)`, lane by lane (a plain float sum does not vectorise: its order is fixed).
+#[inline(always)]
+pub(crate) fn sum_of(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0f32; SUM_LANES];
+    let chunks = x.chunks_exact(SUM_LANES);
+    let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += f(v);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `Σ a·b`, lane by lane.
+#[inline(always)]
+pub(crate) fn dot_of(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; SUM_LANES];
+    let (ca, cb) = (a.chunks_exact(SUM_LANES), b.chunks_exact(SUM_LANES));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
+    for (ca, cb) in ca.zip(cb) {
+        for ((acc, a), b) in acc.iter_mut().zip(ca).zip(cb) {
+            *acc += a * b;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
