@@ -111,6 +111,21 @@ fn kernels(c: &mut Criterion) {
         g.then("relu", LayerSpec::relu());
         Graph::from_spec(&g.build(), InitScheme::PyTorchDefault, &device)
     };
+    let gate = {
+        let conv1x1 = |i, o| LayerSpec::Conv2d(Conv2dSpec::new(i, o, 1, 1).with_bias(true));
+        let mut g = GraphBuilder::new();
+        g.then("avgpool", LayerSpec::global_avg_pool());
+        g.then("fc1", conv1x1(672, 28));
+        g.then("act", LayerSpec::SiLU(Default::default()));
+        g.then("fc2", conv1x1(28, 672));
+        g.then("gate", LayerSpec::Sigmoid(Default::default()));
+        g.node(
+            "mul",
+            LayerSpec::Mul(Default::default()),
+            &["gate", "input"],
+        );
+        Graph::from_spec(&g.build(), InitScheme::PyTorchDefault, &device)
+    };
     let cases: Vec<(&str, Graph, Vec<usize>)> = vec![
         (
             "conv3x3_64_56",
@@ -132,6 +147,17 @@ fn kernels(c: &mut Criterion) {
             one(vec![conv(144, 144, 3, 1, 144)]),
             vec![1, 144, 56, 56],
         ),
+        (
+            "depthwise3x3s2_96_112",
+            one(vec![conv(96, 96, 3, 2, 96)]),
+            vec![1, 96, 112, 112],
+        ),
+        (
+            "depthwise5x5_1152_7",
+            one(vec![conv(1152, 1152, 5, 1, 1152)]),
+            vec![1, 1152, 7, 7],
+        ),
+        ("se_gate_672_14", gate, vec![1, 672, 14, 14]),
         ("conv_bn_add_relu_64_56", residual, vec![1, 64, 56, 56]),
         (
             "maxpool3x3s2_64_112",

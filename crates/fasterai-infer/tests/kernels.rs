@@ -60,6 +60,8 @@ fn convolutions_equal_the_graph_on_every_path_geometry_and_instruction_set() {
     depthwise_7x7.groups = 12;
     let mut depthwise_s2_odd = spec(4, 4, 3, 2, 1);
     depthwise_s2_odd.groups = 4;
+    let mut depthwise_s2_unpadded = spec(3, 3, 3, 2, 0);
+    depthwise_s2_unpadded.groups = 3;
     let mut depthwise_rect = spec(3, 3, 3, 1, 0);
     depthwise_rect.groups = 3;
     depthwise_rect.kernel_size = [3, 2];
@@ -89,11 +91,12 @@ fn convolutions_equal_the_graph_on_every_path_geometry_and_instruction_set() {
         // Depthwise: stride 1 and 2, multiplier 1 and 2, a 5×5 filter.
         (depthwise, [9, 10]),
         (depthwise_s2, [11, 8]),
-        // Depthwise: dilation, a 7×7 map with a 5×5 filter, stride 2 on odd sizes, and a
+        // Depthwise: dilation, a 7×7 map with a 5×5 filter, stride 2 on odd sizes and unpadded, and a
         // 3×2 filter with strides and padding that differ by axis.
         (depthwise_dilated, [8, 9]),
         (depthwise_7x7, [7, 7]),
         (depthwise_s2_odd, [13, 7]),
+        (depthwise_s2_unpadded, [9, 9]),
         (depthwise_rect, [6, 11]),
     ];
     for (i, (spec, [h, w])) in cases.into_iter().enumerate() {

@@ -122,6 +122,28 @@ impl DepthwiseGeometry {
                 phases[row_base + pw..][..self.w].copy_from_slice(line);
                 continue;
             }
+            if sw == 2 {
+                // Input column 2k + t is padded column 2k + t + pw: phase (t + pw) % 2, column
+                // k + (t + pw) / 2. Both phases written in one pass over pairs (it vectorises).
+                let plane = rows * cols;
+                let first = row_base + (pw % 2) * plane + pw / 2;
+                let second = row_base + (1 - pw % 2) * plane + pw.div_ceil(2);
+                let (low, high) = phases.split_at_mut(row_base + plane);
+                let (a, b) = if first < second {
+                    (&mut low[first..], &mut high[second - row_base - plane..])
+                } else {
+                    (&mut high[first - row_base - plane..], &mut low[second..])
+                };
+                let pairs = line.chunks_exact(2);
+                if let [last] = pairs.remainder() {
+                    a[self.w / 2] = *last;
+                }
+                for ((pair, x), y) in pairs.zip(a.iter_mut()).zip(b.iter_mut()) {
+                    *x = pair[0];
+                    *y = pair[1];
+                }
+                continue;
+            }
             // Phase column j of phase s holds padded column s + j·sw, input column s + j·sw − pw.
             for s in 0..sw {
                 let first = pw.saturating_sub(s).div_ceil(sw);
