@@ -466,6 +466,22 @@ impl Run<'_> {
                 kernel.run(&mut v.data, plane);
                 v
             }
+            Step::PooledLinear(kernel) => {
+                let x = self.get(0);
+                let [n, c, h, w] = x.dims4();
+                if let Some(folded) = kernel.folded_for([c, h, w]) {
+                    let mut y = self.output(vec![n, folded.outputs()]);
+                    folded.run(&self.get(0).data, n, &mut y.data);
+                    return y;
+                }
+                let pooled = self.pool_with(kernel.pool, |x, hw, y| {
+                    pool::adaptive_avg_pool(kernel.pool, x, hw, y)
+                });
+                let mut y = self.output(vec![n, kernel.linear.outputs()]);
+                kernel.linear.run(&pooled.data, n, &mut y.data);
+                self.pool.give(pooled.data);
+                y
+            }
             Step::AdaptiveAvgPool(size) => {
                 self.pool_with(*size, |x, hw, y| pool::adaptive_avg_pool(*size, x, hw, y))
             }

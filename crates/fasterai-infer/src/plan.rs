@@ -11,7 +11,7 @@ use crate::kernels::attention::AttentionKernel;
 use crate::kernels::conv::ConvKernel;
 use crate::kernels::eltwise::Act;
 use crate::kernels::gate::GateKernel;
-use crate::kernels::linear::LinearKernel;
+use crate::kernels::linear::{LinearKernel, PooledLinear};
 use crate::kernels::norm::LayerNormKernel;
 use crate::kernels::pool;
 use crate::kernels::tokens::TokenOp;
@@ -58,6 +58,9 @@ pub(crate) enum Step {
     Gate(Box<GateKernel>),
     /// A `Linear` and the activation after it.
     Linear(Box<LinearKernel>),
+    /// `AdaptiveAvgPool2d → Flatten → Linear [→ act]`, the pool folded into the weight when it
+    /// enlarges its input.
+    PooledLinear(Box<PooledLinear>),
     /// A layer norm over the last axis.
     LayerNorm(Box<LayerNormKernel>),
     /// A softmax over the last axis of tokens or a flat value (images run the graph's op).
@@ -105,9 +108,13 @@ impl Plan {
                     let act = plan.activation_after(graph, i);
                     Step::Linear(Box::new(LinearKernel::new(linear, act)))
                 }
-                Layer::AdaptiveAvgPool2d(spec) if spec.output_size == [1, 1] => plan
-                    .gate(graph, i)
-                    .unwrap_or(Step::AdaptiveAvgPool(spec.output_size)),
+                Layer::AdaptiveAvgPool2d(spec) => {
+                    let fused = match spec.output_size {
+                        [1, 1] => plan.gate(graph, i),
+                        size => plan.pooled_linear(graph, i, size),
+                    };
+                    fused.unwrap_or(Step::AdaptiveAvgPool(spec.output_size))
+                }
                 Layer::LayerNorm(norm) => Step::LayerNorm(Box::new(LayerNormKernel::new(norm))),
                 Layer::MultiheadAttention(attention) => {
                     Step::Attention(Box::new(AttentionKernel::new(attention)))
@@ -218,6 +225,28 @@ impl Plan {
             fused: true,
         };
         Some(Step::Gate(Box::new(kernel)))
+    }
+
+    /// `Flatten → Linear [→ act]` alone after the adaptive pool at node `i` (VGG's head).
+    fn pooled_linear(&mut self, graph: &Graph, i: usize, size: [usize; 2]) -> Option<Step> {
+        let flatten = sole_reader(graph, i)?;
+        let linear = sole_reader(graph, flatten)?;
+        let (Layer::Flatten(_), Layer::Linear(layer)) =
+            (&graph.nodes[flatten].layer, &graph.nodes[linear].layer)
+        else {
+            return None;
+        };
+        let act = self.activation_after(graph, linear);
+        for j in [flatten, linear] {
+            self.steps[j] = Step::Pass {
+                input: 0,
+                fused: true,
+            };
+        }
+        let kernel = LinearKernel::new(layer, act);
+        Some(Step::PooledLinear(Box::new(PooledLinear::new(
+            size, kernel,
+        ))))
     }
 
     /// The activation that alone reads node `i`, marked as folded into it.

@@ -346,3 +346,34 @@ fn squeeze_excitation_gates_run_in_one_step_and_equal_the_graph() {
         });
     }
 }
+
+#[test]
+fn a_linear_after_an_enlarging_adaptive_pool_reads_the_input_through_a_folded_weight() {
+    let device = flex();
+    let mut g = GraphBuilder::new();
+    g.then(
+        "avgpool",
+        LayerSpec::AdaptiveAvgPool2d(AdaptiveAvgPool2dSpec {
+            output_size: [3, 4],
+        }),
+    );
+    g.then("flat", LayerSpec::flatten());
+    g.then("fc1", LayerSpec::linear(5 * 12, 300));
+    g.then("relu", LayerSpec::relu());
+    g.then("fc2", LayerSpec::linear(300, 7));
+    let net = random_graph(&g.build(), &device);
+    // 1×1 and 2×3 maps are enlarged (the latter with windows of one and two pixels); 4×5 is not.
+    for [h, w] in [[1, 1], [2, 3], [4, 5]] {
+        for_each_isa(|isa| {
+            for batch in [1, 3] {
+                let (prepared, fast, reference) =
+                    both(&net, normal([batch, 5, h, w]), PathChoice::Rules);
+                assert_eq!(prepared.fused_nodes(), 3, "flatten, fc1 and its ReLU");
+                let err = relative_max_diff(fast, reference);
+                assert!(err < 1e-5, "{h}x{w}, batch {batch}, {isa:?}: {err}");
+            }
+            let (_, fast, plain) = both(&net, with_non_finite([2, 5, h, w]), PathChoice::Rules);
+            assert_same_non_finite(fast, plain, &format!("pooled linear {h}x{w}, {isa:?}"));
+        });
+    }
+}
