@@ -174,7 +174,21 @@ impl WinogradConv {
     }
 }
 
+/// Tiles a transform handles at once: whole tile rows, about this many tiles, so that every
+/// loop runs over a long contiguous row (a 14×14 map has tile rows of four) and the rows in
+/// flight (36 or 40 of them) stay in L2.
+const CHUNK_TILES: usize = 512;
+
+/// Tile rows per chunk of [`CHUNK_TILES`].
+fn chunk_rows(geo: &Geometry) -> usize {
+    (CHUNK_TILES / geo.tiles_w.max(1)).clamp(1, geo.tiles_h.max(1))
+}
+
 /// `V[ξ][c][t] = (Bᵀ d B)[ξ]` for the 6×6 input tile `d` of channel `c` at tile `t`.
+///
+/// Per channel and chunk of tile rows: the tiles' values gathered as `D[r][k]` (row `r`,
+/// column `k` of every tile side by side), then `Bᵀ` down and `B` across as sums of those
+/// rows, the last written straight into `V`.
 fn transform_input(x: &[f32], geo: &Geometry, v: &mut [f32]) {
     let tiles = geo.tiles();
     // One task per input channel, each writing its row of every V[ξ].
@@ -190,50 +204,55 @@ fn transform_input(x: &[f32], geo: &Geometry, v: &mut [f32]) {
     // up to whole groups of 4.
     let (tiles_w, wide) = (geo.tiles_w, (geo.tiles_w + 1) * M);
     let plane = geo.height * geo.width;
+    let chunk = chunk_rows(geo);
+    let span = chunk * tiles_w;
     rows.into_par_iter().enumerate().for_each(|(c, mut out)| {
         super::simd::dispatch(|| {
-            let mut padded = vec![0f32; A * wide];
-            let mut across = vec![0f32; A * wide];
+            let mut padded = vec![0f32; wide];
             let mut phases: [Vec<f32>; M] = std::array::from_fn(|_| vec![0f32; tiles_w + 1]);
+            let mut d = vec![0f32; A * A * span];
+            let mut e = vec![0f32; A * A * span];
             for n in 0..geo.batch {
                 let image = &x[(n * geo.channels + c) * plane..][..plane];
-                for ty in 0..geo.tiles_h {
-                    for (r, dst) in padded.chunks_exact_mut(wide).enumerate() {
-                        let y = (ty * M + r).checked_sub(geo.pad[0]);
-                        match y.filter(|&y| y < geo.height) {
-                            Some(y) => {
+                for ty0 in (0..geo.tiles_h).step_by(chunk) {
+                    let ty1 = (ty0 + chunk).min(geo.tiles_h);
+                    let len = (ty1 - ty0) * tiles_w;
+                    for ty in ty0..ty1 {
+                        let at = (ty - ty0) * tiles_w;
+                        for r in 0..A {
+                            let y = (ty * M + r).checked_sub(geo.pad[0]);
+                            padded.fill(0.0);
+                            if let Some(y) = y.filter(|&y| y < geo.height) {
                                 let len = geo.width.min(wide - geo.pad[1]);
-                                dst[..geo.pad[1]].fill(0.0);
-                                dst[geo.pad[1]..geo.pad[1] + len]
+                                padded[geo.pad[1]..geo.pad[1] + len]
                                     .copy_from_slice(&image[y * geo.width..][..len]);
-                                dst[geo.pad[1] + len..].fill(0.0);
                             }
-                            None => dst.fill(0.0),
+                            // Column k of tile tx is column k % 4 of group tx + k / 4.
+                            let [p0, p1, p2, p3] = &mut phases;
+                            for (g, group) in padded.chunks_exact(M).enumerate() {
+                                (p0[g], p1[g], p2[g], p3[g]) =
+                                    (group[0], group[1], group[2], group[3]);
+                            }
+                            for k in 0..A {
+                                let phase = &phases[k % M][k / M..][..tiles_w];
+                                d[(r * A + k) * span + at..][..tiles_w].copy_from_slice(phase);
+                            }
                         }
                     }
-                    // Bᵀ down the rows, whole rows at a time.
-                    let src: [&[f32]; A] = std::array::from_fn(|r| &padded[r * wide..][..wide]);
-                    for (i, dst) in across.chunks_exact_mut(wide).enumerate() {
-                        combine(dst, &BT[i], src);
+                    // Bᵀ down: E[i][k] = Σ_r Bᵀ[i][r] D[r][k].
+                    for (ik, dst) in e.chunks_exact_mut(span).enumerate() {
+                        let (i, k) = (ik / A, ik % A);
+                        let src: [&[f32]; A] =
+                            std::array::from_fn(|r| &d[(r * A + k) * span..][..len]);
+                        combine(&mut dst[..len], &BT[i], src);
                     }
-                    // B across each tile's six columns: column k of tile tx is column k % 4
-                    // of group tx + k / 4; split the row into its four phases, combine.
-                    let base = (n * geo.tiles_h + ty) * tiles_w;
-                    for (i, row) in across.chunks_exact(wide).enumerate() {
-                        let [p0, p1, p2, p3] = &mut phases;
-                        for (g, group) in row.chunks_exact(M).enumerate() {
-                            (p0[g], p1[g], p2[g], p3[g]) = (group[0], group[1], group[2], group[3]);
-                        }
-                        let cols: [&[f32]; A] = [
-                            &p0[..tiles_w],
-                            &p1[..tiles_w],
-                            &p2[..tiles_w],
-                            &p3[..tiles_w],
-                            &p0[1..],
-                            &p1[1..],
-                        ];
+                    // B across: V[6i + j] = Σ_k Bᵀ[j][k] E[i][k].
+                    let base = (n * geo.tiles_h + ty0) * tiles_w;
+                    for i in 0..A {
+                        let src: [&[f32]; A] =
+                            std::array::from_fn(|k| &e[(i * A + k) * span..][..len]);
                         for (j, bt) in BT.iter().enumerate() {
-                            combine(&mut out[i * A + j][base..base + tiles_w], bt, cols);
+                            combine(&mut out[i * A + j][base..base + len], bt, src);
                         }
                     }
                 }
@@ -254,40 +273,50 @@ fn combine(dst: &mut [f32], c: &[f32; A], src: [&[f32]; A]) {
     }
 }
 
-/// `Y = Aᵀ M A` per tile into `y`, `[N, out, H', W']`.
+/// `Y = Aᵀ M A` per tile into `y`, `[N, out, H', W']`: per output plane and chunk of tile
+/// rows, both halves of the transform over rows as long as the chunk, then the 4×4 blocks into
+/// the plane.
 fn transform_output(m: &[f32], geo: &Geometry, out_channels: usize, y: &mut [f32]) {
     let tiles = geo.tiles();
     let (out_h, out_w, tiles_w) = (geo.out_h, geo.out_w, geo.tiles_w);
+    let chunk = chunk_rows(geo);
+    let span = chunk * tiles_w;
     y.par_chunks_mut(out_h * out_w)
         .enumerate()
         .for_each(|(nk, plane)| {
             super::simd::dispatch(|| {
                 let (n, k) = (nk / out_channels, nk % out_channels);
-                // Both halves of Aᵀ M A over whole tile rows, so that every loop runs along the
-                // tiles (contiguous): z[r][j] = Σ_i Aᵀ[r][i] M[6i + j], w[r][s] = Σ_j Aᵀ[s][j] z[r][j],
-                // then the 4×4 blocks into the plane.
-                let mut z = vec![0f32; M * A * tiles_w];
-                let mut w = vec![0f32; M * tiles_w];
+                // z[r][j] = Σ_i Aᵀ[r][i] M[6i + j], w[r][s] = Σ_j Aᵀ[s][j] z[r][j].
+                let mut z = vec![0f32; M * A * span];
+                let mut w = vec![0f32; M * M * span];
                 let mut line = vec![0f32; M * tiles_w];
-                for ty in 0..geo.tiles_h {
-                    let base = (n * geo.tiles_h + ty) * tiles_w;
-                    for (rj, dst) in z.chunks_exact_mut(tiles_w).enumerate() {
+                for ty0 in (0..geo.tiles_h).step_by(chunk) {
+                    let ty1 = (ty0 + chunk).min(geo.tiles_h);
+                    let len = (ty1 - ty0) * tiles_w;
+                    let base = (n * geo.tiles_h + ty0) * tiles_w;
+                    for (rj, dst) in z.chunks_exact_mut(span).enumerate() {
                         let (r, j) = (rj / A, rj % A);
                         let src: [&[f32]; A] = std::array::from_fn(|i| {
-                            &m[((i * A + j) * out_channels + k) * tiles + base..][..tiles_w]
+                            &m[((i * A + j) * out_channels + k) * tiles + base..][..len]
                         });
-                        combine(dst, &AT[r], src);
+                        combine(&mut dst[..len], &AT[r], src);
                     }
-                    for r in 0..(out_h - ty * M).min(M) {
-                        let zr: [&[f32]; A] =
-                            std::array::from_fn(|j| &z[(r * A + j) * tiles_w..][..tiles_w]);
-                        for (s, dst) in w.chunks_exact_mut(tiles_w).enumerate() {
-                            combine(dst, &AT[s], zr);
-                            for (tx, v) in dst.iter().enumerate() {
-                                line[tx * M + s] = *v;
+                    for (rs, dst) in w.chunks_exact_mut(span).enumerate() {
+                        let (r, s) = (rs / M, rs % M);
+                        let src: [&[f32]; A] =
+                            std::array::from_fn(|j| &z[(r * A + j) * span..][..len]);
+                        combine(&mut dst[..len], &AT[s], src);
+                    }
+                    for ty in ty0..ty1 {
+                        let at = (ty - ty0) * tiles_w;
+                        for r in 0..(out_h - ty * M).min(M) {
+                            let [w0, w1, w2, w3]: [&[f32]; M] =
+                                std::array::from_fn(|s| &w[(r * M + s) * span + at..][..tiles_w]);
+                            for (tx, group) in line.chunks_exact_mut(M).enumerate() {
+                                group.copy_from_slice(&[w0[tx], w1[tx], w2[tx], w3[tx]]);
                             }
+                            plane[(ty * M + r) * out_w..][..out_w].copy_from_slice(&line[..out_w]);
                         }
-                        plane[(ty * M + r) * out_w..][..out_w].copy_from_slice(&line[..out_w]);
                     }
                 }
             })
