@@ -663,25 +663,39 @@ impl Run<'_> {
 /// Images of a batch each convolution's paths are timed on.
 const TIMED_IMAGES: usize = 4;
 
-/// The fastest of up to three runs of `a` and of `b`, taken in turns so that a busy spell of
-/// the machine slows both rather than one; it stops early once one is twice as fast as the
-/// other (a big model's first call at batch 32 would otherwise take a minute of timing runs).
+/// The fastest of several runs of `a` and of `b`, taken in turns so that a busy spell of the
+/// machine slows both rather than one: at least three each and [`GUARD_BUDGET`] in all (a
+/// one-millisecond model gets some twenty, so that one slow run cannot decide), at most
+/// [`GUARD_MAX_RUNS`]. One pass is enough once one side is twice as fast on runs of
+/// [`GUARD_LONG_RUN`] or more (a big model's first call at batch 32 would otherwise take a
+/// minute of timing runs).
 fn fastest_of_each(mut a: impl FnMut(), mut b: impl FnMut()) -> (Duration, Duration) {
     let time = |f: &mut dyn FnMut()| {
         let start = Instant::now();
         f();
         start.elapsed()
     };
+    let started = Instant::now();
     let (mut ta, mut tb) = (Duration::MAX, Duration::MAX);
-    for _ in 0..3 {
+    for pass in 1..=GUARD_MAX_RUNS {
         ta = ta.min(time(&mut a));
         tb = tb.min(time(&mut b));
-        if ta * 2 < tb || tb * 2 < ta {
+        let decisive = ta * 2 < tb || tb * 2 < ta;
+        if (decisive && ta.min(tb) >= GUARD_LONG_RUN)
+            || (pass >= 3 && started.elapsed() >= GUARD_BUDGET)
+        {
             break;
         }
     }
     (ta, tb)
 }
+
+/// Time the whole-graph guard spends at least (after three runs of each side).
+const GUARD_BUDGET: Duration = Duration::from_millis(50);
+/// Runs of each side the guard takes at most.
+const GUARD_MAX_RUNS: usize = 50;
+/// Runs this long settle the guard in one pass when one side is twice as fast.
+const GUARD_LONG_RUN: Duration = Duration::from_millis(100);
 
 fn count<K: PartialEq>(counts: &mut Vec<(K, usize)>, key: K) {
     match counts.iter_mut().find(|(k, _)| *k == key) {

@@ -11,6 +11,9 @@ use super::eltwise::Epilogue;
 
 /// Output values accumulated together over every tap (four AVX-512 registers).
 const CHUNK: usize = 64;
+/// The chunk of the last outputs of a plane (one AVX-512 register): tiny maps (a 1×1 map with a
+/// 5×5 filter has 5 outputs per phase row) would otherwise compute a whole [`CHUNK`].
+const TAIL: usize = 16;
 
 /// Where a depthwise convolution's windows lie on one plane.
 pub(crate) struct DepthwiseGeometry {
@@ -23,7 +26,7 @@ pub(crate) struct DepthwiseGeometry {
     phase: [usize; 2],
     /// Per tap (row-major over the filter): where it reads, relative to the output's flat index.
     offsets: Vec<usize>,
-    /// Output values computed per plane: output rows × phase columns, rounded up to [`CHUNK`].
+    /// Output values computed per plane: output rows × phase columns, rounded up to [`TAIL`].
     wide_len: usize,
     /// Length of the phase buffer, slack for the discarded columns' reads included.
     phases_len: usize,
@@ -51,7 +54,7 @@ impl DepthwiseGeometry {
                 offsets.push(which * phase_len + (a / stride[0]) * phase[1] + b / stride[1]);
             }
         }
-        let wide_len = (out[0] * phase[1]).next_multiple_of(CHUNK);
+        let wide_len = (out[0] * phase[1]).next_multiple_of(TAIL);
         let furthest = offsets.iter().max().copied().unwrap_or(0) + wide_len;
         Self {
             h,
@@ -89,24 +92,37 @@ impl DepthwiseGeometry {
         let (phases, wide) = scratch.split_at_mut(self.phases_len);
         self.split_into_phases(src, phases);
         let wide = &mut wide[..self.wide_len];
-        for (chunk, out) in wide.chunks_exact_mut(CHUNK).enumerate() {
-            let start = chunk * CHUNK;
-            let mut acc = [0f32; CHUNK];
+        let full = wide.len() / CHUNK * CHUNK;
+        let (head, tail) = wide.split_at_mut(full);
+        self.accumulate::<CHUNK>(phases, weights, head, 0);
+        self.accumulate::<TAIL>(phases, weights, tail, full);
+        let ow = self.out[1];
+        for (row, line) in dst.chunks_exact_mut(ow).zip(wide.chunks(self.phase[1])) {
+            row.copy_from_slice(&line[..ow]);
+        }
+        epilogue.apply(channel, dst, residual);
+    }
+
+    /// `out` (whole chunks of `N`, the wide output from `start` on) summed over every tap.
+    #[inline(always)]
+    fn accumulate<const N: usize>(
+        &self,
+        phases: &[f32],
+        weights: &[f32],
+        out: &mut [f32],
+        start: usize,
+    ) {
+        for (chunk, out) in out.chunks_exact_mut(N).enumerate() {
+            let first = start + chunk * N;
+            let mut acc = [0f32; N];
             for (&offset, &wv) in self.offsets.iter().zip(weights) {
-                let input: &[f32; CHUNK] = phases[start + offset..][..CHUNK]
-                    .try_into()
-                    .expect("CHUNK values");
+                let input: &[f32; N] = phases[first + offset..][..N].try_into().expect("N values");
                 for (a, v) in acc.iter_mut().zip(input) {
                     *a += wv * v;
                 }
             }
             out.copy_from_slice(&acc);
         }
-        let ow = self.out[1];
-        for (row, line) in dst.chunks_exact_mut(ow).zip(wide.chunks(self.phase[1])) {
-            row.copy_from_slice(&line[..ow]);
-        }
-        epilogue.apply(channel, dst, residual);
     }
 
     /// Writes the zero-padded plane into its phase planes.

@@ -86,26 +86,38 @@ impl GateKernel {
         if plane == 0 || channels == 0 {
             return;
         }
-        let par = x.len() >= PAR_MIN;
-        for sample in x.chunks_exact_mut(channels * plane) {
-            let mean = |p: &[f32]| vectorize(|| sum_of(p, |v| v)) / plane as f32;
-            let means: Vec<f32> = if par {
-                sample.par_chunks(plane).map(mean).collect()
-            } else {
-                sample.chunks(plane).map(mean).collect()
-            };
-            let mut hidden = vec![0f32; self.squeeze.outputs()];
-            let mut gates = vec![0f32; channels];
-            vectorize(|| {
-                self.squeeze.run(&means, &mut hidden);
-                self.excite.run(&hidden, &mut gates);
-            });
-            let scale = |(values, g): (&mut [f32], &f32)| values.iter_mut().for_each(|v| *v *= g);
-            if par {
-                sample.par_chunks_mut(plane).zip(&gates).for_each(scale);
-            } else {
-                sample.chunks_mut(plane).zip(&gates).for_each(scale);
-            }
+        let len = channels * plane;
+        if x.len() < PAR_MIN {
+            x.chunks_exact_mut(len)
+                .for_each(|sample| self.sample(sample, plane, false));
+        } else if x.len() > len {
+            // A batch: one sample per task.
+            x.par_chunks_exact_mut(len)
+                .for_each(|sample| self.sample(sample, plane, false));
+        } else {
+            self.sample(x, plane, true);
+        }
+    }
+
+    /// Gates one sample; `par`: its planes split over the threads.
+    fn sample(&self, sample: &mut [f32], plane: usize, par: bool) {
+        let mean = |p: &[f32]| vectorize(|| sum_of(p, |v| v)) / plane as f32;
+        let means: Vec<f32> = if par {
+            sample.par_chunks(plane).map(mean).collect()
+        } else {
+            sample.chunks(plane).map(mean).collect()
+        };
+        let mut hidden = vec![0f32; self.squeeze.outputs()];
+        let mut gates = vec![0f32; self.channels()];
+        vectorize(|| {
+            self.squeeze.run(&means, &mut hidden);
+            self.excite.run(&hidden, &mut gates);
+        });
+        let scale = |(values, g): (&mut [f32], &f32)| values.iter_mut().for_each(|v| *v *= g);
+        if par {
+            sample.par_chunks_mut(plane).zip(&gates).for_each(scale);
+        } else {
+            sample.chunks_mut(plane).zip(&gates).for_each(scale);
         }
     }
 }
