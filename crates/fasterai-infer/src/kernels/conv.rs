@@ -4,8 +4,10 @@
 //! Three ways to compute one, all from the same packed weights:
 //! - [`ConvPath::Gemm`]: one matrix product per image and group, `W (out × in·kh·kw) ·
 //!   cols (in·kh·kw × H'W')`; a 1×1, stride-1, unpadded convolution reads the image itself as
-//!   `cols` (no im2col copy), any other builds the columns once per image and group; in a
-//!   batch, images with small output planes put their columns side by side in one product;
+//!   `cols` (no im2col copy), any other builds the columns once per image and group (a
+//!   stride-1 one on a narrow map from the zero-padded image, one copy per row, the product
+//!   taken over the padded width); in a batch, images with small output planes put their
+//!   columns side by side in one product;
 //! - [`ConvPath::Winograd`]: F(4×4, 3×3) for stride-1 3×3 convolutions (`winograd.rs`);
 //! - [`ConvPath::Depthwise`]: a direct loop per channel plane for one input channel per group
 //!   (`depthwise.rs`).
