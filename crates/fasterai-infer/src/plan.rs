@@ -145,10 +145,7 @@ impl Plan {
             && let Layer::BatchNorm2d(norm) = &graph.nodes[j].layer
         {
             bn = Some(norm.affine());
-            self.steps[j] = Step::Pass {
-                input: 0,
-                fused: true,
-            };
+            self.fuse(j);
             last = j;
         }
         let mut residual = None;
@@ -211,19 +208,16 @@ impl Plan {
             (conv2, &spec2),
             act_of(&graph.nodes[gate_act].layer)?,
         )?;
-        let passes = [Some(fc1), squeeze_act, Some(fc2), Some(gate_act)];
-        for j in passes.into_iter().flatten() {
-            self.steps[j] = Step::Pass {
-                input: 0,
-                fused: true,
-            };
-        }
         self.inputs[product].remove(other);
         self.reads[x] -= 1;
-        self.steps[product] = Step::Pass {
-            input: 0,
-            fused: true,
-        };
+        let passes = [
+            Some(fc1),
+            squeeze_act,
+            Some(fc2),
+            Some(gate_act),
+            Some(product),
+        ];
+        passes.into_iter().flatten().for_each(|j| self.fuse(j));
         Some(Step::Gate(Box::new(kernel)))
     }
 
@@ -237,26 +231,27 @@ impl Plan {
             return None;
         };
         let act = self.activation_after(graph, linear);
-        for j in [flatten, linear] {
-            self.steps[j] = Step::Pass {
-                input: 0,
-                fused: true,
-            };
-        }
+        self.fuse(flatten);
+        self.fuse(linear);
         let kernel = LinearKernel::new(layer, act);
         Some(Step::PooledLinear(Box::new(PooledLinear::new(
             size, kernel,
         ))))
     }
 
+    /// Marks node `j` as computed by the kernel before it: it passes its (only) input on.
+    fn fuse(&mut self, j: usize) {
+        self.steps[j] = Step::Pass {
+            input: 0,
+            fused: true,
+        };
+    }
+
     /// The activation that alone reads node `i`, marked as folded into it.
     fn activation_after(&mut self, graph: &Graph, i: usize) -> Act {
         match sole_reader(graph, i).map(|j| (j, act_of(&graph.nodes[j].layer))) {
             Some((j, Some(act))) => {
-                self.steps[j] = Step::Pass {
-                    input: 0,
-                    fused: true,
-                };
+                self.fuse(j);
                 act
             }
             _ => Act::None,

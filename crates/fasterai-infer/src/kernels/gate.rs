@@ -6,7 +6,7 @@
 use burn::nn::conv::Conv2d;
 use rayon::prelude::*;
 
-use super::eltwise::{Act, PAR_MIN};
+use super::eltwise::{Act, PAR_MIN, mul_planes};
 use super::simd::{dot_of, sum_of, vectorize};
 use fasterai_core::graph::ops::Conv2dSpec;
 use fasterai_core::linalg::shared_host_values as host_values;
@@ -99,7 +99,7 @@ impl GateKernel {
         }
     }
 
-    /// Gates one sample; `par`: its planes split over the threads.
+    /// Gates one sample; `par`: its means taken over the threads.
     fn sample(&self, sample: &mut [f32], plane: usize, par: bool) {
         let mean = |p: &[f32]| vectorize(|| sum_of(p, |v| v)) / plane as f32;
         let means: Vec<f32> = if par {
@@ -113,11 +113,6 @@ impl GateKernel {
             self.squeeze.run(&means, &mut hidden);
             self.excite.run(&hidden, &mut gates);
         });
-        let scale = |(values, g): (&mut [f32], &f32)| values.iter_mut().for_each(|v| *v *= g);
-        if par {
-            sample.par_chunks_mut(plane).zip(&gates).for_each(scale);
-        } else {
-            sample.chunks_mut(plane).zip(&gates).for_each(scale);
-        }
+        mul_planes(sample, &gates, plane);
     }
 }
