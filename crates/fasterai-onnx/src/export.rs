@@ -297,7 +297,11 @@ fn to_proto(model: &Model) -> Result<ModelProto> {
             | LayerSpec::Softmax(_)
             | LayerSpec::ImageToTokens(_)
             | LayerSpec::SelectToken(_)
-            | LayerSpec::TokenMean(_) => {
+            | LayerSpec::TokenMean(_)
+            | LayerSpec::Embedding(_)
+            | LayerSpec::LearnedPositions(_)
+            | LayerSpec::RMSNorm(_)
+            | LayerSpec::TiedLinear(_) => {
                 return Err(OnnxError::UnsupportedExport {
                     node: name.to_string(),
                     op: node.op.kind().to_string(),

@@ -3,11 +3,12 @@
 use std::collections::HashMap;
 
 use burn::module::{Devices, Module, ModuleMapper, ModuleVisitor};
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 
 use super::activation::Activation;
 use super::layer::Layer;
 use super::op::InitScheme;
+use super::sequence::{Decoding, Step};
 use super::spec::{GraphSpec, INPUT, NodeSpec, Shapes};
 use crate::error::{CoreError, Result};
 
@@ -20,6 +21,14 @@ pub struct Node {
     pub layer: Layer,
     /// The values it reads, by node name ([`INPUT`] for the model input).
     pub inputs: Vec<String>,
+}
+
+impl Node {
+    /// Whether input `k` is an embedding's table rather than its output (a tied head's second
+    /// input).
+    fn reads_table(&self, k: usize) -> bool {
+        k == 1 && matches!(self.layer, Layer::TiedLinear(_))
+    }
 }
 
 /// A model as a directed acyclic graph of named nodes in execution order; the last node's
@@ -118,6 +127,40 @@ impl Graph {
         Ok(self.forward(x))
     }
 
+    /// Runs a decoder pass over token ids `[N, T]` (as floats, checked by the caller), the
+    /// tokens after the `state.past` ones before; `padding` (`[N·T]`, true = padding, left
+    /// padding only) marks tokens no other token attends to. Keys and values are kept in
+    /// `state` when it says so, and `state` moves on by `T` tokens.
+    pub fn forward_decoding(
+        &self,
+        ids: Tensor<2>,
+        padding: Option<&[bool]>,
+        state: &mut Decoding,
+    ) -> Activation {
+        let [n, t] = ids.dims();
+        let device = ids.device();
+        let positions = state.advance(n, t, padding, &device);
+        let mut cache = std::mem::take(&mut state.cache);
+        cache.resize(self.nodes.len(), None);
+        let keep = state.keep_cache;
+        let padding = state.padding.clone();
+        let y = self.run_with(
+            Activation::Flat(ids),
+            |_, _, _| {},
+            |i, layer, inputs| {
+                let step = Step {
+                    positions: &positions,
+                    padding: padding.as_ref(),
+                    cache: keep.then(|| &mut cache[i]),
+                };
+                layer.live().forward_in(inputs, step)
+            },
+            |_, _| {},
+        );
+        state.cache = if keep { cache } else { Vec::new() };
+        y
+    }
+
     /// Runs the graph, calling `visit(name, layer, first_input)` before every node runs: the
     /// way to capture what a layer sees (probe batches, calibration, feature losses).
     pub fn forward_inspect(
@@ -210,8 +253,10 @@ impl Graph {
         // Uses left per value, so each is dropped after its last reader (memory of deep nets).
         let mut uses = vec![0usize; self.nodes.len()];
         for node in &self.nodes {
-            for name in &node.inputs {
-                if let Some(&j) = index.get(name.as_str()) {
+            for (k, name) in node.inputs.iter().enumerate() {
+                if let Some(&j) = index.get(name.as_str())
+                    && !node.reads_table(k)
+                {
                     uses[j] += 1;
                 }
             }
@@ -222,7 +267,9 @@ impl Graph {
             let inputs: Vec<Activation> = node
                 .inputs
                 .iter()
-                .map(|name| match index.get(name.as_str()) {
+                .enumerate()
+                .map(|(k, name)| match index.get(name.as_str()) {
+                    Some(&j) if node.reads_table(k) => self.nodes[j].layer.table(),
                     Some(&j) => {
                         uses[j] -= 1;
                         let value = if uses[j] == 0 {

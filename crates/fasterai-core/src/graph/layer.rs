@@ -18,7 +18,10 @@ use super::ops::batch_norm::BatchNorm2dSpec;
 use super::ops::conv::Conv2dSpec;
 use super::ops::linear::LinearSpec;
 use super::ops::merge::{Add, Concat, Mul};
-use super::ops::norm::{LayerNorm, LayerNormSpec};
+use super::ops::embedding::{
+    Embedding, EmbeddingSpec, LearnedPositions, LearnedPositionsSpec, TiedLinear,
+};
+use super::ops::norm::{LayerNorm, LayerNormSpec, RmsNorm, RmsNormSpec};
 use super::ops::pool::{AdaptiveAvgPool2dSpec, AvgPool2dSpec, MaxPool2dSpec};
 use super::ops::quant::FakeQuantize;
 use super::ops::shape::{Flatten, Identity};
@@ -154,6 +157,12 @@ registry! {
         PositionEmbedding(PositionEmbeddingSpec => PositionEmbedding),
         /// Drops a sample's whole value while training (identity in evaluation mode).
         StochasticDepth(StochasticDepthSpec => StochasticDepth),
+        /// Token ids to vectors, one learned row per id.
+        Embedding(EmbeddingSpec => Embedding),
+        /// A learned vector per position added to the tokens (GPT-2's `wpe`).
+        LearnedPositions(LearnedPositionsSpec => LearnedPositions),
+        /// Root-mean-square normalisation over the last dimension (Llama).
+        RMSNorm(RmsNormSpec => RmsNorm),
     }
     stateless {
         /// Rectified linear unit.
@@ -196,6 +205,8 @@ registry! {
         TokenMean(TokenMean),
         /// An activation rounded to an integer grid and back (quantized models).
         FakeQuantize(FakeQuantize),
+        /// The language-model head that reads the token table back (tied weights).
+        TiedLinear(TiedLinear),
     }
 }
 
@@ -369,6 +380,18 @@ impl Layer {
     /// Type name, as PyTorch prints it.
     pub fn kind(&self) -> &'static str {
         self.spec().kind()
+    }
+
+    /// An embedding's table `[vocabulary, D]` as a flat value (what a tied head reads).
+    ///
+    /// # Panics
+    /// If the layer is not an [`Embedding`]; [`GraphSpec::check`](super::GraphSpec::check)
+    /// refuses a tied head that names anything else.
+    pub fn table(&self) -> Activation {
+        match self {
+            Layer::Embedding(e) => Activation::Flat(e.weight.val()),
+            other => panic!("a {} has no token table", other.spec().kind()),
+        }
     }
 
     /// Runs the op on already shape-checked inputs.

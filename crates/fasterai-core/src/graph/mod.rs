@@ -12,6 +12,7 @@ mod dag;
 mod layer;
 mod op;
 pub mod ops;
+pub mod sequence;
 mod spec;
 
 pub use activation::{Activation, channel_axis, channel_count};

@@ -7,6 +7,7 @@ use burn::tensor::Device;
 use super::activation::Activation;
 use super::coupling::GroupKind;
 use super::layer::{Layer, LayerSpec};
+use super::sequence::Step;
 
 /// How a freshly built layer's weights are drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -117,6 +118,12 @@ pub trait LiveOp {
     fn spec(&self) -> LayerSpec;
     /// Runs the op. Shapes were checked against [`Op::output_shape`] by the graph.
     fn forward(&self, inputs: Vec<Activation>) -> Activation;
+    /// Runs the op as one pass of a decoder: ops that depend on positions (rotary and learned
+    /// position encodings) read them from `step`, attention also its padding and cache. The
+    /// rest run as [`forward`](LiveOp::forward).
+    fn forward_in(&self, inputs: Vec<Activation>, _step: Step<'_>) -> Activation {
+        self.forward(inputs)
+    }
     /// Keeps only the input channels where `inputs` is true and the output channels where
     /// `outputs` is true (`None`: all). Per-channel ops get the same mask on both sides.
     fn select_channels(&mut self, _inputs: Option<&[bool]>, _outputs: Option<&[bool]>) {}

@@ -152,6 +152,9 @@ impl GraphSpec {
                     }
                 }
             }
+            if let LayerSpec::TiedLinear(head) = &node.op {
+                self.check_tied(node, head)?;
+            }
             let (out, m) = node.op.output_shape(&node.name, &shapes)?;
             outputs.push(out);
             macs.push(m);
@@ -160,6 +163,31 @@ impl GraphSpec {
             outputs,
             macs,
             input: input.to_vec(),
+        })
+    }
+
+    /// A tied head's second input must be an embedding whose table is as wide as the head's
+    /// input and holds a row per output.
+    fn check_tied(&self, node: &NodeSpec, head: &super::ops::TiedLinear) -> Result<()> {
+        let table = node.inputs.get(1).and_then(|name| {
+            self.nodes.iter().find(|n| &n.name == name).map(|n| &n.op)
+        });
+        let reason = match table {
+            Some(LayerSpec::Embedding(e))
+                if e.num_embeddings == head.out_features
+                    && e.embedding_dim == head.in_features =>
+            {
+                return Ok(());
+            }
+            Some(LayerSpec::Embedding(e)) => format!(
+                "the tied table is {}×{}, the head {}→{}",
+                e.num_embeddings, e.embedding_dim, head.in_features, head.out_features
+            ),
+            _ => "a tied head's second input must name the embedding whose table it reads".into(),
+        };
+        Err(CoreError::InvalidLayer {
+            path: node.name.clone(),
+            reason,
         })
     }
 

@@ -5,14 +5,16 @@ use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::module::{attention, linear};
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Bool, Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use super::rotary::{RotarySpec, rotate};
 use super::{all_zero, select_dim, tokens};
 use crate::graph::activation::Activation;
 use crate::graph::coupling::GroupKind;
 use crate::graph::layer::{Layer, LayerSpec};
 use crate::graph::op::{Channels, InitScheme, LiveOp, Op, count};
+use crate::graph::sequence::{Positions, Step};
 
 /// Self-attention over tokens `[T, embed_dim]` → `[T, embed_dim]`:
 /// `out_proj(concat_h softmax(q_h k_hᵀ · scale) v_h)` with `[q, k, v] = in_proj(x)`.
@@ -29,9 +31,11 @@ pub struct MultiheadAttentionSpec {
     pub num_heads: usize,
     /// Width of the queries, all heads together.
     pub query_dim: usize,
-    /// Width of the keys (equal to `query_dim`: each query meets each key in a dot product).
+    /// Width of the keys, all key/value heads together (a head's key is as wide as its query:
+    /// they meet in a dot product).
     pub key_dim: usize,
-    /// Width of the values, all heads together (the input of `out_proj`).
+    /// Width of the values, all key/value heads together; `out_proj` reads one value per
+    /// query head, `value_dim · num_heads / kv_heads` features.
     pub value_dim: usize,
     /// Biases on `in_proj` and `out_proj`.
     #[serde(default = "yes")]
@@ -41,6 +45,17 @@ pub struct MultiheadAttentionSpec {
     /// Each token attends only to itself and the tokens before it (decoders).
     #[serde(default)]
     pub causal: bool,
+    /// Key/value heads, when fewer than query heads (grouped-query attention: each serves
+    /// `num_heads / kv_heads` query heads); `None`: one per query head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_heads: Option<usize>,
+    /// Bias on `out_proj` where it differs from `bias` (Qwen2: q, k and v biased, the output
+    /// not); `None`: as `bias`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_bias: Option<bool>,
+    /// Rotary position encoding of queries and keys (Llama).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotary: Option<RotarySpec>,
 }
 
 fn yes() -> bool {
@@ -61,7 +76,30 @@ impl MultiheadAttentionSpec {
             bias: true,
             scale: 1.0 / (head_dim.max(1) as f64).sqrt(),
             causal: false,
+            kv_heads: None,
+            out_bias: None,
+            rotary: None,
         }
+    }
+
+    /// Key/value heads (query heads unless grouped).
+    pub fn key_value_heads(&self) -> usize {
+        self.kv_heads.unwrap_or(self.num_heads)
+    }
+
+    /// Query heads per key/value head.
+    pub fn group_size(&self) -> usize {
+        self.num_heads / self.key_value_heads().max(1)
+    }
+
+    /// Width `out_proj` reads: one value per query head.
+    pub fn out_proj_in(&self) -> usize {
+        self.value_dim.saturating_mul(self.group_size())
+    }
+
+    /// Whether `out_proj` has a bias.
+    pub fn has_out_bias(&self) -> bool {
+        self.out_bias.unwrap_or(self.bias)
     }
 
     /// With a causal mask.
@@ -83,26 +121,39 @@ impl Op for MultiheadAttentionSpec {
 
     fn validate(&self) -> Result<(), String> {
         let (e, h) = (self.embed_dim, self.num_heads);
+        let kv = self.key_value_heads();
         let (q, k, v) = (self.query_dim, self.key_dim, self.value_dim);
-        if e == 0 || h == 0 || q == 0 || v == 0 {
+        if e == 0 || h == 0 || kv == 0 || q == 0 || k == 0 || v == 0 {
             return Err(format!(
-                "widths and head count must be positive, got embed_dim {e}, {h} heads, q/k/v {q}/{k}/{v}"
+                "widths and head counts must be positive, got embed_dim {e}, {h} heads, {kv} \
+                 key/value heads, q/k/v {q}/{k}/{v}"
             ));
         }
-        if q != k {
+        if h % kv != 0 {
             return Err(format!(
-                "queries are {q} wide but keys {k}: each query meets each key in a dot product, so their widths must match"
+                "{h} query heads do not split into groups over {kv} key/value heads"
             ));
         }
-        for (name, width) in [("query/key", q), ("value", v)] {
-            if width % h != 0 {
+        for (name, width, heads) in [("query", q, h), ("key", k, kv), ("value", v, kv)] {
+            if width % heads != 0 {
                 return Err(format!(
-                    "the {name} width {width} does not split into {h} heads"
+                    "the {name} width {width} does not split into {heads} heads"
                 ));
             }
         }
+        if q / h != k / kv {
+            return Err(format!(
+                "query heads are {} wide but key heads {}: each query meets each key in a dot \
+                 product, so their widths must match",
+                q / h,
+                k / kv
+            ));
+        }
         if !(self.scale.is_finite() && self.scale > 0.0) {
             return Err(format!("scale {} must be positive", self.scale));
+        }
+        if let Some(rotary) = &self.rotary {
+            rotary.validate(q / h)?;
         }
         Ok(())
     }
@@ -120,8 +171,8 @@ impl Op for MultiheadAttentionSpec {
 
     fn macs(&self, inputs: &[&[usize]], _output: &[usize]) -> u64 {
         let t = inputs[0].first().copied().unwrap_or(0);
-        let (e, q, v) = (self.embed_dim, self.query_dim, self.value_dim);
-        // in_proj, q·kᵀ, attention · v, out_proj.
+        let (e, q, v) = (self.embed_dim, self.query_dim, self.out_proj_in());
+        // in_proj, q·kᵀ, attention · v (per query head), out_proj.
         [
             count(&[t, e, self.in_proj_rows()]),
             count(&[t, t, q]),
@@ -134,12 +185,13 @@ impl Op for MultiheadAttentionSpec {
 
     fn params(&self) -> usize {
         let bias = if self.bias { 1 } else { 0 };
+        let out_bias = if self.has_out_bias() { 1 } else { 0 };
         let rows = self.in_proj_rows();
         [
             count(&[rows, self.embed_dim]),
             bias * rows,
-            count(&[self.value_dim, self.embed_dim]),
-            bias * self.embed_dim,
+            count(&[self.out_proj_in(), self.embed_dim]),
+            out_bias * self.embed_dim,
         ]
         .iter()
         .fold(0usize, |n, &m| n.saturating_add(m))
@@ -148,8 +200,13 @@ impl Op for MultiheadAttentionSpec {
     fn detail(&self) -> String {
         let head = self.query_dim / self.num_heads.max(1);
         let causal = if self.causal { ", causal" } else { "" };
+        let grouped = match self.kv_heads {
+            Some(kv) if kv != self.num_heads => format!(", {kv} kv heads"),
+            _ => String::new(),
+        };
+        let rotary = if self.rotary.is_some() { ", rotary" } else { "" };
         format!(
-            "{}, {} heads × {head}{causal}",
+            "{}, {} heads × {head}{grouped}{causal}{rotary}",
             self.embed_dim, self.num_heads
         )
     }
@@ -160,6 +217,10 @@ impl Op for MultiheadAttentionSpec {
     }
 
     fn inner_units(&self) -> Vec<(GroupKind, usize)> {
+        // Grouped heads and rotated dimensions are not removable one by one yet.
+        if self.group_size() != 1 || self.rotary.is_some() {
+            return Vec::new();
+        }
         let h = self.num_heads.max(1);
         vec![
             (GroupKind::Head, self.num_heads),
@@ -176,7 +237,7 @@ impl Op for MultiheadAttentionSpec {
             InitScheme::Zeros => Initializer::Zeros,
             _ => Initializer::XavierUniform { gain: 1.0 },
         };
-        let mut out_proj = LinearConfig::new(self.value_dim, e).with_bias(self.bias);
+        let mut out_proj = LinearConfig::new(self.out_proj_in(), e).with_bias(self.has_out_bias());
         if scheme == InitScheme::Zeros {
             out_proj = out_proj.with_initializer(Initializer::Zeros);
         }
@@ -187,8 +248,10 @@ impl Op for MultiheadAttentionSpec {
             in_proj_bias: self.bias.then(|| Initializer::Zeros.init([rows], device)),
             out_proj,
             num_heads: self.num_heads,
+            kv_heads: self.key_value_heads(),
             scale: self.scale,
             causal: self.causal,
+            rotary: self.rotary,
         })
     }
 }
@@ -211,49 +274,134 @@ pub struct MultiheadAttention {
     /// Causal mask.
     #[module(skip)]
     pub causal: bool,
+    /// Key/value heads (as many as `num_heads` unless grouped).
+    #[module(skip)]
+    pub kv_heads: usize,
+    /// Rotary encoding of q and k.
+    #[module(skip)]
+    pub rotary: Option<RotarySpec>,
 }
 
 impl MultiheadAttention {
-    /// Widths of q (= k) and v, read off the weights.
-    fn widths(&self) -> (usize, usize) {
+    /// Widths of q, k and v (all their heads), read off the weights.
+    fn widths(&self) -> (usize, usize, usize) {
         let [rows, _] = self.in_proj_weight.lazy_shape().dims();
-        let [value_dim, _] = self.out_proj.weight.lazy_shape().dims();
-        ((rows - value_dim) / 2, value_dim)
+        let [out_in, _] = self.out_proj.weight.lazy_shape().dims();
+        let (h, kv) = (self.num_heads, self.kv_heads.max(1));
+        let v = out_in * kv / h.max(1);
+        // q / h = k / kv, q + k = rows − v.
+        let q = (rows - v) * h / (h + kv);
+        (q, rows - v - q, v)
     }
 
     /// Each head's attention-weighted values over `[N, T, embed_dim]`: `[N, heads, T, head_v]`.
     fn context(&self, x: Tensor<3>) -> Tensor<4> {
+        let positions = Positions::default();
+        let step = Step {
+            positions: &positions,
+            padding: None,
+            cache: None,
+        };
+        self.context_in(x, step)
+    }
+
+    /// [`context`](Self::context) at given positions, with padding and a key/value cache.
+    fn context_in(&self, x: Tensor<3>, step: Step<'_>) -> Tensor<4> {
         let [n, t, _] = x.dims();
-        let (qk, v) = self.widths();
-        let h = self.num_heads;
+        let (q, k, v) = self.widths();
+        let (h, kv) = (self.num_heads, self.kv_heads.max(1));
         let weight = self.in_proj_weight.val().transpose();
         let qkv = linear(x, weight, self.in_proj_bias.as_ref().map(Param::val));
-        let heads = |start: usize, width: usize| {
+        let heads = |start: usize, width: usize, count: usize| {
             qkv.clone()
                 .narrow(2, start, width)
-                .reshape([n, t, h, width / h])
+                .reshape([n, t, count, width / count])
                 .swap_dims(1, 2)
         };
+        let (mut queries, mut keys) = (heads(0, q, h), heads(q, k, kv));
+        let mut values = heads(q + k, v, kv);
+        if let Some(rotary) = &self.rotary {
+            let device = queries.device();
+            let ids = step.positions.ids(n, t, &device);
+            let (cos, sin) = rotary.tables(ids, q / h, &device);
+            queries = rotate(queries, &cos, &sin);
+            keys = rotate(keys, &cos, &sin);
+        }
+        let past = match step.cache {
+            Some(slot) => {
+                let past = slot.as_ref().map_or(0, |(k, _)| k.dims()[2]);
+                if let Some((old_k, old_v)) = slot.take() {
+                    keys = Tensor::cat(vec![old_k, keys], 2);
+                    values = Tensor::cat(vec![old_v, values], 2);
+                }
+                *slot = Some((keys.clone(), values.clone()));
+                past
+            }
+            None => 0,
+        };
+        let group = h / kv;
+        let repeat = |x: Tensor<4>| {
+            if group == 1 {
+                return x;
+            }
+            let [n, kv, s, d] = x.dims();
+            x.unsqueeze_dim::<5>(2)
+                .expand([n, kv, group, s, d])
+                .reshape([n, kv * group, s, d])
+        };
+        let mask = self.mask(n, t, past, step.padding, &queries.device());
         let options = AttentionModuleOptions {
             scale: Some(self.scale),
             softcap: None,
-            is_causal: self.causal,
+            // A built mask already holds the causal part.
+            is_causal: self.causal && mask.is_none(),
         };
-        attention(
-            heads(0, qk),
-            heads(qk, qk),
-            heads(2 * qk, v),
-            None,
-            None,
-            options,
-        )
+        attention(queries, repeat(keys), repeat(values), mask, None, options)
+    }
+
+    /// `[N, 1, T, past + T]`, true where query `i` must not see key `j`: keys that are padding,
+    /// and (causal) keys after the query's own position. `None` when the plain causal flag
+    /// (or nothing) says it.
+    fn mask(
+        &self,
+        n: usize,
+        t: usize,
+        past: usize,
+        padding: Option<&Tensor<2, Bool>>,
+        device: &Device,
+    ) -> Option<Tensor<4, Bool>> {
+        if padding.is_none() && (past == 0 || !self.causal || t == 1) {
+            return None;
+        }
+        let keys = past + t;
+        let mut mask: Option<Tensor<4, Bool>> = None;
+        if self.causal && t > 1 {
+            let later: Vec<bool> = (0..t)
+                .flat_map(|i| (0..keys).map(move |j| j > past + i))
+                .collect();
+            let later = Tensor::<2, Bool>::from_data(TensorData::new(later, [t, keys]), device);
+            mask = Some(later.reshape([1, 1, t, keys]).expand([n, 1, t, keys]));
+        }
+        if let Some(pad) = padding {
+            let pad = pad.clone().reshape([n, 1, 1, keys]).expand([n, 1, t, keys]);
+            mask = Some(match mask {
+                Some(m) => m.bool_or(pad),
+                None => pad,
+            });
+        }
+        mask
     }
 
     /// Self-attention over `[N, T, embed_dim]`.
     pub fn attend(&self, x: Tensor<3>) -> Tensor<3> {
-        let [n, t, _] = x.dims();
-        let (_, v) = self.widths();
-        let context = self.context(x).swap_dims(1, 2).reshape([n, t, v]);
+        let context = self.context(x);
+        self.project(context)
+    }
+
+    /// Heads' contexts `[N, heads, T, head_v]` through `out_proj`.
+    fn project(&self, context: Tensor<4>) -> Tensor<3> {
+        let [n, h, t, d] = context.dims();
+        let context = context.swap_dims(1, 2).reshape([n, t, h * d]);
         self.out_proj.forward(context)
     }
 
@@ -262,9 +410,8 @@ impl MultiheadAttention {
     /// aside). A head that writes nothing scores 0.
     pub fn head_output_norms(&self, x: Tensor<3>) -> Vec<f32> {
         let [n, t, _] = x.dims();
-        let (_, v) = self.widths();
         let h = self.num_heads;
-        let [_, e] = self.out_proj.weight.dims();
+        let [v, e] = self.out_proj.weight.dims();
         // out_proj in Burn's [in, out] layout: rows of head k are k·v/h .. (k+1)·v/h.
         let per_head = self.out_proj.weight.val().reshape([1, h, v / h, e]);
         let terms = self.context(x).matmul(per_head); // [N, heads, T, embed]
@@ -280,21 +427,31 @@ impl MultiheadAttention {
 impl LiveOp for MultiheadAttention {
     fn spec(&self) -> LayerSpec {
         let [_, embed_dim] = self.in_proj_weight.lazy_shape().dims();
-        let (qk, v) = self.widths();
+        let (q, k, v) = self.widths();
+        let bias = self.in_proj_bias.is_some();
+        let out_bias = self.out_proj.bias.is_some();
         LayerSpec::MultiheadAttention(MultiheadAttentionSpec {
             embed_dim,
             num_heads: self.num_heads,
-            query_dim: qk,
-            key_dim: qk,
+            query_dim: q,
+            key_dim: k,
             value_dim: v,
-            bias: self.in_proj_bias.is_some(),
+            bias,
             scale: self.scale,
             causal: self.causal,
+            kv_heads: (self.kv_heads != self.num_heads).then_some(self.kv_heads),
+            out_bias: (out_bias != bias).then_some(out_bias),
+            rotary: self.rotary,
         })
     }
 
     fn forward(&self, inputs: Vec<Activation>) -> Activation {
         Activation::Tokens(self.attend(tokens(inputs)))
+    }
+
+    fn forward_in(&self, inputs: Vec<Activation>, step: Step<'_>) -> Activation {
+        let context = self.context_in(tokens(inputs), step);
+        Activation::Tokens(self.project(context))
     }
 
     fn select_channels(&mut self, inputs: Option<&[bool]>, outputs: Option<&[bool]>) {
@@ -314,7 +471,7 @@ impl LiveOp for MultiheadAttention {
         _output: &[usize],
     ) -> Vec<Option<f32>> {
         // An output whose out_proj column is zero is its bias whatever the tokens are.
-        let (_, v) = self.widths();
+        let [v, _] = self.out_proj.weight.dims();
         self.out_proj.constant_channels(&[vec![None; v]], &[], &[])
     }
 
@@ -336,11 +493,13 @@ impl LiveOp for MultiheadAttention {
             self.in_proj_bias = Some(Param::from_tensor(select_dim(b.val(), 0, &packed)));
         }
         self.out_proj.select_channels(Some(&v), None);
+        // Only ungrouped attention offers inner units: key/value heads follow query heads.
         self.num_heads = heads.iter().filter(|h| **h).count();
+        self.kv_heads = self.num_heads;
     }
 
     fn silent_inner(&self) -> Vec<Vec<bool>> {
-        let (qk, v) = self.widths();
+        let (qk, _, v) = self.widths();
         let h = self.num_heads.max(1);
         let (dq, dv) = (qk / h, v / h);
         let [_, e] = self.in_proj_weight.dims();

@@ -1,5 +1,5 @@
-//! Normalisation over features: `LayerNorm` (transformers). Batch norm, which normalises over
-//! the batch, has its own file.
+//! Normalisation over features: `LayerNorm` (transformers) and `RMSNorm` (Llama). Batch norm,
+//! which normalises over the batch, has its own file.
 
 use burn::module::{Module, Param};
 use burn::nn::Initializer;
@@ -190,6 +190,114 @@ impl LiveOp for LayerNorm {
     }
 }
 
+/// `torch.nn.RMSNorm(normalized_shape, eps)` as Llama applies it: `x / √(mean(x²) + ε) · γ`
+/// over the last dimension (no mean subtracted, no shift).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RmsNormSpec {
+    /// Size of the normalised (last) dimension.
+    pub normalized_shape: usize,
+    /// Added to the mean square (`rms_norm_eps`).
+    pub eps: f64,
+}
+
+impl Op for RmsNormSpec {
+    fn normalizes_channels(&self) -> bool {
+        true
+    }
+
+    fn kind(&self) -> &'static str {
+        "RMSNorm"
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        LayerNormSpec::new(self.normalized_shape, self.eps).validate()
+    }
+
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
+        LayerNormSpec::new(self.normalized_shape, self.eps).output_shape(inputs)
+    }
+
+    fn macs(&self, _inputs: &[&[usize]], output: &[usize]) -> u64 {
+        count(output) as u64
+    }
+
+    fn params(&self) -> usize {
+        self.normalized_shape
+    }
+
+    fn detail(&self) -> String {
+        format!("{}, eps={:e}", self.normalized_shape, self.eps)
+    }
+
+    fn build(&self, scheme: InitScheme, device: &Device) -> Layer {
+        let one = match scheme {
+            InitScheme::Zeros => Initializer::Zeros,
+            _ => Initializer::Ones,
+        };
+        Layer::RMSNorm(RmsNorm {
+            weight: one.init([self.normalized_shape], device),
+            epsilon: self.eps,
+        })
+    }
+}
+
+/// A live RMS norm, `weight` as in PyTorch.
+#[derive(Module, Debug)]
+pub struct RmsNorm {
+    /// Scale γ.
+    pub weight: Param<Tensor<1>>,
+    /// Added to the mean square.
+    #[module(skip)]
+    pub epsilon: f64,
+}
+
+impl RmsNorm {
+    /// `x / √(mean(x²) + ε) · γ` over the last dimension.
+    pub fn normalize<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let [features] = self.weight.dims();
+        let mut shape = [1usize; D];
+        shape[D - 1] = features;
+        let inv = (x.clone().square().mean_dim(D - 1) + self.epsilon).sqrt().recip();
+        x * inv * self.weight.val().reshape(shape)
+    }
+}
+
+impl LiveOp for RmsNorm {
+    fn spec(&self) -> LayerSpec {
+        let [normalized_shape] = self.weight.lazy_shape().dims();
+        LayerSpec::RMSNorm(RmsNormSpec {
+            normalized_shape,
+            eps: self.epsilon,
+        })
+    }
+
+    fn forward(&self, inputs: Vec<Activation>) -> Activation {
+        let x = inputs.into_iter().next().expect("one input");
+        x.map(
+            |t| self.normalize(t),
+            |t| self.normalize(t),
+            |t| self.normalize(t),
+        )
+    }
+
+    fn select_channels(&mut self, _inputs: Option<&[bool]>, outputs: Option<&[bool]>) {
+        if let Some(keep) = outputs {
+            self.weight = Param::from_tensor(select_dim(self.weight.val(), 0, keep));
+        }
+    }
+
+    fn constant_channels(
+        &self,
+        inputs: &[Vec<Option<f32>>],
+        _shapes: &[&[usize]],
+        _output: &[usize],
+    ) -> Vec<Option<f32>> {
+        // The mean square is over every channel: nothing is known to be constant.
+        vec![None; inputs[0].len()]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use burn::tensor::TensorData;
@@ -232,5 +340,30 @@ mod tests {
             spec.output_shape(&[&[3, 4, 4]]).is_err(),
             "images are refused"
         );
+    }
+
+    #[test]
+    fn rms_norm_matches_a_hand_computation() {
+        let device = Device::flex();
+        let spec = RmsNormSpec {
+            normalized_shape: 3,
+            eps: 1e-6,
+        };
+        let Layer::RMSNorm(mut norm) = spec.build(InitScheme::PyTorchDefault, &device) else {
+            unreachable!()
+        };
+        let gamma = [1.0f32, -2.0, 0.5];
+        norm.weight = Param::from_tensor(Tensor::from_data(gamma, &device));
+        let rows = [[1.0f32, 2.0, 3.0], [-4.0, 0.0, 0.5]];
+        let x = Tensor::<3>::from_data(TensorData::new(rows.concat(), [1, 2, 3]), &device);
+        let y = host_values(norm.forward(vec![Activation::Tokens(x)]).flatten());
+        for (r, row) in rows.iter().enumerate() {
+            let rms = (row.iter().map(|v| v * v).sum::<f32>() / 3.0 + 1e-6).sqrt();
+            for c in 0..3 {
+                let want = row[c] / rms * gamma[c];
+                assert!((y[r * 3 + c] - want).abs() < 1e-5, "{} vs {want}", y[r * 3 + c]);
+            }
+        }
+        assert_eq!(spec.params(), 3);
     }
 }
