@@ -118,6 +118,7 @@ fn main() -> anyhow::Result<()> {
         input_shape: input.clone(),
         net: factorized,
         quantized: Default::default(),
+        text: None,
     };
     let bytes = export_file(&compressed, &onnx, true)?;
     let back = import_file(&onnx, &ImportOptions::default(), &device)?;

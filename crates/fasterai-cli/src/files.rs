@@ -50,6 +50,42 @@ pub fn read_npy(path: &Path) -> Result<Array> {
     Ok(Array { shape, data })
 }
 
+/// Token ids read from an int64 or int32 `.npy` file, as the floats a graph reads (exact below
+/// 2²⁴); any id past that is an error here, the vocabulary is checked by the caller.
+pub fn read_npy_ids(path: &Path) -> Result<Array> {
+    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let shape = npy_shape(&mut file)
+        .with_context(|| format!("{} is not a NumPy .npy file", path.display()))?;
+    let elements = fasterai::core::limits::product(&shape);
+    if shape.contains(&0) || elements.is_none_or(|n| n.saturating_mul(4) > file_len) {
+        bail!("{}: shape {shape:?} is empty or larger than the file", path.display());
+    }
+    file.seek(SeekFrom::Start(0))?;
+    let npy = npyz::NpyFile::new(BufReader::new(file))
+        .with_context(|| format!("{} is not a NumPy .npy file", path.display()))?;
+    if npy.order() != npyz::Order::C {
+        bail!("{} is Fortran-ordered; save it with np.ascontiguousarray", path.display());
+    }
+    let dtype = npy.dtype().descr().trim_matches('\'').to_string();
+    let ids: Vec<i64> = match dtype.as_str() {
+        "<i8" => npy.into_vec::<i64>()?,
+        "<i4" => npy.into_vec::<i32>()?.into_iter().map(i64::from).collect(),
+        other => bail!(
+            "{}: token ids must be int64 or int32, found {other}; convert with x.astype(np.int64)",
+            path.display()
+        ),
+    };
+    let limit = fasterai::core::graph::ops::embedding::MAX_VOCABULARY as i64;
+    if let Some(bad) = ids.iter().find(|&&id| !(0..limit).contains(&id)) {
+        bail!("{}: token id {bad} is outside 0..{limit}", path.display());
+    }
+    Ok(Array {
+        shape,
+        data: ids.into_iter().map(|id| id as f32).collect(),
+    })
+}
+
 /// The shape in a `.npy` header (`'shape': (1, 3, 32, 32)`), read with bounded effort: the
 /// magic, a version-dependent header length, then the dictionary text.
 fn npy_shape(file: &mut File) -> Result<Vec<usize>> {

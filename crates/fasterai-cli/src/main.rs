@@ -5,6 +5,7 @@ mod commands;
 mod data_arg;
 mod files;
 mod model_arg;
+mod text;
 
 use std::process::ExitCode;
 

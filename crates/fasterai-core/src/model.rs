@@ -22,6 +22,25 @@ pub struct Model {
     /// Layers (by node name) whose weights lie on an integer grid, with their scales: files
     /// store these weights as integer codes. Empty for a float model.
     pub quantized: BTreeMap<String, WeightQuant>,
+    /// For a language model: where it came from and how it reads text.
+    pub text: Option<TextModel>,
+}
+
+/// What a language model carries besides its graph (token ids in, logits out).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextModel {
+    /// Hugging Face's `model_type` of the layout (`gpt2`, `llama`), for export.
+    pub family: String,
+    /// The checkpoint's `config.json` (what we do not model travels back on export).
+    #[serde(default)]
+    pub config: serde_json::Value,
+    /// The id that ends a text, if the model has one.
+    #[serde(default)]
+    pub eos_token_id: Option<u32>,
+    /// `tokenizer.json` (Hugging Face's `tokenizers` format); `None`: ids are bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<String>,
 }
 
 /// The architecture stored in a model file's metadata, as JSON.
@@ -42,6 +61,9 @@ pub struct Architecture {
     /// Layers whose weights are stored as integer codes (scales are tensors of the file).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub quantized: BTreeMap<String, WeightGrid>,
+    /// For a language model: its origin and tokenizer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<TextModel>,
 }
 
 impl Architecture {
@@ -68,6 +90,7 @@ impl Architecture {
                         .map_err(|e| e.to_string())?,
                     nodes: graph.nodes,
                     quantized: BTreeMap::new(),
+                    text: None,
                 })
             }
             Some(2 | 3) => serde_json::from_value::<Self>(value)
@@ -130,6 +153,7 @@ impl Model {
             input_shape,
             net,
             quantized: BTreeMap::new(),
+            text: None,
         };
         model.architecture().validate()?;
         Ok(model)
@@ -148,6 +172,7 @@ impl Model {
             input_shape: arch.input_shape.clone(),
             net: Graph::from_spec(&arch.graph(), scheme, device),
             quantized: BTreeMap::new(),
+            text: arch.text.clone(),
         })
     }
 
@@ -164,6 +189,7 @@ impl Model {
                 .iter()
                 .map(|(path, q)| (path.clone(), q.grid))
                 .collect(),
+            text: self.text.clone(),
         }
     }
 

@@ -22,6 +22,8 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod blocks;
+pub mod decoder;
+pub mod hf;
 mod mobilenet;
 mod resnet;
 mod vgg;
@@ -33,6 +35,7 @@ use std::str::FromStr;
 use burn::tensor::Device;
 use fasterai_core::graph::{Graph, GraphSpec, InitScheme, Layer};
 use fasterai_core::model::Model;
+pub use decoder::{DecoderConfig, DecoderFamily};
 pub use vgg::{VggConfig, VggDepth, VggHead};
 pub use vit::VitConfig;
 
@@ -46,6 +49,14 @@ pub enum ModelsError {
     /// A configuration value is out of range.
     #[error("invalid model configuration: {0}")]
     InvalidConfig(String),
+    /// A Hugging Face checkpoint folder is incomplete or does not match its `config.json`.
+    #[error("{dir}: {reason}")]
+    Checkpoint {
+        /// The folder.
+        dir: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The resulting graph is inconsistent (e.g. the input is too small for five poolings).
     #[error(transparent)]
     Core(#[from] fasterai_core::CoreError),

@@ -149,6 +149,7 @@ fn import_buffer(
         input_shape,
         net,
         quantized: Default::default(),
+        text: None,
     })
 }
 

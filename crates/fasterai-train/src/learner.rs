@@ -350,6 +350,7 @@ pub fn fit(
                     input_shape: model.input_shape.clone(),
                     net,
                     quantized: model.quantized.clone(),
+                    text: model.text.clone(),
                 });
                 if config.progress {
                     eprintln!(
@@ -471,6 +472,7 @@ pub fn fit(
                 input_shape: model.input_shape.clone(),
                 net: eval_net.fork(device),
                 quantized: model.quantized.clone(),
+                text: model.text.clone(),
             };
             if let Some(path) = &config.checkpoint {
                 save_model(&snapshot, path, true)?;

@@ -1,20 +1,24 @@
-//! `fasterai import`: an ONNX file, or a torchvision checkpoint for a built-in architecture,
-//! into a model file.
+//! `fasterai import`: an ONNX file, a Hugging Face checkpoint folder, or a torchvision
+//! checkpoint for a built-in architecture, into a model file.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use fasterai::core::io::import_pytorch_weights;
 use fasterai::core::summary::thousands;
+use fasterai::models::hf::import_folder;
 use fasterai::onnx::{ImportOptions, import_file};
 
 use crate::model_arg::{DeviceArgs, ModelArgs, OutputArgs, parse_shape};
 
-/// Convert an ONNX model (`model.onnx`: any CNN exported from PyTorch) or a torchvision-layout
-/// checkpoint (`ARCH --weights vgg16_bn.pth`) into a fasterai model file that carries its own
+/// Convert an ONNX model (`model.onnx`: any CNN exported from PyTorch), a Hugging Face
+/// language-model folder (`config.json` and `model.safetensors` or its shards; GPT-2 and
+/// Llama-shaped models, in f32, f16 or bf16) or a torchvision-layout checkpoint
+/// (`ARCH --weights vgg16_bn.pth`) into a fasterai model file that carries its own
 /// architecture.
 ///
 ///   fasterai import resnet18.onnx -o resnet18.safetensors
+///   fasterai import ./gpt2 -o gpt2.safetensors
 ///   fasterai import vgg16_bn --num-classes 10 --weights vgg16_bn.pth -o vgg16_bn.safetensors
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
@@ -39,6 +43,26 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let source = Path::new(&args.arch.model);
+    if source.is_dir() {
+        if args.weights.is_some() || args.key.is_some() || args.input_shape.is_some() {
+            bail!("a Hugging Face folder carries its weights and shapes; drop --weights/--key/--input-shape");
+        }
+        args.out.check(&[source])?;
+        let model = import_folder(source, &args.device.device()?)
+            .with_context(|| format!("importing {}", source.display()))?;
+        args.out.save(&model)?;
+        let text = model.text.as_ref().expect("imported language models carry their origin");
+        let tokenizer = if text.tokenizer.is_some() { "with its tokenizer" } else { "no tokenizer.json" };
+        println!(
+            "imported {} ({}, {} parameters, context {} tokens, {tokenizer}) → {}",
+            source.display(),
+            text.family,
+            thousands(model.num_params() as u64),
+            model.input_shape[0],
+            args.out.output.display()
+        );
+        return Ok(());
+    }
     if is_onnx(source) {
         if args.weights.is_some() || args.key.is_some() {
             bail!("an ONNX file carries its weights; drop --weights/--key");

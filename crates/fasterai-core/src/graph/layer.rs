@@ -21,7 +21,7 @@ use super::ops::merge::{Add, Concat, Mul};
 use super::ops::embedding::{
     Embedding, EmbeddingSpec, LearnedPositions, LearnedPositionsSpec, TiedLinear,
 };
-use super::ops::norm::{LayerNorm, LayerNormSpec, RmsNorm, RmsNormSpec};
+use super::ops::norm::{LayerNorm, LayerNormSpec, RootMeanSquareNorm, RmsNormSpec};
 use super::ops::pool::{AdaptiveAvgPool2dSpec, AvgPool2dSpec, MaxPool2dSpec};
 use super::ops::quant::FakeQuantize;
 use super::ops::shape::{Flatten, Identity};
@@ -162,7 +162,7 @@ registry! {
         /// A learned vector per position added to the tokens (GPT-2's `wpe`).
         LearnedPositions(LearnedPositionsSpec => LearnedPositions),
         /// Root-mean-square normalisation over the last dimension (Llama).
-        RMSNorm(RmsNormSpec => RmsNorm),
+        RMSNorm(RmsNormSpec => RootMeanSquareNorm),
     }
     stateless {
         /// Rectified linear unit.

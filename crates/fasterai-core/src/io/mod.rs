@@ -21,6 +21,9 @@ use crate::quant::{WeightGrid, WeightQuant};
 
 mod file;
 mod layout;
+mod tensors;
+
+pub use tensors::{DeferredTensor, ReadValues, StoredTensor, TensorFile, set_deferred_tensors};
 
 /// Metadata key of the architecture JSON.
 pub const ARCHITECTURE_KEY: &str = "fasterai.architecture";

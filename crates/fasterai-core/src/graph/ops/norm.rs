@@ -235,16 +235,17 @@ impl Op for RmsNormSpec {
             InitScheme::Zeros => Initializer::Zeros,
             _ => Initializer::Ones,
         };
-        Layer::RMSNorm(RmsNorm {
+        Layer::RMSNorm(RootMeanSquareNorm {
             weight: one.init([self.normalized_shape], device),
             epsilon: self.eps,
         })
     }
 }
 
-/// A live RMS norm, `weight` as in PyTorch.
+/// A live RMS norm, `weight` as in PyTorch. Not named `RmsNorm`: burn-store's PyTorch adapter
+/// renames a `RmsNorm`'s `weight` to Burn's `gamma`.
 #[derive(Module, Debug)]
-pub struct RmsNorm {
+pub struct RootMeanSquareNorm {
     /// Scale γ.
     pub weight: Param<Tensor<1>>,
     /// Added to the mean square.
@@ -252,7 +253,7 @@ pub struct RmsNorm {
     pub epsilon: f64,
 }
 
-impl RmsNorm {
+impl RootMeanSquareNorm {
     /// `x / √(mean(x²) + ε) · γ` over the last dimension.
     pub fn normalize<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let [features] = self.weight.dims();
@@ -263,7 +264,7 @@ impl RmsNorm {
     }
 }
 
-impl LiveOp for RmsNorm {
+impl LiveOp for RootMeanSquareNorm {
     fn spec(&self) -> LayerSpec {
         let [normalized_shape] = self.weight.lazy_shape().dims();
         LayerSpec::RMSNorm(RmsNormSpec {
