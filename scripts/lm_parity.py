@@ -24,26 +24,30 @@ import torch
 import transformers as tf
 
 
-def randomize(model: torch.nn.Module, seed: int) -> None:
-    """Non-trivial norms and biases (the default init leaves them 1 and 0)."""
+def randomize(model: torch.nn.Module, seed: int, matrices: float = 0.0) -> None:
+    """Non-trivial norms and biases (the default init leaves them 1 and 0); with `matrices`,
+    every matrix drawn from N(0, matrices²) too (tiny models then predict varied tokens)."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
+            if p.dim() == 2 and matrices > 0:
+                p.copy_(matrices * torch.randn(p.shape, generator=g))
             if p.dim() == 1:
                 base = 1.0 if ("ln" in name or "norm" in name) and name.endswith("weight") else 0.0
                 p.copy_(base + 0.1 * torch.randn(p.shape, generator=g))
 
 
-def gpt2(vocab=50257, n_embd=768, n_layer=12, n_head=12, n_positions=1024, seed=0):
+def gpt2(vocab=50257, n_embd=768, n_layer=12, n_head=12, n_positions=1024, seed=0, matrices=0.0):
     torch.manual_seed(seed)
     config = tf.GPT2Config(vocab_size=vocab, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
                            n_positions=n_positions, bos_token_id=vocab - 1, eos_token_id=vocab - 1)
     model = tf.GPT2LMHeadModel(config)
-    randomize(model, seed)
+    randomize(model, seed, matrices)
     return model.eval()
 
 
-def llama(vocab=1000, hidden=256, layers=4, heads=8, kv_heads=2, inter=688, seed=1, bias=False):
+def llama(vocab=1000, hidden=256, layers=4, heads=8, kv_heads=2, inter=688, seed=1, bias=False,
+          matrices=0.0):
     torch.manual_seed(seed)
     config = tf.LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter,
                             num_hidden_layers=layers, num_attention_heads=heads,
@@ -51,7 +55,7 @@ def llama(vocab=1000, hidden=256, layers=4, heads=8, kv_heads=2, inter=688, seed
                             rope_theta=50000.0, attention_bias=bias, rms_norm_eps=1e-5,
                             bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
     model = tf.LlamaForCausalLM(config)
-    randomize(model, seed)
+    randomize(model, seed, matrices)
     return model.eval()
 
 
@@ -60,10 +64,13 @@ def logits(model, ids: np.ndarray) -> np.ndarray:
         return model(torch.from_numpy(ids)).logits.float().numpy()
 
 
-def greedy(model, ids: np.ndarray, new: int) -> np.ndarray:
+def greedy(model, ids: np.ndarray, new: int, mask: np.ndarray = None) -> np.ndarray:
+    """Greedy continuations; after the end-of-text token a sequence is padded with it."""
+    eos = model.config.eos_token_id
+    kwargs = {} if mask is None else {"attention_mask": torch.from_numpy(mask)}
     with torch.no_grad():
         out = model.generate(torch.from_numpy(ids), max_new_tokens=new, do_sample=False,
-                             min_new_tokens=new, pad_token_id=0)
+                             pad_token_id=eos, **kwargs)
     return out[:, ids.shape[1]:].numpy()
 
 
@@ -99,11 +106,16 @@ def make(out: str) -> None:
 def fixtures(out: str) -> None:
     rng = np.random.default_rng(1)
     ids = rng.integers(0, 96, size=(2, 12)).astype(np.int64)
+    padded = ids[:, :4].copy()
+    padded[1, :2] = 0
+    mask = np.ones_like(padded)
+    mask[1, :2] = 0
     for name, model, cls, dtype, shard in [
-        ("tiny_gpt2", gpt2(vocab=96, n_embd=32, n_layer=2, n_head=4, n_positions=32),
+        ("tiny_gpt2", gpt2(vocab=96, n_embd=32, n_layer=2, n_head=4, n_positions=32,
+                                matrices=0.25),
          tf.GPT2LMHeadModel, torch.float32, "1GB"),
         ("tiny_llama", llama(vocab=96, hidden=32, layers=2, heads=4, kv_heads=2, inter=48,
-                             bias=True), tf.LlamaForCausalLM, torch.bfloat16, "20KB"),
+                             bias=True, matrices=0.25), tf.LlamaForCausalLM, torch.bfloat16, "20KB"),
     ]:
         folder = f"{out}/{name}"
         model.to(dtype).save_pretrained(folder, max_shard_size=shard)
@@ -115,6 +127,11 @@ def fixtures(out: str) -> None:
             "logits": logits(reference, ids).flatten().tolist(),
             "greedy_prompt": ids[:, :4].tolist(),
             "greedy": greedy(reference, ids[:, :4], 6).tolist(),
+            # Prompts of 4 and 2 tokens, the second left-padded with 0 and masked.
+            "padded_prompt": padded.tolist(),
+            "padded_mask": mask.tolist(),
+            "padded_greedy": greedy(reference, padded, 6, mask).tolist(),
+            "eos_token_id": reference.config.eos_token_id,
         }
         with open(f"{folder}/expected.json", "w") as f:
             json.dump(expected, f)

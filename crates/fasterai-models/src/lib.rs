@@ -23,6 +23,7 @@
 
 mod blocks;
 pub mod decoder;
+pub mod generate;
 pub mod hf;
 mod mobilenet;
 mod resnet;
