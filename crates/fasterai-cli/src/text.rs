@@ -4,7 +4,6 @@
 use std::path::Path;
 
 use anyhow::{Result, bail};
-use fasterai::burn::tensor::Device;
 use fasterai::core::graph::Layer;
 use fasterai::core::graph::ops::check_token_ids;
 use fasterai::core::io::{ARCHITECTURE_KEY, read_safetensors_metadata};
@@ -13,7 +12,7 @@ use fasterai::core::model::{Architecture, Model};
 use crate::model_arg::ModelArgs;
 
 /// Whether MODEL is a language-model file (token ids in), from its header alone.
-pub fn is_language_model(model: &ModelArgs, _device: &Device) -> Result<bool> {
+pub fn is_language_model(model: &ModelArgs) -> Result<bool> {
     let path = Path::new(&model.model);
     if !path.is_file() || crate::commands::import::is_onnx(path) {
         return Ok(false);
@@ -49,4 +48,15 @@ pub fn check_ids(model: &Model, ids: &[f32], tokens: usize) -> Result<()> {
         );
     }
     check_token_ids(ids, vocabulary).map_err(anyhow::Error::msg)
+}
+
+/// A progress bar over `len` units (hidden for JSON output).
+pub fn progress(len: u64, unit: &str, hidden: bool) -> indicatif::ProgressBar {
+    if hidden {
+        return indicatif::ProgressBar::hidden();
+    }
+    let template = format!("{{bar:30}} {{pos}}/{{len}} {unit} ({{elapsed}}, {{per_sec}})");
+    indicatif::ProgressBar::new(len).with_style(
+        indicatif::ProgressStyle::with_template(&template).expect("valid template"),
+    )
 }

@@ -26,6 +26,7 @@ pub mod decoder;
 pub mod generate;
 pub mod hf;
 mod mobilenet;
+pub mod tokenizer;
 mod resnet;
 mod vgg;
 mod vit;

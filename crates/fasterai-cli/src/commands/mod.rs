@@ -5,6 +5,7 @@ pub mod decompose;
 pub mod distill;
 pub mod eval;
 pub mod export;
+pub mod generate;
 pub mod fold;
 pub mod import;
 pub mod inspect;

@@ -39,7 +39,7 @@ pub fn run(args: Args) -> Result<()> {
     let model_path = Path::new(&args.model.model);
     refuse_overwrite(&args.output, &[&args.images, model_path], args.force)?;
     let device = args.device.device()?;
-    if crate::text::is_language_model(&args.model, &device)? {
+    if crate::text::is_language_model(&args.model)? {
         return predict_tokens(args, &device);
     }
     let array = read_npy(&args.images)?;

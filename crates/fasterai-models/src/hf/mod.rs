@@ -239,6 +239,9 @@ pub fn import_folder(dir: &Path, device: &Device) -> Result<Model, ModelsError> 
     let input = vec![decoder.max_positions];
     spec.check(&input)?;
     let tensors = checkpoint.deferred(names::rules(decoder))?;
+    if let Some(json) = &checkpoint.tokenizer {
+        crate::tokenizer::Tokenizer::from_json(json)?.check_fits(decoder.vocab_size)?;
+    }
     let mut net = Graph::from_spec(&spec, InitScheme::Zeros, device);
     let source = dir.join("model.safetensors");
     set_deferred_tensors(&mut net, tensors, &source)?;
