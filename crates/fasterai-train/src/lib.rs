@@ -30,6 +30,7 @@ pub mod eval;
 pub mod learner;
 pub mod resume;
 pub mod testing;
+pub mod text;
 
 pub use data::{DataError, DataSource, ImageSet};
 pub use eval::{EvalReport, evaluate, evaluate_with};

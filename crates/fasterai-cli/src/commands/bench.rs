@@ -1,4 +1,5 @@
-//! `fasterai bench MODEL`: inference latency.
+//! `fasterai bench MODEL`: inference latency (images), or tokens per second (language models,
+//! `--tokens`).
 
 use anyhow::Result;
 use fasterai::infer::latency::{Latency, measure};
@@ -35,6 +36,12 @@ pub struct Args {
     /// slowest nodes.
     #[arg(long)]
     profile: bool,
+    /// Language models: tokens of the prefill pass [default: 128].
+    #[arg(long)]
+    tokens: Option<usize>,
+    /// Language models: tokens decoded one by one after the prefill.
+    #[arg(long, default_value_t = 32)]
+    new_tokens: usize,
 }
 
 #[derive(Serialize)]
@@ -70,6 +77,22 @@ fn peak_rss_mb() -> Option<f64> {
 pub fn run(args: Args) -> Result<()> {
     args.inference.init_threads()?;
     let device = args.device.device()?;
+    if crate::text::is_language_model(&args.model)? {
+        let model = args.model.load(None, &device)?;
+        let tokens = args.tokens.unwrap_or(128);
+        return super::bench_tokens::run(
+            &model,
+            &device,
+            &args.device.device,
+            args.batch,
+            tokens,
+            args.new_tokens,
+            args.runs.min(5),
+            args.json,
+            peak_rss_mb,
+        );
+    }
+    anyhow::ensure!(args.tokens.is_none(), "--tokens applies to language models");
     let model = args.model.load(args.input, &device)?;
     let [c, h, w] = model.input_shape[..] else {
         anyhow::bail!("bench needs an image model (input CxHxW)")

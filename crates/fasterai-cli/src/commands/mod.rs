@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bench;
+mod bench_tokens;
 pub mod decompose;
 pub mod distill;
 pub mod eval;
