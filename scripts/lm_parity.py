@@ -10,8 +10,11 @@
                                      DIR/tiny_gpt2, DIR/tiny_llama (bf16, two shards), each with
                                      expected.json (ids, logits, greedy continuation)
   python lm_parity.py load DIR IDS OUT   logits of the folder DIR (an export of ours) on IDS
+  python lm_parity.py bench DIR TOKENS NEW RUNS   tokens/s of prefill and cached decoding (JSON)
   python lm_parity.py compare A B    exits non-zero unless max|A-B| <= 1e-4 * max|A|
-  python lm_parity.py same-ids A B   exits non-zero unless the int arrays are equal
+  python lm_parity.py greedy-ids IDS OUT   the prompts `make` continued, as --prompt-ids lines
+  python lm_parity.py same-ids A B   exits non-zero unless transformers' greedy ids A match
+                                     `fasterai generate --json` output B
 
 For bf16 folders the reference is their bf16 weights upcast to f32, computing in f32 (what we
 do). Nothing but the tiny fixtures is committed: GPT-2 small is 0.5 GB.
@@ -156,17 +159,64 @@ def compare(expected_path: str, actual_path: str) -> None:
         sys.exit(1)
 
 
+def bench(folder: str, tokens: str, new: str, runs: str) -> None:
+    """Tokens/s of a prefill of TOKENS and of decoding NEW tokens over the cache, batch 1,
+    median of RUNS after one warm-up; JSON on stdout."""
+    import time
+    model = tf.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    tokens, new, runs = int(tokens), int(new), int(runs)
+    vocab = model.config.vocab_size
+    ids = (torch.arange(tokens) * 7919 % vocab).reshape(1, tokens)
+    prefill, decode = [], []
+    with torch.inference_mode():
+        for run in range(runs + 1):
+            start = time.perf_counter()
+            out = model(ids, use_cache=True)
+            prefill_s = time.perf_counter() - start
+            past = out.past_key_values
+            start = time.perf_counter()
+            for step in range(new):
+                nxt = torch.tensor([[step % vocab]])
+                out = model(nxt, past_key_values=past, use_cache=True)
+                past = out.past_key_values
+            decode_s = (time.perf_counter() - start) / new
+            if run > 0:
+                prefill.append(prefill_s)
+                decode.append(decode_s)
+    prefill.sort()
+    decode.sort()
+    p, d = prefill[len(prefill) // 2], decode[len(decode) // 2]
+    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
+                      "prefill_ms": p * 1e3, "prefill_tokens_per_second": tokens / p,
+                      "decode_ms_per_token": d * 1e3, "decode_tokens_per_second": 1 / d}))
+
+
+def greedy_ids(ids_path: str, out: str) -> None:
+    """The prompts `make` continued (the first 16 ids of each row), one comma-separated line
+    each, for `fasterai generate --prompt-ids`."""
+    ids = np.load(ids_path)[:, :16]
+    with open(out, "w") as f:
+        f.write("\n".join(",".join(str(int(t)) for t in row) for row in ids) + "\n")
+
+
 def same_ids(expected_path: str, actual_path: str) -> None:
-    expected, actual = np.load(expected_path), np.load(actual_path)
-    ok = expected.shape == actual.shape and (expected == actual).all()
-    print(f"{actual_path}: {'same ids' if ok else f'DIFFERENT: {expected} vs {actual}'}")
+    """transformers' greedy ids (padded with the end-of-text id after it) against
+    `fasterai generate --json`'s `new_ids` (which stop at it)."""
+    expected = np.load(expected_path)
+    with open(actual_path) as f:
+        actual = json.load(f)["new_ids"]
+    ok = len(actual) == len(expected)
+    for want, got in zip(expected.tolist(), actual):
+        ok = ok and want[:len(got)] == got and (len(got) == len(want) or
+                                                 all(t == want[len(got) - 1] for t in want[len(got):]))
+    print(f"{actual_path}: {'same ids' if ok else f'DIFFERENT: {expected.tolist()} vs {actual}'}")
     if not ok:
         sys.exit(1)
 
 
 if __name__ == "__main__":
     commands = {"make": make, "fixtures": fixtures, "load": load, "compare": compare,
-                "same-ids": same_ids}
+                "greedy-ids": greedy_ids, "same-ids": same_ids, "bench": bench}
     if len(sys.argv) < 3 or sys.argv[1] not in commands:
         sys.exit(__doc__)
     commands[sys.argv[1]](*sys.argv[2:])

@@ -22,7 +22,12 @@ cargo xtask <command>
   ci       what CI runs: setup, fmt check, clippy, then `test` with ../shared required (benches
            and examples included), then a minute of `fuzz`; prints each stage's time
   parity   PyTorch parity: torch writes VGG16-bn, every branched family's and the vision
-           transformers' checkpoints and outputs, fasterai must match
+           transformers' checkpoints and outputs, fasterai must match; then the ONNX and the
+           language-model checks
+  parity-lm
+           the language-model checks alone: transformers writes GPT-2 small and a small Llama
+           (f32, sharded, bf16) with random weights; logits, greedy generation and our
+           Hugging Face export loaded back by transformers must match
   fuzz [--minutes N]
            fuzz every parser of untrusted files through the CLI (model files, ONNX, .npy,
            .pth, run states) for N minutes (default 10); CI runs it for one
@@ -39,6 +44,12 @@ fn main() -> Result<()> {
         "test" => setup().and_then(|_| test()),
         "ci" => ci(),
         "parity" => setup().and_then(|_| parity()),
+        "parity-lm" => setup().and_then(|_| {
+            let python = torch_venv(&LM_PACKAGES)?;
+            run(&cargo(), &["build", "--release", "-p", "fasterai-cli"])?;
+            let cli = target_dir().join("release/fasterai");
+            lm_parity(&python, cli.to_str().expect("utf-8 path"))
+        }),
         "bench-vs-torch" => setup().and_then(|_| bench_vs_torch()),
         "fuzz" => setup().and_then(|_| fuzz(minutes_arg()?)),
         _ => {
@@ -468,7 +479,57 @@ fn parity() -> Result<()> {
         };
         check.run(python, cli)?;
     }
-    onnx_parity(python, cli, work_str)
+    onnx_parity(python, cli, work_str)?;
+    let python = torch_venv(&LM_PACKAGES)?;
+    lm_parity(&python, cli)
+}
+
+/// What the language-model checks add to the torch venv.
+const LM_PACKAGES: [&str; 1] = ["transformers==5.25.0"];
+
+/// Language models against transformers: GPT-2 small and a small Llama (grouped-query
+/// attention, rotary positions, SwiGLU) with random weights, from f32 single files, f32 shards
+/// and bf16 shards: our logits within 1e-4 of theirs, greedy generation giving their ids, and
+/// our Hugging Face export giving the same logits in transformers.
+fn lm_parity(python: &str, cli: &str) -> Result<()> {
+    let work = target_dir().join("parity-lm");
+    std::fs::create_dir_all(&work)?;
+    let work = work.to_str().expect("utf-8 path");
+    let file = |name: &str| format!("{work}/{name}");
+    run(python, &["scripts/lm_parity.py", "make", work])?;
+    let ids = file("ids.npy");
+    for name in ["gpt2", "gpt2_bf16", "llama", "llama_sharded", "llama_bf16"] {
+        let model = file(&format!("{name}.fai.safetensors"));
+        run(cli, &["import", &file(name), "-o", &model, "--force"])?;
+        let ours = file(&format!("{name}_fasterai.npy"));
+        run(cli, &["predict", &model, "--input", &ids, "-o", &ours, "--force"])?;
+        let theirs = file(&format!("{name}_logits.npy"));
+        run(python, &["scripts/lm_parity.py", "compare", &theirs, &ours])?;
+    }
+    for name in ["gpt2", "llama"] {
+        let model = file(&format!("{name}.fai.safetensors"));
+        // Greedy generation: transformers' ids for the first 16 tokens of each row.
+        run(python, &["scripts/lm_parity.py", "greedy-ids", &ids, &file(&format!("{name}_prompts.txt"))])?;
+        let prompts = std::fs::read_to_string(file(&format!("{name}_prompts.txt")))?;
+        let mut args = vec!["generate".to_string(), model.clone(), "--max-new-tokens".into(), "8".into(), "--json".into()];
+        for p in prompts.lines() {
+            args.push("--prompt-ids".into());
+            args.push(p.to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = Command::new(cli).args(&args).current_dir(root()).output()?;
+        anyhow::ensure!(out.status.success(), "generate failed: {}", String::from_utf8_lossy(&out.stderr));
+        let json = file(&format!("{name}_generate_fasterai.json"));
+        std::fs::write(&json, &out.stdout)?;
+        run(python, &["scripts/lm_parity.py", "same-ids", &file(&format!("{name}_generate.npy")), &json])?;
+        // Our export, loaded by transformers.
+        let exported = file(&format!("{name}_exported"));
+        run(cli, &["export", &model, "--format", "hf", "-o", &exported, "--force"])?;
+        let back = file(&format!("{name}_exported_logits.npy"));
+        run(python, &["scripts/lm_parity.py", "load", &exported, &ids, &back])?;
+        run(python, &["scripts/lm_parity.py", "compare", &file(&format!("{name}_logits.npy")), &back])?;
+    }
+    Ok(())
 }
 
 /// One parity check: a PyTorch checkpoint imported into a built-in architecture, run on
