@@ -502,32 +502,77 @@ fn lm_parity(python: &str, cli: &str) -> Result<()> {
         let model = file(&format!("{name}.fai.safetensors"));
         run(cli, &["import", &file(name), "-o", &model, "--force"])?;
         let ours = file(&format!("{name}_fasterai.npy"));
-        run(cli, &["predict", &model, "--input", &ids, "-o", &ours, "--force"])?;
+        run(
+            cli,
+            &["predict", &model, "--input", &ids, "-o", &ours, "--force"],
+        )?;
         let theirs = file(&format!("{name}_logits.npy"));
         run(python, &["scripts/lm_parity.py", "compare", &theirs, &ours])?;
     }
     for name in ["gpt2", "llama"] {
         let model = file(&format!("{name}.fai.safetensors"));
         // Greedy generation: transformers' ids for the first 16 tokens of each row.
-        run(python, &["scripts/lm_parity.py", "greedy-ids", &ids, &file(&format!("{name}_prompts.txt"))])?;
+        run(
+            python,
+            &[
+                "scripts/lm_parity.py",
+                "greedy-ids",
+                &ids,
+                &file(&format!("{name}_prompts.txt")),
+            ],
+        )?;
         let prompts = std::fs::read_to_string(file(&format!("{name}_prompts.txt")))?;
-        let mut args = vec!["generate".to_string(), model.clone(), "--max-new-tokens".into(), "8".into(), "--json".into()];
+        let mut args = vec![
+            "generate".to_string(),
+            model.clone(),
+            "--max-new-tokens".into(),
+            "8".into(),
+            "--json".into(),
+        ];
         for p in prompts.lines() {
             args.push("--prompt-ids".into());
             args.push(p.to_string());
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = Command::new(cli).args(&args).current_dir(root()).output()?;
-        anyhow::ensure!(out.status.success(), "generate failed: {}", String::from_utf8_lossy(&out.stderr));
+        anyhow::ensure!(
+            out.status.success(),
+            "generate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let json = file(&format!("{name}_generate_fasterai.json"));
         std::fs::write(&json, &out.stdout)?;
-        run(python, &["scripts/lm_parity.py", "same-ids", &file(&format!("{name}_generate.npy")), &json])?;
+        run(
+            python,
+            &[
+                "scripts/lm_parity.py",
+                "same-ids",
+                &file(&format!("{name}_generate.npy")),
+                &json,
+            ],
+        )?;
         // Our export, loaded by transformers.
         let exported = file(&format!("{name}_exported"));
-        run(cli, &["export", &model, "--format", "hf", "-o", &exported, "--force"])?;
+        run(
+            cli,
+            &[
+                "export", &model, "--format", "hf", "-o", &exported, "--force",
+            ],
+        )?;
         let back = file(&format!("{name}_exported_logits.npy"));
-        run(python, &["scripts/lm_parity.py", "load", &exported, &ids, &back])?;
-        run(python, &["scripts/lm_parity.py", "compare", &file(&format!("{name}_logits.npy")), &back])?;
+        run(
+            python,
+            &["scripts/lm_parity.py", "load", &exported, &ids, &back],
+        )?;
+        run(
+            python,
+            &[
+                "scripts/lm_parity.py",
+                "compare",
+                &file(&format!("{name}_logits.npy")),
+                &back,
+            ],
+        )?;
     }
     Ok(())
 }

@@ -59,13 +59,19 @@ pub fn read_npy_ids(path: &Path) -> Result<Array> {
         .with_context(|| format!("{} is not a NumPy .npy file", path.display()))?;
     let elements = fasterai::core::limits::product(&shape);
     if shape.contains(&0) || elements.is_none_or(|n| n.saturating_mul(4) > file_len) {
-        bail!("{}: shape {shape:?} is empty or larger than the file", path.display());
+        bail!(
+            "{}: shape {shape:?} is empty or larger than the file",
+            path.display()
+        );
     }
     file.seek(SeekFrom::Start(0))?;
     let npy = npyz::NpyFile::new(BufReader::new(file))
         .with_context(|| format!("{} is not a NumPy .npy file", path.display()))?;
     if npy.order() != npyz::Order::C {
-        bail!("{} is Fortran-ordered; save it with np.ascontiguousarray", path.display());
+        bail!(
+            "{} is Fortran-ordered; save it with np.ascontiguousarray",
+            path.display()
+        );
     }
     let dtype = npy.dtype().descr().trim_matches('\'').to_string();
     let ids: Vec<i64> = match dtype.as_str() {

@@ -56,7 +56,6 @@ pub fn progress(len: u64, unit: &str, hidden: bool) -> indicatif::ProgressBar {
         return indicatif::ProgressBar::hidden();
     }
     let template = format!("{{bar:30}} {{pos}}/{{len}} {unit} ({{elapsed}}, {{per_sec}})");
-    indicatif::ProgressBar::new(len).with_style(
-        indicatif::ProgressStyle::with_template(&template).expect("valid template"),
-    )
+    indicatif::ProgressBar::new(len)
+        .with_style(indicatif::ProgressStyle::with_template(&template).expect("valid template"))
 }

@@ -3,8 +3,8 @@
 //! and TinyLlama-shaped checkpoints). Token ids `[T]` in, logits `[T, vocabulary]` out.
 
 use fasterai_core::graph::ops::{
-    Add, EmbeddingSpec, GELU, GeluApproximation, LayerNormSpec, LearnedPositionsSpec,
-    LinearSpec, Mul, MultiheadAttentionSpec, RmsNormSpec, RotarySpec, SiLU, TiedLinear,
+    Add, EmbeddingSpec, GELU, GeluApproximation, LayerNormSpec, LearnedPositionsSpec, LinearSpec,
+    Mul, MultiheadAttentionSpec, RmsNormSpec, RotarySpec, SiLU, TiedLinear,
 };
 use fasterai_core::graph::{GraphBuilder, GraphSpec, LayerSpec};
 use serde::{Deserialize, Serialize};
@@ -150,7 +150,7 @@ impl DecoderConfig {
         if let Some((name, _)) = sizes.iter().find(|(_, v)| *v == 0) {
             return bad(format!("{name} must be positive"));
         }
-        if self.heads % self.kv_heads != 0 {
+        if !self.heads.is_multiple_of(self.kv_heads) {
             return bad(format!(
                 "{} heads do not split into groups over {} key/value heads",
                 self.heads, self.kv_heads
@@ -290,8 +290,16 @@ impl DecoderConfig {
             let normed = g.then(format!("{p}.post_attention_layernorm"), norm());
             g.then(format!("{p}.mlp.gate_proj"), self.linear(d, m, bias));
             let gate = g.then(format!("{p}.mlp.act"), LayerSpec::SiLU(SiLU {}));
-            let up = g.node(format!("{p}.mlp.up_proj"), self.linear(d, m, bias), &[&normed]);
-            g.node(format!("{p}.mlp.mul"), LayerSpec::Mul(Mul {}), &[&gate, &up]);
+            let up = g.node(
+                format!("{p}.mlp.up_proj"),
+                self.linear(d, m, bias),
+                &[&normed],
+            );
+            g.node(
+                format!("{p}.mlp.mul"),
+                LayerSpec::Mul(Mul {}),
+                &[&gate, &up],
+            );
             let y = g.then(format!("{p}.mlp.down_proj"), self.linear(m, d, bias));
             g.node(format!("{p}.add_1"), LayerSpec::Add(Add {}), &[&y, &x]);
         }

@@ -53,7 +53,9 @@ pub fn generate(
     let n = prompts.len();
     let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
     if n == 0 || prompts.iter().any(Vec::is_empty) {
-        return Err(ModelsError::InvalidConfig("every prompt needs at least one token".into()));
+        return Err(ModelsError::InvalidConfig(
+            "every prompt needs at least one token".into(),
+        ));
     }
     if longest + config.max_new_tokens > config.context {
         return Err(ModelsError::InvalidConfig(format!(
@@ -148,7 +150,9 @@ fn choose(logits: &[f32], sampling: Sampling, rng: &mut StdRng) -> u32 {
     else {
         return argmax();
     };
-    let mut order: Vec<usize> = (0..logits.len()).filter(|&i| logits[i].is_finite()).collect();
+    let mut order: Vec<usize> = (0..logits.len())
+        .filter(|&i| logits[i].is_finite())
+        .collect();
     if order.is_empty() {
         return argmax();
     }

@@ -26,8 +26,8 @@ pub mod decoder;
 pub mod generate;
 pub mod hf;
 mod mobilenet;
-pub mod tokenizer;
 mod resnet;
+pub mod tokenizer;
 mod vgg;
 mod vit;
 
@@ -35,9 +35,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use burn::tensor::Device;
+pub use decoder::{DecoderConfig, DecoderFamily};
 use fasterai_core::graph::{Graph, GraphSpec, InitScheme, Layer};
 use fasterai_core::model::Model;
-pub use decoder::{DecoderConfig, DecoderFamily};
 pub use vgg::{VggConfig, VggDepth, VggHead};
 pub use vit::VitConfig;
 

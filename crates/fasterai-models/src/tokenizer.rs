@@ -95,7 +95,12 @@ mod tests {
         assert_eq!(t.encode("the dog").unwrap(), vec![1, 0]);
         assert_eq!(t.vocab_size(), 4);
         assert!(t.check_fits(4).is_ok());
-        assert!(t.check_fits(3).unwrap_err().to_string().contains("4 tokens"));
+        assert!(
+            t.check_fits(3)
+                .unwrap_err()
+                .to_string()
+                .contains("4 tokens")
+        );
         let b = Tokenizer::Bytes;
         let ids = b.encode("héllo").unwrap();
         assert_eq!(ids.len(), 6);

@@ -52,7 +52,11 @@ fn ids(rows: &[Vec<i64>], device: &Device) -> Tensor<2> {
 
 fn relative_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    let diff = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+    let diff = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max);
     diff / b.iter().map(|v| v.abs()).fold(0.0, f32::max)
 }
 
@@ -95,7 +99,10 @@ fn the_key_value_cache_gives_the_logits_of_full_passes() {
         assert_eq!(state.past, t);
         let cached = host_values(Tensor::cat(pieces, 1));
         let diff = relative_diff(&cached, &full);
-        assert!(diff < 1e-5, "{name}: cache vs full pass {diff} ({n} sequences)");
+        assert!(
+            diff < 1e-5,
+            "{name}: cache vs full pass {diff} ({n} sequences)"
+        );
     }
 }
 
@@ -133,7 +140,13 @@ fn greedy_generation_gives_transformers_tokens_with_and_without_padding() {
             .padded_prompt
             .iter()
             .zip(&e.padded_mask)
-            .map(|(p, m)| p.iter().zip(m).filter(|(_, m)| **m == 1).map(|(t, _)| *t).collect())
+            .map(|(p, m)| {
+                p.iter()
+                    .zip(m)
+                    .filter(|(_, m)| **m == 1)
+                    .map(|(t, _)| *t)
+                    .collect()
+            })
             .collect();
         let got = greedy(&model, &prompts, new, eos);
         let want: Vec<Vec<u32>> = e.padded_greedy.iter().map(|g| until_eos(g, eos)).collect();
@@ -238,12 +251,23 @@ fn broken_folders_are_clear_errors() {
     // A shard the index lists is gone.
     let dir = copy("tiny_llama", &tmp.path().join("c"));
     std::fs::remove_file(dir.join("model-00002-of-00003.safetensors")).unwrap();
-    assert!(import_error(&dir).contains("missing"), "{}", import_error(&dir));
+    assert!(
+        import_error(&dir).contains("missing"),
+        "{}",
+        import_error(&dir)
+    );
     // config.json disagrees with the tensors.
     let dir = copy("tiny_llama", &tmp.path().join("d"));
-    edit_config(&dir, "\"intermediate_size\": 48", "\"intermediate_size\": 40");
+    edit_config(
+        &dir,
+        "\"intermediate_size\": 48",
+        "\"intermediate_size\": 40",
+    );
     let err = import_error(&dir);
-    assert!(err.contains("shape") && err.contains("config.json implies"), "{err}");
+    assert!(
+        err.contains("shape") && err.contains("config.json implies"),
+        "{err}"
+    );
     // A tensor that no layer reads.
     let dir = copy("tiny_gpt2", &tmp.path().join("e"));
     edit_config(&dir, "\"n_layer\": 2", "\"n_layer\": 1");

@@ -72,7 +72,9 @@ pub fn read_text(path: &Path) -> Result<String, TrainError> {
         path: path.to_path_buf(),
         reason,
     };
-    let len = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?.len();
+    let len = std::fs::metadata(path)
+        .map_err(|e| bad(e.to_string()))?
+        .len();
     if len > MAX_TEXT_BYTES {
         return Err(bad(format!("{len} bytes, more than the {MAX_TEXT_BYTES} read")).into());
     }
@@ -180,7 +182,9 @@ pub fn perplexity(
     mut progress: impl FnMut(usize),
 ) -> Result<PerplexityReport, TrainError> {
     if ids.len() < 2 {
-        return Err(TrainError::Config("the text needs at least two tokens".into()));
+        return Err(TrainError::Config(
+            "the text needs at least two tokens".into(),
+        ));
     }
     if window < 2 || stride == 0 || stride > window || batch == 0 {
         return Err(TrainError::Config(format!(
@@ -279,14 +283,17 @@ mod tests {
             let all = windows(n, window, stride);
             let mut scored = vec![0; n];
             for w in &all {
-                assert!(w.len <= window && w.scored <= w.len - 1 && w.scored > 0);
+                assert!(w.len <= window && w.scored < w.len && w.scored > 0);
                 for t in w.start + w.len - w.scored..w.start + w.len {
                     scored[t] += 1;
                 }
             }
             assert_eq!(scored[0], 0);
             if stride < window {
-                assert!(scored[1..].iter().all(|&c| c == 1), "{n} {window} {stride}: {scored:?}");
+                assert!(
+                    scored[1..].iter().all(|&c| c == 1),
+                    "{n} {window} {stride}: {scored:?}"
+                );
             } else {
                 // Non-overlapping windows: each window's first token is unscored.
                 let unscored: Vec<usize> = (0..n).filter(|&t| scored[t] == 0).collect();
@@ -325,10 +332,16 @@ mod tests {
             let values = crate::text::tests::host(x.clone());
             let mut logits = vec![0f32; n * t * vocab];
             for (k, &id) in values.iter().enumerate() {
-                let follow = next.iter().position(|&v| v as f32 == id).map(|p| next[p + 1]);
+                let follow = next
+                    .iter()
+                    .position(|&v| v as f32 == id)
+                    .map(|p| next[p + 1]);
                 logits[k * vocab + follow.unwrap_or(0) as usize] = 3f32.ln();
             }
-            Ok(Tensor::<3>::from_data(TensorData::new(logits, [n, t, vocab]), &x.device()))
+            Ok(Tensor::<3>::from_data(
+                TensorData::new(logits, [n, t, vocab]),
+                &x.device(),
+            ))
         };
         let report = perplexity(knowing, &ids, 10, 4, 2, 2, &device, |_| {}).unwrap();
         let p: f64 = 3.0 / (3.0 + vocab as f64 - 1.0);

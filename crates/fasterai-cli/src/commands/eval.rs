@@ -6,8 +6,8 @@ use fasterai::burn::tensor::Device;
 use fasterai::models::tokenizer::Tokenizer;
 use fasterai::train::TrainError;
 use fasterai::train::evaluate_with;
-use fasterai::train::text::{TextSource, perplexity, read_text};
 use fasterai::train::learner::check_data;
+use fasterai::train::text::{TextSource, perplexity, read_text};
 
 use crate::data_arg::DataArgs;
 use crate::model_arg::{DeviceArgs, InferenceArgs, ModelArgs};
@@ -71,7 +71,10 @@ pub fn run(args: Args) -> Result<()> {
 fn eval_text(args: &Args, source: &TextSource, device: &Device) -> Result<()> {
     let model = args.model.load(None, device)?;
     let Some(text_model) = &model.text else {
-        bail!("{} is not a language model; text data evaluates language models", model.name);
+        bail!(
+            "{} is not a language model; text data evaluates language models",
+            model.name
+        );
     };
     let tokenizer = Tokenizer::of(text_model)?;
     let path = source.evaluation_file();
@@ -100,10 +103,20 @@ fn eval_text(args: &Args, source: &TextSource, device: &Device) -> Result<()> {
     };
     // Windows per batch: logits of at most 2²⁸ values (1 GiB).
     let vocabulary = crate::text::vocabulary(&model).unwrap_or(1);
-    let batch = args.batch_size.min((1 << 28) / (window * vocabulary).max(1)).max(1);
-    let report = perplexity(forward, &ids, bytes, window, stride, batch, device, |done| {
-        bar.set_position(done as u64)
-    })?;
+    let batch = args
+        .batch_size
+        .min((1 << 28) / (window * vocabulary).max(1))
+        .max(1);
+    let report = perplexity(
+        forward,
+        &ids,
+        bytes,
+        window,
+        stride,
+        batch,
+        device,
+        |done| bar.set_position(done as u64),
+    )?;
     bar.finish_and_clear();
     if args.json {
         let mut value = serde_json::to_value(&report)?;

@@ -51,7 +51,10 @@ pub fn run(args: Args) -> Result<()> {
     let device = args.device.device()?;
     let model = args.model.load(None, &device)?;
     let Some(text) = &model.text else {
-        bail!("{} is not a language model (import one with `fasterai import DIR`)", model.name);
+        bail!(
+            "{} is not a language model (import one with `fasterai import DIR`)",
+            model.name
+        );
     };
     let tokenizer = Tokenizer::of(text)?;
     let mut prompts = Vec::new();

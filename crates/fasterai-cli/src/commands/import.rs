@@ -45,14 +45,23 @@ pub fn run(args: Args) -> Result<()> {
     let source = Path::new(&args.arch.model);
     if source.is_dir() {
         if args.weights.is_some() || args.key.is_some() || args.input_shape.is_some() {
-            bail!("a Hugging Face folder carries its weights and shapes; drop --weights/--key/--input-shape");
+            bail!(
+                "a Hugging Face folder carries its weights and shapes; drop --weights/--key/--input-shape"
+            );
         }
         args.out.check(&[source])?;
         let model = import_folder(source, &args.device.device()?)
             .with_context(|| format!("importing {}", source.display()))?;
         args.out.save(&model)?;
-        let text = model.text.as_ref().expect("imported language models carry their origin");
-        let tokenizer = if text.tokenizer.is_some() { "with its tokenizer" } else { "no tokenizer.json" };
+        let text = model
+            .text
+            .as_ref()
+            .expect("imported language models carry their origin");
+        let tokenizer = if text.tokenizer.is_some() {
+            "with its tokenizer"
+        } else {
+            "no tokenizer.json"
+        };
         println!(
             "imported {} ({}, {} parameters, context {} tokens, {tokenizer}) → {}",
             source.display(),

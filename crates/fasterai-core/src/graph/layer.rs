@@ -16,12 +16,12 @@ use super::ops::activation::{
 use super::ops::attention::{MultiheadAttention, MultiheadAttentionSpec};
 use super::ops::batch_norm::BatchNorm2dSpec;
 use super::ops::conv::Conv2dSpec;
-use super::ops::linear::LinearSpec;
-use super::ops::merge::{Add, Concat, Mul};
 use super::ops::embedding::{
     Embedding, EmbeddingSpec, LearnedPositions, LearnedPositionsSpec, TiedLinear,
 };
-use super::ops::norm::{LayerNorm, LayerNormSpec, RootMeanSquareNorm, RmsNormSpec};
+use super::ops::linear::LinearSpec;
+use super::ops::merge::{Add, Concat, Mul};
+use super::ops::norm::{LayerNorm, LayerNormSpec, RmsNormSpec, RootMeanSquareNorm};
 use super::ops::pool::{AdaptiveAvgPool2dSpec, AvgPool2dSpec, MaxPool2dSpec};
 use super::ops::quant::FakeQuantize;
 use super::ops::shape::{Flatten, Identity};

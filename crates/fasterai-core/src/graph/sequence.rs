@@ -103,16 +103,20 @@ impl Decoding {
                     }
                 }
             }
-            positions.explicit =
-                Some(Tensor::<1, Int>::from_data(TensorData::new(ids, [n * t]), device).reshape([n, t]));
+            positions.explicit = Some(
+                Tensor::<1, Int>::from_data(TensorData::new(ids, [n * t]), device).reshape([n, t]),
+            );
             let pad = Tensor::<1, Bool>::from_data(TensorData::new(pad.to_vec(), [n * t]), device)
                 .reshape([n, t]);
             self.padding = Some(match self.padding.take() {
                 Some(old) => Tensor::cat(vec![old, pad], 1),
                 None if self.past > 0 => {
                     let real = vec![false; n * self.past];
-                    let real = Tensor::<1, Bool>::from_data(TensorData::new(real, [n * self.past]), device)
-                        .reshape([n, self.past]);
+                    let real = Tensor::<1, Bool>::from_data(
+                        TensorData::new(real, [n * self.past]),
+                        device,
+                    )
+                    .reshape([n, self.past]);
                     Tensor::cat(vec![real, pad], 1)
                 }
                 None => pad,

@@ -169,13 +169,13 @@ impl GraphSpec {
     /// A tied head's second input must be an embedding whose table is as wide as the head's
     /// input and holds a row per output.
     fn check_tied(&self, node: &NodeSpec, head: &super::ops::TiedLinear) -> Result<()> {
-        let table = node.inputs.get(1).and_then(|name| {
-            self.nodes.iter().find(|n| &n.name == name).map(|n| &n.op)
-        });
+        let table = node
+            .inputs
+            .get(1)
+            .and_then(|name| self.nodes.iter().find(|n| &n.name == name).map(|n| &n.op));
         let reason = match table {
             Some(LayerSpec::Embedding(e))
-                if e.num_embeddings == head.out_features
-                    && e.embedding_dim == head.in_features =>
+                if e.num_embeddings == head.out_features && e.embedding_dim == head.in_features =>
             {
                 return Ok(());
             }

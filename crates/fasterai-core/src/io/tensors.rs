@@ -80,7 +80,9 @@ impl TensorFile {
             Dtype::F32 => reader.floats(&entry).map_err(io),
             Dtype::F16 | Dtype::BF16 => {
                 let bytes = reader.bytes(&entry).map_err(io)?;
-                let halves = bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+                let halves = bytes
+                    .chunks_exact(2)
+                    .map(|b| u16::from_le_bytes([b[0], b[1]]));
                 Ok(if entry.dtype == Dtype::BF16 {
                     halves.map(|h| f32::from_bits((h as u32) << 16)).collect()
                 } else {

@@ -21,7 +21,11 @@ fn size(config: &Map<String, Value>, key: &str) -> Result<usize, ModelsError> {
             .as_u64()
             .filter(|&n| n > 0 && n <= MAX_DIM)
             .map(|n| n as usize)
-            .ok_or_else(|| invalid(format!("`{key}` is {v}, expected a size from 1 to {MAX_DIM}"))),
+            .ok_or_else(|| {
+                invalid(format!(
+                    "`{key}` is {v}, expected a size from 1 to {MAX_DIM}"
+                ))
+            }),
         None => Err(invalid(format!("`{key}` is missing"))),
     }
 }
@@ -93,7 +97,9 @@ fn gpt2(c: &Map<String, Value>) -> Result<DecoderConfig, ModelsError> {
             "activation_function {act:?} is not supported (gelu_new, gelu_pytorch_tanh)"
         )));
     }
-    if !flag_or(c, "scale_attn_weights", true)? || flag_or(c, "scale_attn_by_inverse_layer_idx", false)? {
+    if !flag_or(c, "scale_attn_weights", true)?
+        || flag_or(c, "scale_attn_by_inverse_layer_idx", false)?
+    {
         return Err(invalid(
             "attention scores scaled other than by 1/√head_dim (scale_attn_weights false or \
              scale_attn_by_inverse_layer_idx true) are not supported"
@@ -101,12 +107,16 @@ fn gpt2(c: &Map<String, Value>) -> Result<DecoderConfig, ModelsError> {
         ));
     }
     if flag_or(c, "add_cross_attention", false)? {
-        return Err(invalid("cross-attention (an encoder-decoder GPT-2) is not supported".into()));
+        return Err(invalid(
+            "cross-attention (an encoder-decoder GPT-2) is not supported".into(),
+        ));
     }
     let hidden = size(c, "n_embd")?;
     let heads = size(c, "n_head")?;
     if hidden % heads != 0 {
-        return Err(invalid(format!("n_embd {hidden} does not split into {heads} heads")));
+        return Err(invalid(format!(
+            "n_embd {hidden} does not split into {heads} heads"
+        )));
     }
     let mut out = DecoderConfig::gpt2(
         size(c, "vocab_size")?,
@@ -124,7 +134,9 @@ fn gpt2(c: &Map<String, Value>) -> Result<DecoderConfig, ModelsError> {
 fn llama(c: &Map<String, Value>, model_type: &str) -> Result<DecoderConfig, ModelsError> {
     let act = c.get("hidden_act").and_then(Value::as_str);
     if !matches!(act, None | Some("silu")) {
-        return Err(invalid(format!("hidden_act {act:?} is not supported (silu)")));
+        return Err(invalid(format!(
+            "hidden_act {act:?} is not supported (silu)"
+        )));
     }
     let window = c.get("sliding_window").filter(|v| !v.is_null());
     let windowed = match model_type {
@@ -206,7 +218,10 @@ pub fn write(decoder: &DecoderConfig, original: &Value) -> Value {
             set("activation_function", "gelu_new".into());
         }
         DecoderFamily::Llama => {
-            if !original.get("model_type").is_some_and(|t| t == "qwen2" || t == "mistral") {
+            if !original
+                .get("model_type")
+                .is_some_and(|t| t == "qwen2" || t == "mistral")
+            {
                 set("model_type", "llama".into());
                 set("architectures", serde_json::json!(["LlamaForCausalLM"]));
                 set("attention_bias", decoder.qkv_bias.into());
@@ -258,6 +273,11 @@ mod tests {
         let huge = v5.replace(r#""vocab_size":100"#, r#""vocab_size":99999999999"#);
         assert!(parse(&huge).unwrap_err().to_string().contains("vocab_size"));
         let missing = v5.replace(r#""hidden_size":32,"#, "");
-        assert!(parse(&missing).unwrap_err().to_string().contains("hidden_size"));
+        assert!(
+            parse(&missing)
+                .unwrap_err()
+                .to_string()
+                .contains("hidden_size")
+        );
     }
 }

@@ -43,7 +43,10 @@ fn read_small(dir: &Path, name: &str, limit: u64) -> Result<Option<String>, Mode
     if meta.len() > limit {
         return Err(problem(
             dir,
-            format!("{name} is {} bytes, more than the {limit} allowed", meta.len()),
+            format!(
+                "{name} is {} bytes, more than the {limit} allowed",
+                meta.len()
+            ),
         ));
     }
     std::fs::read_to_string(&path)
@@ -128,7 +131,10 @@ impl Checkpoint {
                 .as_str()
                 .filter(|s| !s.is_empty() && Path::new(s).file_name() == Some(s.as_ref()))
                 .ok_or_else(|| {
-                    problem(dir, format!("{index}: `{tensor}` names {shard}, not a file of the folder"))
+                    problem(
+                        dir,
+                        format!("{index}: `{tensor}` names {shard}, not a file of the folder"),
+                    )
                 })?;
             shards.insert(shard.to_string());
         }
@@ -152,7 +158,10 @@ impl Checkpoint {
             for (key, want) in rule.source.keys().into_iter().zip(&rule.source_shapes) {
                 let key = self.resolve(key);
                 let (file, info) = self.tensors.get(&key).ok_or_else(|| {
-                    problem(&self.dir, format!("tensor `{key}` is missing from the checkpoint"))
+                    problem(
+                        &self.dir,
+                        format!("tensor `{key}` is missing from the checkpoint"),
+                    )
                 })?;
                 if &info.shape != want {
                     return Err(problem(
@@ -166,7 +175,10 @@ impl Checkpoint {
                 if !matches!(info.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
                     return Err(problem(
                         &self.dir,
-                        format!("tensor `{key}` is {:?}; weights must be F32, F16 or BF16", info.dtype),
+                        format!(
+                            "tensor `{key}` is {:?}; weights must be F32, F16 or BF16",
+                            info.dtype
+                        ),
                     ));
                 }
                 used.insert(key.clone());
@@ -322,8 +334,13 @@ pub fn export_folder(model: &Model, dir: &Path, overwrite: bool) -> Result<(), M
                 theirs.insert(k.clone(), (rule.shape.clone(), values));
             }
             Source::Transposed(k) => {
-                let [rows, cols] = rule.shape[..] else { unreachable!("2-D rule") };
-                theirs.insert(k.clone(), (vec![cols, rows], names::transpose(&values, rows, cols)));
+                let [rows, cols] = rule.shape[..] else {
+                    unreachable!("2-D rule")
+                };
+                theirs.insert(
+                    k.clone(),
+                    (vec![cols, rows], names::transpose(&values, rows, cols)),
+                );
             }
             Source::Stacked(keys) => {
                 let mut at = 0;
@@ -336,14 +353,23 @@ pub fn export_folder(model: &Model, dir: &Path, overwrite: bool) -> Result<(), M
         }
     }
     if let Some(extra) = ours.keys().next() {
-        return Err(problem(dir, format!("tensor `{extra}` has no place in a Hugging Face {}", decoder.family.model_type())));
+        return Err(problem(
+            dir,
+            format!(
+                "tensor `{extra}` has no place in a Hugging Face {}",
+                decoder.family.model_type()
+            ),
+        ));
     }
     std::fs::create_dir_all(dir).map_err(|e| problem(dir, e.to_string()))?;
     let config = config::write(&decoder, &text.config);
     let config = serde_json::to_string_pretty(&config).expect("JSON serialises");
     let files = [
         ("config.json", Some(config.into_bytes())),
-        ("tokenizer.json", text.tokenizer.clone().map(String::into_bytes)),
+        (
+            "tokenizer.json",
+            text.tokenizer.clone().map(String::into_bytes),
+        ),
     ];
     for (name, bytes) in &files {
         if bytes.is_some() && dir.join(name).exists() && !overwrite {
@@ -367,8 +393,8 @@ pub fn export_folder(model: &Model, dir: &Path, overwrite: bool) -> Result<(), M
         })
         .collect();
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-    let bytes = safetensors::serialize(tensors, Some(metadata))
-        .map_err(|e| problem(dir, e.to_string()))?;
+    let bytes =
+        safetensors::serialize(tensors, Some(metadata)).map_err(|e| problem(dir, e.to_string()))?;
     write_atomic(&weights, &bytes, overwrite)?;
     for (name, bytes) in files {
         if let Some(bytes) = bytes {

@@ -41,7 +41,9 @@ pub struct Rule {
 /// Hugging Face tensors that checkpoints may carry and which hold nothing to load: GPT-2's
 /// causal-mask buffers, old Llama checkpoints' rotary frequencies.
 pub fn ignorable(key: &str) -> bool {
-    key.ends_with(".attn.bias") || key.ends_with(".attn.masked_bias") || key.ends_with("rotary_emb.inv_freq")
+    key.ends_with(".attn.bias")
+        || key.ends_with(".attn.masked_bias")
+        || key.ends_with("rotary_emb.inv_freq")
 }
 
 /// A tensor kept as it is, under `theirs` there and `ours` here.
@@ -77,7 +79,10 @@ pub fn rules(c: &DecoderConfig) -> Vec<Rule> {
     match c.family {
         DecoderFamily::Gpt2 => {
             rules.push(same("transformer.wte.weight".into(), vec![v, d]));
-            rules.push(same("transformer.wpe.weight".into(), vec![c.max_positions, d]));
+            rules.push(same(
+                "transformer.wpe.weight".into(),
+                vec![c.max_positions, d],
+            ));
             for i in 0..c.layers {
                 let p = format!("transformer.h.{i}");
                 for norm in ["ln_1", "ln_2"] {
@@ -86,13 +91,41 @@ pub fn rules(c: &DecoderConfig) -> Vec<Rule> {
                 }
                 let (attn, mlp) = (format!("{p}.attn"), format!("{p}.mlp"));
                 rules.extend([
-                    conv1d(format!("{attn}.in_proj_weight"), format!("{attn}.c_attn.weight"), 3 * d, d),
-                    renamed(format!("{attn}.in_proj_bias"), format!("{attn}.c_attn.bias"), vec![3 * d]),
-                    conv1d(format!("{attn}.out_proj.weight"), format!("{attn}.c_proj.weight"), d, d),
-                    renamed(format!("{attn}.out_proj.bias"), format!("{attn}.c_proj.bias"), vec![d]),
-                    conv1d(format!("{mlp}.c_fc.weight"), format!("{mlp}.c_fc.weight"), m, d),
+                    conv1d(
+                        format!("{attn}.in_proj_weight"),
+                        format!("{attn}.c_attn.weight"),
+                        3 * d,
+                        d,
+                    ),
+                    renamed(
+                        format!("{attn}.in_proj_bias"),
+                        format!("{attn}.c_attn.bias"),
+                        vec![3 * d],
+                    ),
+                    conv1d(
+                        format!("{attn}.out_proj.weight"),
+                        format!("{attn}.c_proj.weight"),
+                        d,
+                        d,
+                    ),
+                    renamed(
+                        format!("{attn}.out_proj.bias"),
+                        format!("{attn}.c_proj.bias"),
+                        vec![d],
+                    ),
+                    conv1d(
+                        format!("{mlp}.c_fc.weight"),
+                        format!("{mlp}.c_fc.weight"),
+                        m,
+                        d,
+                    ),
                     same(format!("{mlp}.c_fc.bias"), vec![m]),
-                    conv1d(format!("{mlp}.c_proj.weight"), format!("{mlp}.c_proj.weight"), d, m),
+                    conv1d(
+                        format!("{mlp}.c_proj.weight"),
+                        format!("{mlp}.c_proj.weight"),
+                        d,
+                        m,
+                    ),
                     same(format!("{mlp}.c_proj.bias"), vec![d]),
                 ]);
             }
@@ -104,7 +137,10 @@ pub fn rules(c: &DecoderConfig) -> Vec<Rule> {
             for i in 0..c.layers {
                 let p = format!("model.layers.{i}");
                 rules.push(same(format!("{p}.input_layernorm.weight"), vec![d]));
-                rules.push(same(format!("{p}.post_attention_layernorm.weight"), vec![d]));
+                rules.push(same(
+                    format!("{p}.post_attention_layernorm.weight"),
+                    vec![d],
+                ));
                 let attn = format!("{p}.self_attn");
                 let parts = |suffix: &str| -> Vec<String> {
                     ["q_proj", "k_proj", "v_proj"]
@@ -127,11 +163,21 @@ pub fn rules(c: &DecoderConfig) -> Vec<Rule> {
                     });
                 }
                 let (ours, theirs) = (format!("{attn}.out_proj"), format!("{attn}.o_proj"));
-                rules.push(renamed(format!("{ours}.weight"), format!("{theirs}.weight"), vec![d, q]));
+                rules.push(renamed(
+                    format!("{ours}.weight"),
+                    format!("{theirs}.weight"),
+                    vec![d, q],
+                ));
                 if c.out_bias {
-                    rules.push(renamed(format!("{ours}.bias"), format!("{theirs}.bias"), vec![d]));
+                    rules.push(renamed(
+                        format!("{ours}.bias"),
+                        format!("{theirs}.bias"),
+                        vec![d],
+                    ));
                 }
-                for (name, rows, cols) in [("gate_proj", m, d), ("up_proj", m, d), ("down_proj", d, m)] {
+                for (name, rows, cols) in
+                    [("gate_proj", m, d), ("up_proj", m, d), ("down_proj", d, m)]
+                {
                     rules.push(same(format!("{p}.mlp.{name}.weight"), vec![rows, cols]));
                     if c.mlp_bias {
                         rules.push(same(format!("{p}.mlp.{name}.bias"), vec![rows]));

@@ -204,7 +204,11 @@ impl Op for MultiheadAttentionSpec {
             Some(kv) if kv != self.num_heads => format!(", {kv} kv heads"),
             _ => String::new(),
         };
-        let rotary = if self.rotary.is_some() { ", rotary" } else { "" };
+        let rotary = if self.rotary.is_some() {
+            ", rotary"
+        } else {
+            ""
+        };
         format!(
             "{}, {} heads × {head}{grouped}{causal}{rotary}",
             self.embed_dim, self.num_heads

@@ -291,7 +291,9 @@ impl LiveOp for TiedLinear {
         let mut inputs = inputs.into_iter();
         let x = inputs.next().and_then(Activation::into_tokens);
         let table = inputs.next().and_then(Activation::into_flat);
-        let (x, table) = x.zip(table).expect("the graph passes the tokens and the table");
+        let (x, table) = x
+            .zip(table)
+            .expect("the graph passes the tokens and the table");
         let [n, t, d] = x.dims();
         let [v, _] = table.dims();
         if n * t > 16 {

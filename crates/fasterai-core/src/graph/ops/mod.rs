@@ -22,13 +22,13 @@ pub use activation::{
 pub use attention::MultiheadAttentionSpec;
 pub use batch_norm::{BatchNorm2dSpec, BatchNormAffine};
 pub use conv::Conv2dSpec;
+pub use embedding::{EmbeddingSpec, LearnedPositionsSpec, TiedLinear, check_token_ids};
 pub use linear::LinearSpec;
 pub use merge::{Add, Concat, Mul};
-pub use embedding::{EmbeddingSpec, LearnedPositionsSpec, TiedLinear, check_token_ids};
 pub use norm::{LayerNormSpec, RmsNormSpec};
-pub use rotary::RotarySpec;
 pub use pool::{AdaptiveAvgPool2dSpec, AvgPool2dSpec, MaxPool2dSpec};
 pub use quant::{FakeQuantize, fake_quantize};
+pub use rotary::RotarySpec;
 pub use shape::{Flatten, Identity};
 pub use token::{ClassTokenSpec, ImageToTokens, PositionEmbeddingSpec, SelectToken, TokenMean};
 

@@ -259,7 +259,9 @@ impl RootMeanSquareNorm {
         let [features] = self.weight.dims();
         let mut shape = [1usize; D];
         shape[D - 1] = features;
-        let inv = (x.clone().square().mean_dim(D - 1) + self.epsilon).sqrt().recip();
+        let inv = (x.clone().square().mean_dim(D - 1) + self.epsilon)
+            .sqrt()
+            .recip();
         x * inv * self.weight.val().reshape(shape)
     }
 }
@@ -362,7 +364,11 @@ mod tests {
             let rms = (row.iter().map(|v| v * v).sum::<f32>() / 3.0 + 1e-6).sqrt();
             for c in 0..3 {
                 let want = row[c] / rms * gamma[c];
-                assert!((y[r * 3 + c] - want).abs() < 1e-5, "{} vs {want}", y[r * 3 + c]);
+                assert!(
+                    (y[r * 3 + c] - want).abs() < 1e-5,
+                    "{} vs {want}",
+                    y[r * 3 + c]
+                );
             }
         }
         assert_eq!(spec.params(), 3);

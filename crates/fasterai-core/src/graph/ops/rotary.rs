@@ -41,7 +41,7 @@ impl RotarySpec {
                 self.position_scale
             ));
         }
-        if head_dim % 2 != 0 {
+        if !head_dim.is_multiple_of(2) {
             return Err(format!(
                 "rotary encoding pairs features, but heads have {head_dim} (odd)"
             ));
@@ -97,7 +97,8 @@ mod tests {
         };
         let d = 4;
         let x: Vec<f32> = (0..2 * d).map(|i| i as f32 * 0.5 - 1.0).collect();
-        let positions = Tensor::<2, Int>::from_data(TensorData::new(vec![0i64, 3], [1, 2]), &device);
+        let positions =
+            Tensor::<2, Int>::from_data(TensorData::new(vec![0i64, 3], [1, 2]), &device);
         let (cos, sin) = spec.tables(positions, d, &device);
         let xt = Tensor::<4>::from_data(TensorData::new(x.clone(), [1, 1, 2, d]), &device);
         let y = host_values(rotate(xt, &cos, &sin));
