@@ -92,7 +92,7 @@ pub fn generate(
     let mut input = Tensor::<2>::from_data(TensorData::new(ids, [n, longest]), device);
     let mut pad = padded.then_some(padding.as_slice());
     for step in 0..config.max_new_tokens {
-        let logits = last_logits(net, input, pad, &mut state);
+        let logits = last_logits(net, input, pad, &mut state)?;
         pad = None;
         let vocabulary = logits.len() / n;
         let mut next = Vec::with_capacity(n);
@@ -119,14 +119,14 @@ fn last_logits(
     ids: Tensor<2>,
     padding: Option<&[bool]>,
     state: &mut Decoding,
-) -> Vec<f32> {
-    let y = net
-        .forward_decoding(ids, padding, state)
-        .into_tokens()
-        .expect("a decoder writes tokens");
+) -> Result<Vec<f32>, ModelsError> {
+    let y = net.forward_decoding(ids, padding, state)?;
+    let y = y.into_tokens().ok_or_else(|| {
+        ModelsError::InvalidConfig("the model does not write tokens: not a decoder".into())
+    })?;
     let [n, t, v] = y.dims();
     let last = y.narrow(1, t - 1, 1).reshape([n, v]);
-    fasterai_core::linalg::host_values(last)
+    Ok(fasterai_core::linalg::host_values(last))
 }
 
 /// The next token from one row of logits.

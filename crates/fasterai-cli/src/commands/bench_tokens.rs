@@ -68,13 +68,13 @@ pub fn run(
     for run in 0..=runs {
         let mut state = Decoding::new();
         let start = Instant::now();
-        let y = net.forward_decoding(prompt.clone(), None, &mut state);
+        let y = net.forward_decoding(prompt.clone(), None, &mut state)?;
         fasterai::core::linalg::host_values(y.flatten());
         let prefill_ms = start.elapsed().as_secs_f64() * 1e3;
         let start = Instant::now();
         for step in 0..new_tokens {
             let next = ids(batch, 1, vocabulary, device).add_scalar(step as f32 % 2.0);
-            let y = net.forward_decoding(next, None, &mut state);
+            let y = net.forward_decoding(next, None, &mut state)?;
             fasterai::core::linalg::host_values(y.flatten());
         }
         let decode_ms = start.elapsed().as_secs_f64() * 1e3 / new_tokens.max(1) as f64;

@@ -127,17 +127,40 @@ impl Graph {
         Ok(self.forward(x))
     }
 
-    /// Runs a decoder pass over token ids `[N, T]` (as floats, checked by the caller), the
-    /// tokens after the `state.past` ones before; `padding` (`[N·T]`, true = padding, left
-    /// padding only) marks tokens no other token attends to. Keys and values are kept in
-    /// `state` when it says so, and `state` moves on by `T` tokens.
+    /// Runs a decoder pass over token ids `[N, T]` (as floats, checked against the vocabulary
+    /// by the caller), the tokens after the `state.past` ones before; `padding` (`[N·T]`, true
+    /// = padding, left padding only) marks tokens no other token attends to. Keys and values
+    /// are kept in `state` when it says so, and `state` moves on by `T` tokens. A pass past a
+    /// learned position table's length is an error.
     pub fn forward_decoding(
         &self,
         ids: Tensor<2>,
         padding: Option<&[bool]>,
         state: &mut Decoding,
-    ) -> Activation {
+    ) -> Result<Activation> {
         let [n, t] = ids.dims();
+        self.shapes(&[t])?.check_batch(n)?;
+        let longest = state.past + t;
+        for node in &self.nodes {
+            if let Layer::LearnedPositions(p) = &node.layer {
+                let [rows, _] = p.weight.dims();
+                if longest > rows {
+                    return Err(CoreError::BadInput {
+                        got: vec![n, longest],
+                        expected: format!(
+                            "at most {rows} tokens per sequence (`{}` holds {rows} positions)",
+                            node.name
+                        ),
+                    });
+                }
+            }
+        }
+        if padding.is_some_and(|p| p.len() != n * t) {
+            return Err(CoreError::BadInput {
+                got: vec![n, t],
+                expected: "a padding flag per token".into(),
+            });
+        }
         let device = ids.device();
         let positions = state.advance(n, t, padding, &device);
         let mut cache = std::mem::take(&mut state.cache);
@@ -158,7 +181,7 @@ impl Graph {
             |_, _| {},
         );
         state.cache = if keep { cache } else { Vec::new() };
-        y
+        Ok(y)
     }
 
     /// Runs the graph, calling `visit(name, layer, first_input)` before every node runs: the

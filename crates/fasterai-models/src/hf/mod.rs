@@ -255,8 +255,7 @@ pub fn import_folder(dir: &Path, device: &Device) -> Result<Model, ModelsError> 
         crate::tokenizer::Tokenizer::from_json(json)?.check_fits(decoder.vocab_size)?;
     }
     let mut net = Graph::from_spec(&spec, InitScheme::Zeros, device);
-    let source = dir.join("model.safetensors");
-    set_deferred_tensors(&mut net, tensors, &source)?;
+    set_deferred_tensors(&mut net, tensors, dir)?;
     let name = checkpoint
         .config
         .get("_name_or_path")
