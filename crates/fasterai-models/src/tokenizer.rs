@@ -20,7 +20,11 @@ fn invalid(what: &str, e: impl std::fmt::Display) -> ModelsError {
 impl Tokenizer {
     /// Parses a `tokenizer.json`.
     pub fn from_json(json: &str) -> Result<Self, ModelsError> {
-        tokenizers::Tokenizer::from_bytes(json.as_bytes())
+        // The file comes from strangers: a panic inside the parser is an error here too.
+        let parsed =
+            std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(json.as_bytes()))
+                .map_err(|_| invalid("tokenizer.json cannot be read", "the parser failed"))?;
+        parsed
             .map(|t| Tokenizer::Hf(Box::new(t)))
             .map_err(|e| invalid("tokenizer.json cannot be read", e))
     }

@@ -282,6 +282,10 @@ fn broken_folders_are_clear_errors() {
     let dir = copy("tiny_gpt2", &tmp.path().join("e"));
     edit_config(&dir, "\"n_layer\": 2", "\"n_layer\": 1");
     assert!(import_error(&dir).contains("no place"));
+    // A config that declares far more blocks than the files could hold.
+    let dir = copy("tiny_gpt2", &tmp.path().join("f"));
+    edit_config(&dir, "\"n_layer\": 2", "\"n_layer\": 16000000");
+    assert!(import_error(&dir).contains("declares 16000000 blocks"));
     // Not a folder at all.
     let err = import_folder(&tmp.path().join("nothing"), &device()).unwrap_err();
     assert!(matches!(err, ModelsError::Checkpoint { .. }), "{err}");

@@ -93,6 +93,18 @@ impl Checkpoint {
                 }
             }
         }
+        // Every block has tensors of its own: a config that declares more blocks than the
+        // files hold tensors is refused before its graph is even described.
+        if decoder.layers > tensors.len() {
+            return Err(problem(
+                dir,
+                format!(
+                    "config.json declares {} blocks but the checkpoint holds {} tensors",
+                    decoder.layers,
+                    tensors.len()
+                ),
+            ));
+        }
         let tokenizer = read_small(dir, "tokenizer.json", MAX_TOKENIZER_BYTES)?;
         Ok(Checkpoint {
             dir: dir.to_path_buf(),
