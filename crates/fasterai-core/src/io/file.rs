@@ -306,6 +306,8 @@ pub(crate) enum Payload {
     Rows(Box<Tensor<2>>),
     /// Bytes as they are (integer codes, scales).
     Bytes(Vec<u8>),
+    /// Float values on the host.
+    Floats(Vec<f32>),
 }
 
 /// A tensor to write: key, type, shape, bytes.
@@ -340,6 +342,7 @@ pub(crate) fn write(
     for t in tensors {
         match t.payload {
             Payload::Bytes(bytes) => data.put(&bytes)?,
+            Payload::Floats(values) => data.put_chunks(&[values])?,
             Payload::Rows(values) => write_rows(&values, &mut data)?,
         }
     }

@@ -246,6 +246,33 @@ pub fn write_arrays(path: &Path, arrays: &Arrays, metadata: &str) -> Result<()> 
     write_atomic(path, &file, true)
 }
 
+/// Writes named float32 arrays as a plain safetensors file with `metadata` (a Hugging Face
+/// checkpoint: `format: pt`), atomically, each array streamed to the file as it is (no second
+/// copy of them all), with the CRC-32 of the whole file under [`FILE_CRC_KEY`] as our model
+/// files carry it. Refuses to replace an existing file unless `overwrite`.
+pub fn write_float_arrays(
+    path: &Path,
+    arrays: Arrays,
+    metadata: BTreeMap<String, String>,
+    overwrite: bool,
+) -> Result<()> {
+    if path.exists() && !overwrite {
+        return Err(CoreError::WouldOverwrite(path.to_path_buf()));
+    }
+    let tensors = arrays
+        .into_iter()
+        .map(|(key, (shape, values))| file::Outgoing {
+            key,
+            dtype: Dtype::F32,
+            shape,
+            payload: file::Payload::Floats(values),
+        })
+        .collect();
+    write_atomic_with(path, overwrite, |temp| {
+        file::write(temp, metadata, FILE_CRC_KEY, tensors)
+    })
+}
+
 /// Reads what [`write_arrays`] wrote: the arrays and the metadata string.
 pub fn read_arrays(path: &Path) -> Result<(Arrays, String)> {
     let bytes = std::fs::read(path).map_err(|e| CoreError::io(path, e))?;

@@ -14,6 +14,7 @@ use burn::tensor::Device;
 use fasterai_core::graph::{Graph, InitScheme, Layer};
 use fasterai_core::io::{
     DeferredTensor, StoredTensor, TensorFile, pytorch_tensors, set_deferred_tensors, write_atomic,
+    write_float_arrays,
 };
 use fasterai_core::model::{Model, TextModel};
 use safetensors::Dtype;
@@ -335,7 +336,7 @@ pub fn export_folder(model: &Model, dir: &Path, overwrite: bool) -> Result<(), M
             (k, (shape, data.try_into_vec::<f32>().unwrap_or_default()))
         })
         .collect();
-    let mut theirs: BTreeMap<String, (Vec<usize>, Vec<f32>)> = BTreeMap::new();
+    let mut theirs = fasterai_core::io::Arrays::new();
     for rule in rules {
         let (_, values) = ours
             .remove(&rule.key)
@@ -388,25 +389,8 @@ pub fn export_folder(model: &Model, dir: &Path, overwrite: bool) -> Result<(), M
         }
     }
     let weights = dir.join("model.safetensors");
-    if weights.exists() && !overwrite {
-        return Err(fasterai_core::CoreError::WouldOverwrite(weights).into());
-    }
-    let views: Vec<(String, Vec<u8>, Vec<usize>)> = theirs
-        .into_iter()
-        .map(|(k, (shape, v))| (k, v.iter().flat_map(|x| x.to_le_bytes()).collect(), shape))
-        .collect();
-    let tensors: Vec<(String, safetensors::tensor::TensorView<'_>)> = views
-        .iter()
-        .map(|(k, bytes, shape)| {
-            let view = safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), bytes)
-                .expect("sizes match");
-            (k.clone(), view)
-        })
-        .collect();
-    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-    let bytes =
-        safetensors::serialize(tensors, Some(metadata)).map_err(|e| problem(dir, e.to_string()))?;
-    write_atomic(&weights, &bytes, overwrite)?;
+    let metadata = BTreeMap::from([("format".to_string(), "pt".to_string())]);
+    write_float_arrays(&weights, theirs, metadata, overwrite)?;
     for (name, bytes) in files {
         if let Some(bytes) = bytes {
             write_atomic(&dir.join(name), &bytes, overwrite)?;
