@@ -13,9 +13,10 @@ pub struct Array {
     pub data: Vec<f32>,
 }
 
-/// Reads a C-ordered float32 `.npy` file. The header's shape is checked against the file's
-/// size before the array is parsed, so no header can make it allocate more than the file holds.
-pub fn read_npy(path: &Path) -> Result<Array> {
+/// Opens a C-ordered `.npy` file and returns its shape and parser. The header's shape is checked
+/// against the file's size (at least `min_bytes` per element) before anything is parsed, so no
+/// header can make a reader allocate more than the file holds.
+fn open_npy(path: &Path, min_bytes: u64) -> Result<(Vec<usize>, npyz::NpyFile<BufReader<File>>)> {
     let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let shape = npy_shape(&mut file)
@@ -24,7 +25,7 @@ pub fn read_npy(path: &Path) -> Result<Array> {
         bail!("{} is empty (shape {shape:?})", path.display());
     }
     let elements = fasterai::core::limits::product(&shape);
-    if elements.is_none_or(|n| n.saturating_mul(4) > file_len) {
+    if elements.is_none_or(|n| n.saturating_mul(min_bytes) > file_len) {
         bail!(
             "{}: shape {shape:?} needs more data than the file holds ({file_len} bytes): \
              truncated or damaged",
@@ -40,6 +41,12 @@ pub fn read_npy(path: &Path) -> Result<Array> {
             path.display()
         );
     }
+    Ok((shape, npy))
+}
+
+/// Reads a C-ordered float32 `.npy` file (checked against its size before parsing).
+pub fn read_npy(path: &Path) -> Result<Array> {
+    let (shape, npy) = open_npy(path, 4)?;
     let dtype = npy.dtype();
     let data = npy.into_vec::<f32>().map_err(|e| {
         anyhow::anyhow!(
@@ -53,26 +60,7 @@ pub fn read_npy(path: &Path) -> Result<Array> {
 /// Token ids read from an int64 or int32 `.npy` file, as the floats a graph reads (exact below
 /// 2²⁴); any id past that is an error here, the vocabulary is checked by the caller.
 pub fn read_npy_ids(path: &Path) -> Result<Array> {
-    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let shape = npy_shape(&mut file)
-        .with_context(|| format!("{} is not a NumPy .npy file", path.display()))?;
-    let elements = fasterai::core::limits::product(&shape);
-    if shape.contains(&0) || elements.is_none_or(|n| n.saturating_mul(4) > file_len) {
-        bail!(
-            "{}: shape {shape:?} is empty or larger than the file",
-            path.display()
-        );
-    }
-    file.seek(SeekFrom::Start(0))?;
-    let npy = npyz::NpyFile::new(BufReader::new(file))
-        .with_context(|| format!("{} is not a NumPy .npy file", path.display()))?;
-    if npy.order() != npyz::Order::C {
-        bail!(
-            "{} is Fortran-ordered; save it with np.ascontiguousarray",
-            path.display()
-        );
-    }
+    let (shape, npy) = open_npy(path, 4)?;
     let dtype = npy.dtype().descr().trim_matches('\'').to_string();
     let ids: Vec<i64> = match dtype.as_str() {
         "<i8" => npy.into_vec::<i64>()?,

@@ -329,7 +329,7 @@ mod tests {
         let next = ids.clone();
         let knowing = move |x: Tensor<2>| {
             let [n, t] = x.dims();
-            let values = crate::text::tests::host(x.clone());
+            let values = fasterai_core::linalg::host_values(x.clone());
             let mut logits = vec![0f32; n * t * vocab];
             for (k, &id) in values.iter().enumerate() {
                 let follow = next
@@ -346,9 +346,5 @@ mod tests {
         let report = perplexity(knowing, &ids, 10, 4, 2, 2, &device, |_| {}).unwrap();
         let p: f64 = 3.0 / (3.0 + vocab as f64 - 1.0);
         assert!((report.nll_per_token + p.ln()).abs() < 1e-6, "{report}");
-    }
-
-    fn host(x: Tensor<2>) -> Vec<f32> {
-        fasterai_core::linalg::host_values(x)
     }
 }

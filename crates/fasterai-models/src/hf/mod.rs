@@ -216,13 +216,12 @@ impl Checkpoint {
                 read,
             });
         }
-        let unused: Vec<&String> = self
+        let mut unused: Vec<&String> = self
             .tensors
             .keys()
             .filter(|k| !used.contains(*k) && !names::ignorable(k) && !self.is_tied_copy(k))
             .collect();
         if !unused.is_empty() {
-            let mut unused: Vec<&String> = unused.into_iter().collect();
             unused.sort();
             return Err(problem(
                 &self.dir,
